@@ -1,0 +1,105 @@
+// swift-tools-version:6.0
+//
+// probattn: an interactive-segmentation daemon built on probabilistic attention.
+//
+// Module map (each module has one job; arrows are dependencies):
+//
+//   CBLAS, CZeroMQ, CPNG, CJPEG      system libraries through pkg-config (Debian -dev packages)
+//   CProbattnPlugin                  the C ABI header shared by the host and every attention plugin
+//   ProbattnCore        -> CBLAS      tensors, BLAS products, softmax, the probabilistic attention operator (no I/O)
+//   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (option parsing, exporting variants)
+//   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
+//   ProbattnImaging     -> CPNG, CJPEG  image decoding/encoding, label masks, COCO RLE
+//   ProbattnSegmentation -> Core, PluginHost, Imaging   encoder / adapter / propagator stages, click simulator, eval
+//   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
+//   ProbattnDaemon      -> Segmentation, ZMQ, GRDB, Yams, Logging, ServiceLifecycle   config, protocol, store, sessions
+//   probattn, probattnd               the two executables
+//
+// Attention plugins live in Plugins/<Name> as ordinary targets with an explicit `path:` (they are *runtime*
+// plugins loaded with dlopen, not SwiftPM package plugins), each built as its own dynamic library product.
+
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = []
+
+/// One attention plugin: a dynamic library product `probattn-<name>` built from `Plugins/<Folder>`.
+func attentionPlugin(_ product: String, target: String, folder: String, swift: Bool = true) -> (Product, Target) {
+    let product = Product.library(name: "probattn-\(product)", type: .dynamic, targets: [target])
+    let target: Target = swift
+        ? .target(name: target, dependencies: ["ProbattnPluginKit", "ProbattnCore", "CProbattnPlugin"],
+                  path: "Plugins/\(folder)", swiftSettings: swiftSettings)
+        : .target(name: target, dependencies: ["CProbattnPlugin"], path: "Plugins/\(folder)", publicHeadersPath: ".")
+    return (product, target)
+}
+
+let plugins = [
+    attentionPlugin("probabilistic", target: "ProbabilisticAttentionPlugin", folder: "Probabilistic"),
+    attentionPlugin("softmax", target: "SoftmaxAttentionPlugin", folder: "Softmax"),
+    attentionPlugin("sigmoid", target: "SigmoidAttentionPlugin", folder: "Sigmoid"),
+    attentionPlugin("neighborhood", target: "NeighborhoodAttentionPlugin", folder: "Neighborhood"),
+    attentionPlugin("context-pool", target: "ContextPoolAttentionPlugin", folder: "ContextPool"),
+    attentionPlugin("uniform", target: "UniformAttentionPlugin", folder: "Uniform", swift: false),
+]
+
+let package = Package(
+    name: "probattn",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "probattn", targets: ["probattn"]),
+        .executable(name: "probattnd", targets: ["probattnd"]),
+    ] + plugins.map(\.0),
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .target(name: "CProbattnPlugin"),
+
+        .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnSegmentation",
+                dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnDaemon",
+                dependencies: [
+                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost",
+                    .product(name: "GRDB", package: "GRDB.swift"),
+                    .product(name: "Yams", package: "Yams"),
+                    .product(name: "Logging", package: "swift-log"),
+                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                ],
+                swiftSettings: swiftSettings),
+        .executableTarget(name: "probattn",
+                          dependencies: [
+                              "ProbattnCore", "ProbattnPluginHost", "ProbattnImaging", "ProbattnSegmentation",
+                              "ProbattnZMQ", "ProbattnDaemon",
+                              .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                          ],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "probattnd",
+                          dependencies: [
+                              "ProbattnDaemon", "ProbattnPluginHost",
+                              .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                              .product(name: "Logging", package: "swift-log"),
+                          ],
+                          swiftSettings: swiftSettings),
+
+        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore"], exclude: []),
+        .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
+        .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
+        .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),
+        .testTarget(name: "DaemonTests", dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging"]),
+    ] + plugins.map(\.1),
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+#include "probattn_plugin.h"

@@ -1,0 +1,134 @@
+/*
+ * probattn_plugin.h: the C ABI between the probattn host (daemon, CLI, tests) and attention plugins.
+ *
+ * A plugin is a shared object (.so) in the plugin folder. The host dlopen()s it (RTLD_NOW | RTLD_LOCAL), reads the
+ * exported symbol `probattn_plugin_abi_version` (a uint32_t that must equal PROBATTN_PLUGIN_ABI_VERSION), then calls
+ * the exported entry `probattn_plugin_register(registrar)`, in which the plugin calls
+ * `registrar->register_variant(registrar->host, &variant)` once per variant it provides. The host never dlclose()s a
+ * plugin. Nothing but the plain C types below crosses the boundary, so a plugin may be written in C, in Swift
+ * (@_cdecl exports), or in anything that can export C symbols. docs/PLUGINS.md is the guide for plugin authors;
+ * Plugins/Uniform is a complete plugin in C.
+ *
+ * Layout conventions: every matrix is row-major float32, one row per token or unit:
+ *   queries  H x C      token features (the queries q_i)
+ *   keys     M x C      unit keys (zeta_j); M may differ from H
+ *   values   M x Cv     unit values (mu_j)
+ *   fixed    H x (Cv+1) fixed (observed) token values; column Cv is the 0/1 indicator m_i; NULL when none
+ *   output   H x Cv     token values returned by the variant
+ *
+ * Lifetime: every pointer the host passes is valid only during the call. Strings a plugin registers (names,
+ * summaries, option specs) must stay valid for the life of the process (static storage).
+ *
+ * Threading: `attend` may be called concurrently from several threads (different images); it must be reentrant and
+ * must not keep state between calls.
+ */
+#ifndef PROBATTN_PLUGIN_H
+#define PROBATTN_PLUGIN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bump when any struct or function signature in this header changes. */
+#define PROBATTN_PLUGIN_ABI_VERSION 1u
+
+/** Names of the two symbols every plugin exports. */
+#define PROBATTN_PLUGIN_ABI_SYMBOL "probattn_plugin_abi_version"
+#define PROBATTN_PLUGIN_ENTRY_SYMBOL "probattn_plugin_register"
+
+/** The type of an option value. */
+typedef enum probattn_option_type {
+    PROBATTN_OPTION_INT = 1,    /* int64 */
+    PROBATTN_OPTION_FLOAT = 2,  /* double */
+    PROBATTN_OPTION_BOOL = 3,   /* 0 or 1, stored in int_value */
+    PROBATTN_OPTION_STRING = 4  /* NUL-terminated UTF-8 */
+} probattn_option_type;
+
+/** One option a variant accepts, as registered by the plugin (shown by `probattnd plugins`). */
+typedef struct probattn_option_spec {
+    const char *name;            /* lower_snake_case, unique within the variant */
+    probattn_option_type type;
+    const char *default_value;   /* the default, written as it would be in YAML ("0.5", "true", "3", "textbook") */
+    const char *meaning;         /* one line for operators */
+} probattn_option_spec;
+
+/** One option value passed by the host. The host passes every option of the variant, defaults filled in, already
+ *  type-checked against the spec, in the order the spec lists them. */
+typedef struct probattn_option_value {
+    const char *name;
+    probattn_option_type type;
+    int64_t int_value;           /* INT and BOOL */
+    double float_value;          /* FLOAT */
+    const char *string_value;    /* STRING */
+} probattn_option_value;
+
+/** Flags in probattn_attend_input.flags. */
+enum {
+    /** The keys passed in were already adapted (for example cached from an earlier call on the same image):
+     *  a variant that adapts keys must not adapt them again. */
+    PROBATTN_KEYS_ALREADY_ADAPTED = 1u << 0
+};
+
+/** What the host gives a variant for one attention call (one image, one head). */
+typedef struct probattn_attend_input {
+    int64_t tokens;              /* H */
+    int64_t units;               /* M */
+    int64_t channels;            /* C */
+    int64_t value_channels;      /* Cv */
+    const float *queries;        /* H x C */
+    const float *keys;           /* M x C */
+    const float *values;         /* M x Cv */
+    const float *fixed;          /* H x (Cv+1) or NULL */
+    int64_t grid_rows;           /* tokens lie on a grid_rows x grid_cols grid (row-major) when both are > 0; */
+    int64_t grid_cols;           /* then rows * cols == H. 0 when tokens have no grid. */
+    const probattn_option_value *options;
+    int64_t option_count;
+    uint32_t flags;              /* PROBATTN_* flags above */
+} probattn_attend_input;
+
+/** Where a variant writes its results. The host allocates every buffer. */
+typedef struct probattn_attend_output {
+    float *token_values;         /* H x Cv, always written */
+    float *adapted_keys;         /* M x C; write the adapted keys here and set keys_adapted = 1 if the variant adapts them */
+    float *adapted_values;       /* M x Cv; write the adapted values here and set values_adapted = 1 if it adapts them */
+    int32_t keys_adapted;
+    int32_t values_adapted;
+    char error[256];             /* on failure: a NUL-terminated message for the operator */
+} probattn_attend_output;
+
+/** Requirements a variant states about its inputs. */
+enum {
+    PROBATTN_NEEDS_GRID = 1u << 0,        /* needs grid_rows/grid_cols (neighbourhood, context pooling) */
+    PROBATTN_NEEDS_UNITS_EQUAL_TOKENS = 1u << 1  /* needs M == H (unit j sits at token j) */
+};
+
+/** One attention variant. */
+typedef struct probattn_variant {
+    const char *name;            /* the `type:` in config, lower_snake_case, unique across loaded plugins */
+    const char *summary;         /* one line */
+    const probattn_option_spec *options;
+    int32_t option_count;
+    uint32_t requirements;       /* PROBATTN_NEEDS_* */
+    /** Runs attention. Returns 0 on success; on failure, non-zero with out->error set. Must be reentrant. */
+    int32_t (*attend)(const probattn_attend_input *input, probattn_attend_output *output);
+} probattn_variant;
+
+/** Passed to the plugin's entry. register_variant copies what it needs; it returns 0 when the variant was accepted,
+ *  non-zero when it was refused (for example a name already taken); a plugin may ignore the result. */
+typedef struct probattn_registrar {
+    void *host;
+    int32_t (*register_variant)(void *host, const probattn_variant *variant);
+} probattn_registrar;
+
+/* What a plugin exports (declared here so that C plugins get the right signatures):
+ *   const uint32_t probattn_plugin_abi_version = PROBATTN_PLUGIN_ABI_VERSION;
+ *   int32_t probattn_plugin_register(const probattn_registrar *registrar);   returns 0 on success */
+typedef int32_t (*probattn_plugin_register_fn)(const probattn_registrar *registrar);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROBATTN_PLUGIN_H */

@@ -1,0 +1,1 @@
+// ProbattnCore: see Package.swift for this module's job.

@@ -1,0 +1,1 @@
+// ProbattnDaemon: see Package.swift for this module's job.

@@ -1,0 +1,1 @@
+// ProbattnPluginHost: see Package.swift for this module's job.

@@ -1,0 +1,1 @@
+// ProbattnPluginKit: see Package.swift for this module's job.

@@ -1,0 +1,143 @@
+import ProbattnImaging
+
+// The segmentation pipeline, as the daemon and `probattn eval` run it:
+//
+//   image bytes ──decode──▶ RGBImage ──ImageEncoder──▶ EncodedImage ──AttentionAdapter──▶ AdaptedImage
+//                                       (once per image, cached)        (once per image: key adaptation, cached)
+//
+//   clicks ──────────────────────────────────────────────▶ Propagator(encoded, adapted, clicks) ──▶ SegmentationResult
+//                                                           (per click: fixed values, value propagation, upsampling)
+//
+// The writer stage (SQLite + publishing) belongs to the daemon and sits after the propagator.
+
+/// A value from a stage's `options:` block in the config (YAML scalars and lists).
+public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case string(String)
+    case list([ConfigValue])
+
+    public var description: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .double(let v): return String(v)
+        case .bool(let v): return String(v)
+        case .string(let v): return v
+        case .list(let vs): return "[" + vs.map(\.description).joined(separator: ", ") + "]"
+        }
+    }
+}
+
+/// The role a stage plays in the pipeline.
+public enum StageRole: String, Sendable, CaseIterable, Codable {
+    case encoder, adapter, propagator, writer
+}
+
+/// One stage as written in the config: its role, the `type` naming its implementation, and its options.
+public struct StageSpec: Sendable, Equatable {
+    public var role: StageRole
+    public var type: String
+    public var options: [String: ConfigValue]
+
+    public init(role: StageRole, type: String, options: [String: ConfigValue] = [:]) {
+        self.role = role
+        self.type = type
+        self.options = options
+    }
+}
+
+/// Tokens on a regular grid (row-major): token `r * cols + c` is at grid row `r`, column `c`.
+public struct TokenGrid: Sendable, Equatable {
+    public var rows: Int
+    public var cols: Int
+    public init(rows: Int, cols: Int) { self.rows = rows; self.cols = cols }
+}
+
+/// What an encoder produces for one image.
+public struct EncodedImage: Sendable {
+    /// The decoded image, kept for edge-aware upsampling in the propagator.
+    public var image: RGBImage
+    /// H, the number of tokens.
+    public var tokenCount: Int
+    /// C, the feature (query/key) dimension.
+    public var featureDimension: Int
+    /// H × C, row-major: the token queries.
+    public var features: [Float]
+    /// Set when tokens lie on a regular grid (neighbourhood and context-pooling attention need it).
+    public var grid: TokenGrid?
+    /// The pixel footprint of every token: `tokenOfPixel[y * width + x]` is the token that pixel belongs to.
+    public var tokenOfPixel: [Int32]
+
+    public init(image: RGBImage, tokenCount: Int, featureDimension: Int, features: [Float], grid: TokenGrid?,
+                tokenOfPixel: [Int32]) {
+        self.image = image
+        self.tokenCount = tokenCount
+        self.featureDimension = featureDimension
+        self.features = features
+        self.grid = grid
+        self.tokenOfPixel = tokenOfPixel
+    }
+
+    /// Bytes held, for the cache's memory budget.
+    public var memoryBytes: Int { image.pixels.count + features.count * 4 + tokenOfPixel.count * 4 }
+}
+
+/// What the adapter produces once per image, before any feedback: the units of the mixture (keys, possibly adapted
+/// to the image by EM) and anything else that does not depend on clicks.
+public struct AdaptedImage: Sendable {
+    /// M, the number of units.
+    public var unitCount: Int
+    /// M × C, row-major.
+    public var keys: [Float]
+    /// True when `keys` were adapted (so the propagator must not adapt them again).
+    public var keysAdapted: Bool
+
+    public init(unitCount: Int, keys: [Float], keysAdapted: Bool) {
+        self.unitCount = unitCount
+        self.keys = keys
+        self.keysAdapted = keysAdapted
+    }
+
+    public var memoryBytes: Int { keys.count * 4 }
+}
+
+/// One annotator click in image pixel coordinates, with the index of its class in the session's class list.
+public struct Click: Sendable, Equatable, Codable {
+    public var x: Int
+    public var y: Int
+    public var classIndex: Int
+    public init(x: Int, y: Int, classIndex: Int) { self.x = x; self.y = y; self.classIndex = classIndex }
+}
+
+/// The propagator's answer for one set of clicks.
+public struct SegmentationResult: Sendable {
+    /// Full-resolution class map (class indices into the session's class list).
+    public var mask: LabelMask
+    /// Seconds spent in the propagator.
+    public var seconds: Double
+
+    public init(mask: LabelMask, seconds: Double) {
+        self.mask = mask
+        self.seconds = seconds
+    }
+}
+
+/// Turns an image into tokens. Called once per image (then cached); must be thread-safe.
+public protocol ImageEncoder: Sendable {
+    func encode(_ image: RGBImage) throws -> EncodedImage
+}
+
+/// Prepares the units of the mixture for an image. Called once per image after encoding, before any click
+/// (key adaptation happens here); must be thread-safe.
+public protocol AttentionAdapter: Sendable {
+    func adapt(_ encoded: EncodedImage) throws -> AdaptedImage
+}
+
+/// Turns clicks into a full-resolution mask. Called on every feedback with *all* current clicks of the image
+/// (the stage is stateless over the accumulated clicks, which makes undo and multi-annotator merging trivial);
+/// must be thread-safe. `classCount` is the number of classes of the session (2 for object/background).
+public protocol Propagator: Sendable {
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
+        -> SegmentationResult
+}

@@ -1,0 +1,1 @@
+// ProbattnZMQ: see Package.swift for this module's job.

@@ -1,0 +1,1 @@
+print("probattn: under construction")

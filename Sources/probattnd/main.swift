@@ -1,0 +1,1 @@
+print("probattnd: under construction")
