@@ -1,1 +1,16 @@
-print("probattn: under construction")
+import ArgumentParser
+
+/// `probattn`: the command-line tool: runs the attention operator on reference cases, lists plugins, segments images
+/// through a running daemon, evaluates on the standard benchmarks, and benchmarks the kernel and the daemon.
+/// Each subcommand lives in its own file in this folder.
+@main
+struct Probattn: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probattn",
+        abstract: "Probabilistic-attention interactive segmentation: tools and client.",
+        subcommands: probattnSubcommands)
+}
+
+/// Every subcommand of `probattn`, one line each.
+let probattnSubcommands: [ParsableCommand.Type] = [
+]
