@@ -13,7 +13,10 @@
  *   queries  H x C      token features (the queries q_i)
  *   keys     M x C      unit keys (zeta_j); M may differ from H
  *   values   M x Cv     unit values (mu_j)
- *   fixed    H x (Cv+1) fixed (observed) token values; column Cv is the 0/1 indicator m_i; NULL when none
+ *   fixed    H x (Cv+1) fixed (observed) token values; column Cv is the indicator m_i; NULL when none.
+ *            m_i is 1 for a fixed token and 0 for a free one; values in (0,1) are a soft observation weight
+ *            (a token observed with partial confidence) and variants treat m_i as a weight wherever it appears.
+ *            Value channels of a token with m_i == 0 carry no information and must be ignored.
  *   output   H x Cv     token values returned by the variant
  *
  * Lifetime: every pointer the host passes is valid only during the call. Strings a plugin registers (names,

@@ -1,0 +1,54 @@
+import Foundation
+import ProbattnImaging
+
+/// Everything about one image that does not depend on clicks: computed once when the image is opened, then cached
+/// (the daemon keeps these in an LRU within its memory budget and recomputes an evicted one on demand).
+public struct PreparedImage: Sendable {
+    public var encoded: EncodedImage
+    public var adapted: AdaptedImage
+    /// Seconds spent in the encoder and in the adapter.
+    public var encodeSeconds: Double
+    public var adaptSeconds: Double
+
+    public init(encoded: EncodedImage, adapted: AdaptedImage, encodeSeconds: Double, adaptSeconds: Double) {
+        self.encoded = encoded
+        self.adapted = adapted
+        self.encodeSeconds = encodeSeconds
+        self.adaptSeconds = adaptSeconds
+    }
+
+    /// Bytes held, for the cache's memory budget.
+    public var memoryBytes: Int { encoded.memoryBytes + adapted.memoryBytes }
+}
+
+/// The encoder → adapter → propagator chain of one configured pipeline. Immutable and thread-safe: the daemon calls
+/// it concurrently for different images. Built from the config's stage list by `PipelineFactory`.
+public struct SegmentationPipeline: Sendable {
+    public let encoder: any ImageEncoder
+    public let adapter: any AttentionAdapter
+    public let propagator: any Propagator
+
+    public init(encoder: any ImageEncoder, adapter: any AttentionAdapter, propagator: any Propagator) {
+        self.encoder = encoder
+        self.adapter = adapter
+        self.propagator = propagator
+    }
+
+    /// Runs what is done once per image: encoding and key adaptation. Called when an image is opened (and again
+    /// if its cached preparation was evicted).
+    public func prepare(_ image: RGBImage) throws -> PreparedImage {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let encoded = try encoder.encode(image)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let adapted = try adapter.adapt(encoded)
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        return PreparedImage(encoded: encoded, adapted: adapted,
+                             encodeSeconds: Double(t1 - t0) / 1e9, adaptSeconds: Double(t2 - t1) / 1e9)
+    }
+
+    /// Runs what depends on feedback: called after every click (or undo) with all current clicks of the image.
+    public func segment(_ prepared: PreparedImage, clicks: [Click], classCount: Int) throws -> SegmentationResult {
+        try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                 classCount: classCount)
+    }
+}
