@@ -67,7 +67,7 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
+        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
