@@ -15,4 +15,6 @@ struct Probattn: ParsableCommand {
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
     PluginsCommand.self,
+    EvalCommand.self,
+    EvalPlotCommand.self,
 ]

@@ -243,6 +243,25 @@ func pipeline(_ propagator: any Propagator) -> SegmentationPipeline {
         #expect(image.width == 321 && image.height == 481 && truth.width == 321)
     }
 
+    /// The click sequences RITM's own `_get_next_click` (numpy + `cv2.distanceTransform`, run once with OpenCV 4 on
+    /// these masks) chose when every click paints a disc of radius 60 with its label, pasted as literals.
+    static let ritmClicks: [String: [(Int, Int, Bool)]] = [
+        "banana1": [(380, 341, true), (236, 347, true), (497, 281, true), (128, 306, true), (547, 185, true), (62, 250, true), (310, 390, true), (461, 355, true), (306, 307, true), (302, 266, false)],
+        "person1": [(345, 178, true), (344, 382, true), (320, 280, true), (250, 412, true), (436, 413, true), (156, 419, true), (524, 421, true), (398, 244, true), (387, 107, true), (398, 66, false)],
+        "teddy": [(145, 179, true), (130, 96, true), (88, 294, true), (188, 299, true), (141, 308, false), (211, 266, false), (75, 256, false), (85, 295, true), (62, 262, false), (84, 295, true)],
+    ]
+
+    @Test(.enabled(if: present)) func simulatorMatchesRITMsCodeOnGrabCutMasks() throws {
+        let runner = try EvaluationRunner(pipeline: pipeline(DiscPainter(radius: 60)), maxClicks: 10)
+        for (name, expected) in Self.ritmClicks {
+            let truth = try GroundTruthMask.load(path: Self.datasets + "/GrabCut/boundary_GT/\(name).bmp", rule: .grabCut)
+            let image = RGBImage(width: truth.width, height: truth.height,
+                                 pixels: [UInt8](repeating: 0, count: truth.width * truth.height * 3))
+            let clicks = try runner.evaluate(name: name, image: image, truth: truth).result.clicks
+            #expect(clicks == expected.map { SimulatedClick(x: $0.0, y: $0.1, isPositive: $0.2) }, "\(name)")
+        }
+    }
+
     @Test func rotationIsClockwise() {
         // 3 wide, 2 high: a b c / d e f  →  clockwise: d a / e b / f c.
         let image = RGBImage(width: 3, height: 2, pixels: [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6])
