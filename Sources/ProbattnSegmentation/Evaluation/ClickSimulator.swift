@@ -42,20 +42,25 @@ public struct ClickSimulator: Sendable {
 
     /// The click rule itself, without state.
     public static func choose(truth: GroundTruthMask, prediction: [Bool], clicked: [Bool]) -> SimulatedClick {
-        let w = truth.width, h = truth.height
-        var falseNegative = [Bool](repeating: false, count: w * h)
-        var falsePositive = [Bool](repeating: false, count: w * h)
-        for i in 0..<(w * h) {
-            let t = truth.values[i]
-            guard t != -1 else { continue }
-            falseNegative[i] = t == 1 && !prediction[i]
-            falsePositive[i] = t == 0 && prediction[i]
+        let w = truth.width, h = truth.height, count = w * h
+        var falseNegative = [Bool](repeating: false, count: count)
+        var falsePositive = [Bool](repeating: false, count: count)
+        truth.values.withUnsafeBufferPointer { t in
+            prediction.withUnsafeBufferPointer { p in
+                for i in 0..<min(count, p.count) where t[i] != -1 {
+                    falseNegative[i] = t[i] == 1 && !p[i]
+                    falsePositive[i] = t[i] == 0 && p[i]
+                }
+            }
         }
         var fnDistance = DistanceTransform.squaredDistancesWithZeroFrame(falseNegative, width: w, height: h)
         var fpDistance = DistanceTransform.squaredDistancesWithZeroFrame(falsePositive, width: w, height: h)
         var fnMax = 0, fpMax = 0
-        for i in 0..<(w * h) {
-            if clicked[i] { fnDistance[i] = 0; fpDistance[i] = 0 }
+        for i in 0..<min(count, clicked.count) where clicked[i] {
+            fnDistance[i] = 0
+            fpDistance[i] = 0
+        }
+        for i in 0..<count {
             fnMax = max(fnMax, fnDistance[i])
             fpMax = max(fpMax, fpDistance[i])
         }
