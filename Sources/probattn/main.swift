@@ -2,8 +2,8 @@ import ArgumentParser
 
 /// `probattn`: the command-line tool: runs the attention operator on reference cases, lists plugins, segments images
 /// through a running daemon, evaluates on the standard benchmarks, and benchmarks the kernel and the daemon.
-/// Each subcommand lives in its own file in this folder.
-@main
+/// Each subcommand lives in its own file in this folder. (No `@main`: a `main.swift` in a multi-file target is
+/// top-level code, so the entry point is the `Probattn.main()` call at the end of this file.)
 struct Probattn: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "probattn",
@@ -13,4 +13,7 @@ struct Probattn: ParsableCommand {
 
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
+    AttendCommand.self,
 ]
+
+Probattn.main()
