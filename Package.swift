@@ -65,7 +65,7 @@ let package = Package(
 
         .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
         .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
+        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG"], swiftSettings: swiftSettings),

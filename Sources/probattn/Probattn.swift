@@ -2,8 +2,9 @@ import ArgumentParser
 
 /// `probattn`: the command-line tool: runs the attention operator on reference cases, lists plugins, segments images
 /// through a running daemon, evaluates on the standard benchmarks, and benchmarks the kernel and the daemon.
-/// Each subcommand lives in its own file in this folder. (No `@main`: a `main.swift` in a multi-file target is
-/// top-level code, so the entry point is the `Probattn.main()` call at the end of this file.)
+/// Each subcommand lives in its own file in this folder. (This file is not named main.swift: a main.swift is
+/// top-level code once the target has a second file, and @main is not allowed beside top-level code.)
+@main
 struct Probattn: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "probattn",
@@ -14,6 +15,5 @@ struct Probattn: ParsableCommand {
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
+    PluginsCommand.self,
 ]
-
-Probattn.main()
