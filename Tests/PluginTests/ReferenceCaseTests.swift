@@ -95,7 +95,7 @@ private struct ReferenceCase {
                     let expected = try #require(reference.tokenMajor("v_updated_f64ref", rows: cv, n: n, g: g))
                     if name.hasPrefix("extra_sharp") {
                         // Ill-conditioned in float32 (README): a finite answer is what is required.
-                        #expect(output.allSatisfy(\.isFinite), "\(name) (\(n), \(g)) is not finite")
+                        #expect(output.allSatisfy { $0.isFinite }, "\(name) (\(n), \(g)) is not finite")
                     } else {
                         let check = withinTolerance(output, expected.map(Double.init))
                         #expect(check.ok, "\(name) (\(n), \(g)): max error \(check.error) > \(check.bound)")
