@@ -16,5 +16,4 @@ struct Probattn: ParsableCommand {
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
     PluginsCommand.self,
-    BenchCommand.self,
 ]
