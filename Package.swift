@@ -7,9 +7,11 @@
 //   CBLAS, CZeroMQ, CPNG, CJPEG      system libraries through pkg-config (Debian -dev packages)
 //   CProbattnPlugin                  the C ABI header shared by the host and every attention plugin
 //   ProbattnCore        -> CBLAS      tensors, BLAS products, softmax, the probabilistic attention operator (no I/O)
+//   ProbattnReferenceCases -> Core    reads probattn-case-v1 reference cases (manifest.json + .f32 files)
 //   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (option parsing, exporting variants)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
-//   ProbattnImaging     -> CPNG, CJPEG  image decoding/encoding, label masks, COCO RLE
+//   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
+//   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
 //   ProbattnSegmentation -> Core, PluginHost, Imaging   encoder / adapter / propagator stages, click simulator, eval
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnDaemon      -> Segmentation, ZMQ, GRDB, Yams, Logging, ServiceLifecycle   config, protocol, store, sessions
@@ -61,12 +63,16 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .target(name: "CProbattnPlugin"),
+        // libpng/libjpeg calls whose longjmp error handling must stay inside C (see its header).
+        .target(name: "CImageShims", dependencies: ["CPNG", "CJPEG"],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
         .target(name: "ProbattnSegmentation",
                 dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
                 swiftSettings: swiftSettings),
@@ -82,7 +88,8 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",
                           dependencies: [
-                              "ProbattnCore", "ProbattnPluginHost", "ProbattnImaging", "ProbattnSegmentation",
+                              "ProbattnCore", "ProbattnReferenceCases", "ProbattnPluginHost", "ProbattnImaging",
+                              "ProbattnSegmentation",
                               "ProbattnZMQ", "ProbattnDaemon",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                           ],
@@ -95,7 +102,8 @@ let package = Package(
                           ],
                           swiftSettings: swiftSettings),
 
-        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore"], exclude: []),
+        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),

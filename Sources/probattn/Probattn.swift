@@ -14,5 +14,6 @@ struct Probattn: ParsableCommand {
 
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
+    AttendCommand.self,
     PluginsCommand.self,
 ]
