@@ -15,6 +15,9 @@ public enum PipelineFactory {
     /// The attention variant used when the adapter does not name one.
     public static let defaultVariant = "probabilistic"
 
+    /// Options of the `attention` adapter itself (every other option goes to the variant).
+    public static let adapterOwnOptions: Set<String> = ["variant", "unit_stride"]
+
     /// The stage types each role accepts.
     public static let stageTypes: [StageRole: [String]] = [
         .encoder: [GridFeatureEncoder.typeName],
@@ -51,9 +54,10 @@ public enum PipelineFactory {
     public static func make(stages: [StageSpec], plugins: PluginRegistry?) throws -> SegmentationPipeline {
         let chosen = try resolveRoles(stages)
         let encoder = try makeEncoder(chosen[.encoder]!)
-        let attention = try makeAttention(chosen[.adapter]!, plugins: plugins ?? loadDefaultRegistry())
+        let (attention, unitStride) = try makeAttention(chosen[.adapter]!, plugins: plugins ?? loadDefaultRegistry())
         let propagator = try makePropagator(chosen[.propagator]!, attention: attention)
-        return SegmentationPipeline(encoder: encoder, adapter: VariantAttentionAdapter(attention: attention),
+        return SegmentationPipeline(encoder: encoder,
+                                    adapter: VariantAttentionAdapter(attention: attention, unitStride: unitStride),
                                     propagator: propagator)
     }
 
@@ -81,7 +85,7 @@ public enum PipelineFactory {
         let declared = Set(variant.options.map(\.name))
         var options: [String: ConfigValue] = ["variant": .string(variantName)]
         for (key, value) in adapter.options where key != "variant" {
-            if attention == nil || declared.contains(key) { options[key] = value }
+            if attention == nil || declared.contains(key) || adapterOwnOptions.contains(key) { options[key] = value }
         }
         if !keyAdaptation, declared.contains("key_adaptation_iterations") {
             options["key_adaptation_iterations"] = .int(0)
@@ -142,9 +146,19 @@ public enum PipelineFactory {
         }
     }
 
-    private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws -> any TokenAttention {
+    /// The adapter's attention and its own option `unit_stride`; every other option goes to the variant.
+    private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws
+        -> (any TokenAttention, Int) {
         guard spec.type == VariantAttentionAdapter.typeName else { throw unknownType(.adapter, spec.type) }
         var options = spec.options
+        var unitStride = 1
+        switch options.removeValue(forKey: "unit_stride") {
+        case nil: break
+        case .int(let value)? where (1...64).contains(value): unitStride = value
+        case let other?:
+            throw SegmentationError(.invalidOption, "adapter 'attention': option 'unit_stride' = \(other) is invalid "
+                                        + "(expected an integer in 1...64)")
+        }
         let name: String
         switch options.removeValue(forKey: "variant") {
         case nil: name = defaultVariant
@@ -153,7 +167,7 @@ public enum PipelineFactory {
             throw SegmentationError(.invalidOption, "adapter 'attention': option 'variant' = \(other) is invalid "
                                         + "(expected the name of an attention variant)")
         }
-        return try PluginAttention(variant: try lookUp(name, in: plugins), options: options)
+        return (try PluginAttention(variant: try lookUp(name, in: plugins), options: options), unitStride)
     }
 
     private static func makePropagator(_ spec: StageSpec, attention: any TokenAttention) throws -> any Propagator {

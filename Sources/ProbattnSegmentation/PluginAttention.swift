@@ -8,6 +8,7 @@ public struct PluginAttention: TokenAttention {
 
     public var name: String { variant.name }
     public var needsGrid: Bool { variant.needsGrid }
+    public var needsUnitsEqualTokens: Bool { variant.needsUnitsEqualTokens }
 
     /// Resolves `options` (config values) against the variant's option specs; an unknown option or a wrong type is
     /// an error naming the valid options.

@@ -5,6 +5,8 @@ public protocol TokenAttention: Sendable {
     var name: String { get }
     /// True when the variant needs tokens on a grid (`grid` must then be given).
     var needsGrid: Bool { get }
+    /// True when the variant needs one unit per token (M = H, unit j at token j).
+    var needsUnitsEqualTokens: Bool { get }
 
     /// Runs attention. `queries` H×C, `keys` M×C, `values` M×Cv, `fixed` H×(Cv+1) or nil (last column = indicator
     /// or soft observation weight). Returns the token values H×Cv and, when the variant adapted them, the keys M×C.

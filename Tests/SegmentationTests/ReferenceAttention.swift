@@ -9,6 +9,7 @@ struct ReferenceAttention: TokenAttention {
     var keyPrior = 1.0
     var name: String { "reference_rbf" }
     var needsGrid: Bool { false }
+    var needsUnitsEqualTokens: Bool { false }
 
     func weights(_ q: [Float], _ k: [Float], h: Int, m: Int, c: Int) -> [Double] {
         var w = [Double](repeating: 0, count: h * m)
