@@ -73,11 +73,12 @@ let package = Package(
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
-                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost",
+                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "CBLAS",
                     .product(name: "GRDB", package: "GRDB.swift"),
                     .product(name: "Yams", package: "Yams"),
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                    .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 ],
                 swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",

@@ -13,4 +13,5 @@ struct Probattn: ParsableCommand {
 
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
+    SegmentCommand.self,
 ]

@@ -11,4 +11,6 @@ struct Probattnd: ParsableCommand {
 
 /// Every subcommand of `probattnd`, one line each.
 let probattndSubcommands: [ParsableCommand.Type] = [
+    RunCommand.self,
+    DaemonPluginsCommand.self,
 ]

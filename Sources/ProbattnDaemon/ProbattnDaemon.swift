@@ -1,1 +1,0 @@
-// ProbattnDaemon: see Package.swift for this module's job.
