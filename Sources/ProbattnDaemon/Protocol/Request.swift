@@ -174,7 +174,7 @@ public struct RequestParser: Sendable {
                 guard case .object(let c) = item else {
                     throw ProtocolError(.badRequest, "clicks[\(index)] must be an object {x, y, class}")
                 }
-                var cr = FieldReader(fields: c, prefix: "clicks[\(index)].")
+                let cr = FieldReader(fields: c, prefix: "clicks[\(index)].")
                 return WireClick(x: try cr.int("x"), y: try cr.int("y"), className: try cr.string("class"))
             }
             return .feedback(imageID: imageID, annotator: annotator, clicks: clicks)

@@ -11,21 +11,32 @@ public enum Outgoing: Sendable {
 }
 
 /// The hand-off from worker threads to the socket thread: a FIFO under a lock plus an eventfd the socket thread polls
-/// (with `zmq_poll`) next to its sockets. One FIFO — rather than one inproc socket per worker — keeps the updates of
+/// (with `zmq_poll`) next to its sockets (a non-blocking pipe: its read end is readable while wake-ups are pending). One FIFO — rather than one inproc socket per worker — keeps the updates of
 /// one image in the order the (serialised) jobs produced them.
 public final class Outbox: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [Outgoing] = []
     /// Readable when there is something to send.
     public let wakeDescriptor: Int32
+    private let signalDescriptor: Int32
 
     public init() throws {
-        let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard fd >= 0 else { throw ProtocolError(.internal, "eventfd failed: \(String(cString: strerror(errno)))") }
-        wakeDescriptor = fd
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            throw ProtocolError(.internal, "pipe failed: \(String(cString: strerror(errno)))")
+        }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeDescriptor = fds[0]
+        signalDescriptor = fds[1]
     }
 
-    deinit { close(wakeDescriptor) }
+    deinit {
+        close(wakeDescriptor)
+        close(signalDescriptor)
+    }
 
     /// Queues messages (in order) and wakes the socket thread.
     public func post(_ messages: [Outgoing]) {
@@ -33,14 +44,14 @@ public final class Outbox: @unchecked Sendable {
         lock.lock()
         items.append(contentsOf: messages)
         lock.unlock()
-        var one: UInt64 = 1
-        _ = write(wakeDescriptor, &one, 8)
+        var one: UInt8 = 1
+        _ = write(signalDescriptor, &one, 1)  // a full pipe (EAGAIN) already means "wake up"
     }
 
     /// Takes everything queued; called by the socket thread when the wake descriptor is readable (or on a timeout).
     public func drain() -> [Outgoing] {
-        var counter: UInt64 = 0
-        _ = read(wakeDescriptor, &counter, 8)
+        var scratch = [UInt8](repeating: 0, count: 256)
+        while read(wakeDescriptor, &scratch, scratch.count) > 0 {}
         lock.lock(); defer { lock.unlock() }
         let taken = items
         items.removeAll(keepingCapacity: true)

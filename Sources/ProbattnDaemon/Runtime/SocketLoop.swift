@@ -101,8 +101,9 @@ final class SocketLoop: @unchecked Sendable {
         do { try publisher.bind(endpoints.results) } catch {
             throw ProtocolError(.internal, "cannot bind the results socket to \(endpoints.results): \(error)")
         }
-        logger.info("Sockets bound", metadata: ["requests": "\(try router.lastEndpoint())",
-                                                "results": "\(try publisher.lastEndpoint())"])
+        let requests = (try? router.lastEndpoint()) ?? endpoints.requests
+        let results = (try? publisher.lastEndpoint()) ?? endpoints.results
+        logger.info("Sockets bound", metadata: ["requests": "\(requests)", "results": "\(results)"])
         return (router, publisher)
     }
 
