@@ -9,7 +9,8 @@
 //   ProbattnCore        -> CBLAS      tensors, BLAS products, softmax, the probabilistic attention operator (no I/O)
 //   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (option parsing, exporting variants)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
-//   ProbattnImaging     -> CPNG, CJPEG  image decoding/encoding, label masks, COCO RLE
+//   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
+//   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
 //   ProbattnSegmentation -> Core, PluginHost, Imaging   encoder / adapter / propagator stages, click simulator, eval
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnDaemon      -> Segmentation, ZMQ, GRDB, Yams, Logging, ServiceLifecycle   config, protocol, store, sessions
@@ -61,12 +62,15 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .target(name: "CProbattnPlugin"),
+        // libpng/libjpeg calls whose longjmp error handling must stay inside C (see its header).
+        .target(name: "CImageShims", dependencies: ["CPNG", "CJPEG"],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
+        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
         .target(name: "ProbattnSegmentation",
                 dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
                 swiftSettings: swiftSettings),

@@ -19,8 +19,16 @@
  *            Value channels of a token with m_i == 0 carry no information and must be ignored.
  *   output   H x Cv     token values returned by the variant
  *
- * Lifetime: every pointer the host passes is valid only during the call. Strings a plugin registers (names,
- * summaries, option specs) must stay valid for the life of the process (static storage).
+ * Lifetime: every pointer the host passes is valid only during the call. `register_variant` copies the variant's
+ * name, summary and option specs before it returns, so they only need to live until then (static storage is the
+ * simplest); the `attend` function pointer is kept and called for the life of the process (the host never unloads a
+ * plugin).
+ *
+ * Exporting the ABI version: a C plugin defines
+ *     const uint32_t probattn_plugin_abi_version = PROBATTN_PLUGIN_ABI_VERSION;
+ * A Swift plugin cannot name a data symbol, so it depends on the CProbattnPlugin target, whose probattn_plugin.c
+ * carries a weak definition of that symbol with the version of this header; a C plugin's own (strong) definition
+ * takes precedence over it when both are linked.
  *
  * Threading: `attend` may be called concurrently from several threads (different images); it must be reentrant and
  * must not keep state between calls.
@@ -119,7 +127,9 @@ typedef struct probattn_variant {
 } probattn_variant;
 
 /** Passed to the plugin's entry. register_variant copies what it needs; it returns 0 when the variant was accepted,
- *  non-zero when it was refused (for example a name already taken); a plugin may ignore the result. */
+ *  non-zero when it was refused (a name already taken by another file, an empty name, an option whose default does
+ *  not parse as its type); the host reports refusals as a load failure of the file, and a plugin may ignore the
+ *  result. register_variant may only be called during probattn_plugin_register. */
 typedef struct probattn_registrar {
     void *host;
     int32_t (*register_variant)(void *host, const probattn_variant *variant);

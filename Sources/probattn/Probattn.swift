@@ -2,7 +2,8 @@ import ArgumentParser
 
 /// `probattn`: the command-line tool: runs the attention operator on reference cases, lists plugins, segments images
 /// through a running daemon, evaluates on the standard benchmarks, and benchmarks the kernel and the daemon.
-/// Each subcommand lives in its own file in this folder.
+/// Each subcommand lives in its own file in this folder. (This file is not named main.swift: a main.swift is
+/// top-level code once the target has a second file, and @main is not allowed beside top-level code.)
 @main
 struct Probattn: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,5 +14,6 @@ struct Probattn: ParsableCommand {
 
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
+    PluginsCommand.self,
     SegmentCommand.self,
 ]

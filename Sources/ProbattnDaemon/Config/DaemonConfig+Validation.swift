@@ -1,0 +1,70 @@
+import ProbattnSegmentation
+
+extension DaemonConfig {
+    /// The writer implementations the daemon provides (the writer stage is the daemon's own: it commits to SQLite and
+    /// publishes on the PUB socket). Its options are none.
+    public static let writerTypes = ["sqlite"]
+
+    /// Checks that need no resources and that decoding alone cannot do: endpoint syntax, distinct endpoints, and the
+    /// shape of the pipeline (one encoder, one adapter, one propagator, in that order, then at most one writer).
+    /// Called by `validate(plugins:)`; throws the first problem as a one-line `ConfigError`.
+    func validateStructure() throws {
+        try Self.validateEndpoint(endpoints.requests, path: "endpoints.requests")
+        try Self.validateEndpoint(endpoints.results, path: "endpoints.results")
+        guard endpoints.requests != endpoints.results else {
+            throw ConfigError(.invalidValue, path: "endpoints.results",
+                              "endpoints.results: must differ from endpoints.requests (both are \(endpoints.requests))")
+        }
+        try validatePipelineShape()
+    }
+
+    private func validatePipelineShape() throws {
+        let expected: [StageRole] = [.encoder, .adapter, .propagator]
+        let roles = pipeline.map(\.role)
+        let shapeIsValid = roles == expected || roles == expected + [.writer]
+        guard shapeIsValid else {
+            let given = roles.isEmpty ? "no stages" : roles.map(\.rawValue).joined(separator: ", ")
+            throw ConfigError(.invalidPipeline, path: "pipeline",
+                              "pipeline: stages must be encoder, adapter, propagator and optionally writer, in this order; found \(given)")
+        }
+        if let index = pipeline.firstIndex(where: { $0.role == .writer }) {
+            let writer = pipeline[index]
+            guard Self.writerTypes.contains(writer.type) else {
+                throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
+                                  "pipeline[\(index)].type: unknown writer type '\(writer.type)'; valid types: \(Self.writerTypes.joined(separator: ", "))")
+            }
+            if let option = writer.options.keys.sorted().first {
+                throw ConfigError(.unknownKey, path: "pipeline[\(index)].options.\(option)",
+                                  "pipeline[\(index)].options: unknown option '\(option)'; the \(writer.type) writer takes no options")
+            }
+        }
+    }
+
+    /// A ZeroMQ endpoint the daemon can bind: `tcp://HOST:PORT` (PORT 1–65535, or `*` for an ephemeral port),
+    /// `ipc://PATH` or `inproc://NAME`.
+    static func validateEndpoint(_ endpoint: String, path: String) throws {
+        func invalid(_ why: String) -> ConfigError {
+            ConfigError(.invalidValue, path: path, "\(path): '\(endpoint)' \(why)")
+        }
+        guard let separator = endpoint.range(of: "://") else {
+            throw invalid("is not a ZeroMQ endpoint (expected tcp://HOST:PORT, ipc://PATH or inproc://NAME)")
+        }
+        let scheme = String(endpoint[..<separator.lowerBound])
+        let address = String(endpoint[separator.upperBound...])
+        switch scheme {
+        case "tcp":
+            guard let colon = address.lastIndex(of: ":"), colon != address.startIndex else {
+                throw invalid("needs a host and a port (tcp://HOST:PORT)")
+            }
+            let port = address[address.index(after: colon)...]
+            if port == "*" { return }
+            guard let number = Int(port), (1...65535).contains(number) else {
+                throw invalid("has an invalid port '\(port)' (1-65535 or *)")
+            }
+        case "ipc", "inproc":
+            guard !address.isEmpty else { throw invalid("needs a \(scheme == "ipc" ? "path" : "name") after \(scheme)://") }
+        default:
+            throw invalid("uses transport '\(scheme)'; valid transports: tcp, ipc, inproc")
+        }
+    }
+}

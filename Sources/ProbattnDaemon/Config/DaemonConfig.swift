@@ -1,0 +1,246 @@
+import Foundation
+import Logging
+import ProbattnSegmentation
+
+/// The daemon's configuration, as written in `Config/probattnd.yaml` (YAML keys are lower_snake_case; every key is
+/// optional and has the default shown on its field).
+///
+/// Life cycle (decode → validate → build): `load`/`decode` turn YAML into this value strictly (unknown keys, wrong
+/// types and unknown words are errors); `validate(plugins:)` runs every check that needs no resources (what
+/// `probattnd validate` and a SIGHUP reload run); the daemon then opens sockets, the store and the pipeline from it.
+public struct DaemonConfig: Sendable, Equatable {
+    /// Where the daemon listens (ZeroMQ endpoint strings: `tcp://host:port`, `ipc:///path`, `inproc://name`).
+    public struct Endpoints: Sendable, Equatable {
+        /// ROUTER socket for requests (clients connect DEALER or REQ sockets). YAML `requests`.
+        public var requests: String = "tcp://127.0.0.1:5555"
+        /// PUB socket for mask updates. YAML `results`.
+        public var results: String = "tcp://127.0.0.1:5556"
+        public init() {}
+    }
+
+    /// How image bytes are kept in the store.
+    public enum ImageBytes: String, Sendable, Equatable, CaseIterable {
+        /// The encoded image bytes are stored in the database (self-contained; a restart needs nothing else).
+        case inline
+        /// Only the path the client gave is stored; the file must still be there when a session resumes.
+        case path
+    }
+
+    /// The SQLite store.
+    public struct Store: Sendable, Equatable {
+        /// The SQLite file. A relative path is resolved against `$STATE_DIRECTORY` when that is set (systemd's
+        /// `StateDirectory=`), otherwise against the working directory; see `resolvedPath(environment:currentDirectory:)`.
+        /// YAML `path`.
+        public var path: String = "state/probattn.sqlite"
+        /// Whether image bytes are stored inline or as a path. YAML `image_bytes`.
+        public var imageBytes: ImageBytes = .inline
+        public init() {}
+
+        /// The SQLite file's absolute path: `path` itself when absolute, else `$STATE_DIRECTORY/path` when the
+        /// variable is set (systemd may list several directories separated by `:`; the first is used), else
+        /// `currentDirectory/path`.
+        public func resolvedPath(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                 currentDirectory: String = FileManager.default.currentDirectoryPath) -> String {
+            if path.hasPrefix("/") { return path }
+            if let state = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !state.isEmpty {
+                return DaemonConfig.join(String(state), path)
+            }
+            return DaemonConfig.join(currentDirectory, path)
+        }
+    }
+
+    /// Bounds on what clients may send and on what the daemon holds. Every limit is ≥ 1.
+    public struct Limits: Sendable, Equatable {
+        /// Largest image accepted by "open", in pixels (width × height). YAML `max_image_pixels`.
+        public var maxImagePixels: Int = 4096 * 4096
+        /// Largest request accepted, all frames together, in bytes. YAML `max_message_bytes`.
+        public var maxMessageBytes: Int = 64 << 20
+        /// Most frames in one request (header plus payloads, after the routing envelope). YAML `max_frames`.
+        public var maxFrames: Int = 4
+        /// Requests waiting for one image beyond this are answered `busy`. YAML `queue_depth_per_image`.
+        public var queueDepthPerImage: Int = 32
+        /// Requests waiting in the whole daemon beyond this are answered `busy`. YAML `max_pending_requests`.
+        public var maxPendingRequests: Int = 1024
+        /// Memory budget of the per-image cache of encoder and adapter outputs (LRU), in bytes.
+        /// YAML `cache_memory_mb` (MiB) or `cache_memory_bytes` (one of the two).
+        public var cacheMemoryBytes: Int = 1024 << 20
+        public init() {}
+    }
+
+    /// Which click wins when two annotators give one token different classes.
+    public enum ConflictPolicy: String, Sendable, Equatable, CaseIterable {
+        /// The most recent click decides.
+        case latestWins = "latest_wins"
+        /// The earliest click that is still in force decides.
+        case firstWins = "first_wins"
+    }
+
+    /// Multi-annotator sessions.
+    public struct Sessions: Sendable, Equatable {
+        /// YAML `conflict_policy`: `latest_wins` or `first_wins`.
+        public var conflictPolicy: ConflictPolicy = .latestWins
+        public init() {}
+    }
+
+    /// Log output (stderr, one line per event).
+    public struct LoggingOptions: Sendable, Equatable {
+        /// Least severe level written. YAML `level`: trace, debug, info, notice, warning, error, critical.
+        public var level: Logger.Level = .info
+        public init() {}
+    }
+
+    /// systemd notifications (sent only when `$NOTIFY_SOCKET` is set).
+    public struct Notify: Sendable, Equatable {
+        /// Send `WATCHDOG=1` from the request loop when systemd asks for it (`WatchdogSec=`). YAML `watchdog`.
+        public var watchdog: Bool = true
+        public init() {}
+    }
+
+    public var endpoints = Endpoints()
+    /// Folder scanned for attention plugins. YAML `plugin_dir`; nil (the default) means
+    /// `PluginRegistry.defaultDirectory()`: the build's products when run from the build, the installed plugin folder
+    /// otherwise. A relative path is resolved against the working directory.
+    public var pluginDirectory: String?
+    public var store = Store()
+    public var limits = Limits()
+    public var sessions = Sessions()
+    /// The stages, in order: encoder, adapter, propagator, and optionally the writer. YAML `pipeline`.
+    public var pipeline: [StageSpec] = DaemonConfig.defaultPipeline
+    public var logging = LoggingOptions()
+    public var notify = Notify()
+
+    public init() {}
+
+    /// The pipeline used when the config has no `pipeline` key.
+    public static let defaultPipeline: [StageSpec] = [
+        StageSpec(role: .encoder, type: "grid_features"),
+        StageSpec(role: .adapter, type: "probabilistic"),
+        StageSpec(role: .propagator, type: "value_propagation"),
+        StageSpec(role: .writer, type: "sqlite"),
+    ]
+
+    /// Reads and decodes a config file. Throws `ConfigError` (`.unreadable` when the file cannot be read).
+    public static func load(path: String) throws -> DaemonConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(.unreadable, path: "", "cannot read config file \(path): \(Self.reason(error))")
+        }
+        do {
+            return try decode(yaml: text)
+        } catch let error as ConfigError {
+            throw ConfigError(error.code, path: error.path, "\(path): \(error.message)")
+        }
+    }
+
+    /// Decodes YAML text strictly; an empty document gives the defaults. Throws `ConfigError`.
+    public static func decode(yaml: String) throws -> DaemonConfig {
+        var config = DaemonConfig()
+        guard let root = try ConfigNode.root(yaml: yaml), !root.isNull else { return config }
+        let top = try root.mapping(allowed: ["endpoints", "plugin_dir", "store", "limits", "sessions", "pipeline",
+                                             "logging", "notify"])
+        if let node = top["endpoints"] {
+            let keys = try node.mapping(allowed: ["requests", "results"])
+            if let value = keys["requests"] { config.endpoints.requests = try value.nonEmptyString() }
+            if let value = keys["results"] { config.endpoints.results = try value.nonEmptyString() }
+        }
+        if let node = top["plugin_dir"], !node.isNull {
+            config.pluginDirectory = try node.nonEmptyString()
+        }
+        if let node = top["store"] {
+            let keys = try node.mapping(allowed: ["path", "image_bytes"])
+            if let value = keys["path"] { config.store.path = try value.nonEmptyString() }
+            if let value = keys["image_bytes"] {
+                config.store.imageBytes = try value.choice(ImageBytes.self)
+            }
+        }
+        if let node = top["limits"] {
+            config.limits = try decodeLimits(node)
+        }
+        if let node = top["sessions"] {
+            let keys = try node.mapping(allowed: ["conflict_policy"])
+            if let value = keys["conflict_policy"] {
+                config.sessions.conflictPolicy = try value.choice(ConflictPolicy.self)
+            }
+        }
+        if let node = top["pipeline"] {
+            config.pipeline = try node.sequence().map(decodeStage)
+        }
+        if let node = top["logging"] {
+            let keys = try node.mapping(allowed: ["level"])
+            if let value = keys["level"] {
+                config.logging.level = try value.choice(Logger.Level.self)
+            }
+        }
+        if let node = top["notify"] {
+            let keys = try node.mapping(allowed: ["watchdog"])
+            if let value = keys["watchdog"] { config.notify.watchdog = try value.bool() }
+        }
+        return config
+    }
+
+    private static func decodeLimits(_ node: ConfigNode) throws -> Limits {
+        var limits = Limits()
+        let keys = try node.mapping(allowed: ["max_image_pixels", "max_message_bytes", "max_frames",
+                                              "queue_depth_per_image", "max_pending_requests", "cache_memory_mb",
+                                              "cache_memory_bytes"])
+        if let value = keys["max_image_pixels"] { limits.maxImagePixels = try value.int(atLeast: 1) }
+        if let value = keys["max_message_bytes"] { limits.maxMessageBytes = try value.int(atLeast: 1) }
+        if let value = keys["max_frames"] { limits.maxFrames = try value.int(atLeast: 1) }
+        if let value = keys["queue_depth_per_image"] { limits.queueDepthPerImage = try value.int(atLeast: 1) }
+        if let value = keys["max_pending_requests"] { limits.maxPendingRequests = try value.int(atLeast: 1) }
+        switch (keys["cache_memory_mb"], keys["cache_memory_bytes"]) {
+        case (.some(let mb), .some):
+            throw mb.invalidValue("give either cache_memory_mb or cache_memory_bytes, not both")
+        case (.some(let mb), nil):
+            let value = try mb.int(atLeast: 1)
+            guard value <= Int.max >> 20 else { throw mb.invalidValue("\(value) MiB is too large") }
+            limits.cacheMemoryBytes = value << 20
+        case (nil, .some(let bytes)):
+            limits.cacheMemoryBytes = try bytes.int(atLeast: 1)
+        case (nil, nil):
+            break
+        }
+        return limits
+    }
+
+    private static func decodeStage(_ node: ConfigNode) throws -> StageSpec {
+        let keys = try node.mapping(allowed: ["role", "type", "options"])
+        guard let roleNode = keys["role"] else {
+            throw ConfigError(.missingKey, path: node.childPath("role"),
+                              "\(node.path): missing key 'role' (one of: \(StageRole.allCases.map(\.rawValue).joined(separator: ", ")))\(node.lineSuffix)")
+        }
+        guard let typeNode = keys["type"] else {
+            throw ConfigError(.missingKey, path: node.childPath("type"),
+                              "\(node.path): missing key 'type' (the stage's implementation)\(node.lineSuffix)")
+        }
+        let role = try roleNode.choice(StageRole.self)
+        let type = try typeNode.nonEmptyString()
+        var options: [String: ConfigValue] = [:]
+        if let optionsNode = keys["options"], !optionsNode.isNull {
+            guard case .mapping(let mapping) = optionsNode.node else { throw optionsNode.wrongType("a mapping") }
+            for (keyNode, valueNode) in mapping {
+                let key = try ConfigNode(keyNode, path: optionsNode.path).string()
+                guard options[key] == nil else {
+                    throw optionsNode.invalidValue("duplicate option '\(key)'")
+                }
+                options[key] = try ConfigNode(valueNode, path: optionsNode.childPath(key)).configValue()
+            }
+        }
+        return StageSpec(role: role, type: type, options: options)
+    }
+
+    static func join(_ directory: String, _ relative: String) -> String {
+        directory.hasSuffix("/") ? directory + relative : directory + "/" + relative
+    }
+
+    static func reason(_ error: Error) -> String {
+        let nsError = error as NSError
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
+           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
+            return String(cString: strerror(code.rawValue))
+        }
+        return nsError.localizedDescription
+    }
+}

@@ -1,1 +1,0 @@
-// ProbattnPluginHost: see Package.swift for this module's job.

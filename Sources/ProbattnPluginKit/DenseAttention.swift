@@ -1,0 +1,111 @@
+// Dense building blocks shared by the Swift variants: BLAS products, row softmax, and label propagation with fixed
+// tokens clamped. Token-major row-major Float32 throughout; the heavy products go through cblas_sgemm.
+
+import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum DenseAttention {
+    /// The attention scale: `requested` when it is > 0, else 1/√channels (the SDPA default).
+    public static func scale(requested: Double, channels: Int) throws -> Float {
+        guard requested.isFinite, requested >= 0 else {
+            throw PluginFailure("option 'scale' must be a finite number >= 0 (0 means 1/sqrt(channels)), got \(requested)")
+        }
+        return requested > 0 ? Float(requested) : 1 / Float(channels).squareRoot()
+    }
+
+    /// out (rows×rowsB) = scale · a (rows×inner) · b (rowsB×inner)ᵀ: the logits Q·Kᵀ.
+    public static func productTransposed(_ a: UnsafeBufferPointer<Float>, rows: Int,
+                                         _ b: UnsafeBufferPointer<Float>, rowsB: Int, inner: Int,
+                                         scale: Float) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * rowsB)
+        out.withUnsafeMutableBufferPointer { result in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(rowsB), Int32(inner), scale,
+                        a.baseAddress, Int32(inner), b.baseAddress, Int32(inner), 0, result.baseAddress, Int32(rowsB))
+        }
+        return out
+    }
+
+    /// out (rows×cols) = a (rows×inner) · b (inner×cols): the weighted values W·V.
+    public static func product(_ a: UnsafeBufferPointer<Float>, rows: Int, inner: Int,
+                               _ b: UnsafeBufferPointer<Float>, cols: Int,
+                               into out: UnsafeMutableBufferPointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(inner), 1,
+                    a.baseAddress, Int32(inner), b.baseAddress, Int32(cols), 0, out.baseAddress, Int32(cols))
+    }
+
+    /// Array convenience for `product`.
+    public static func product(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * cols)
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                out.withUnsafeMutableBufferPointer { product(a, rows: rows, inner: inner, b, cols: cols, into: $0) }
+            }
+        }
+        return out
+    }
+
+    /// Replaces every row of `matrix` (rows×cols) by its softmax, with the row maximum subtracted first.
+    public static func softmaxRows(_ matrix: inout [Float], rows: Int, cols: Int) {
+        matrix.withUnsafeMutableBufferPointer { buffer in
+            for i in 0..<rows {
+                let row = UnsafeMutableBufferPointer(rebasing: buffer[(i * cols)..<((i + 1) * cols)])
+                var largest = -Float.infinity
+                for value in row where value > largest { largest = value }
+                var total: Float = 0
+                for j in 0..<cols {
+                    let e = expf(row[j] - largest)
+                    row[j] = e
+                    total += e
+                }
+                let inverse = 1 / total
+                for j in 0..<cols { row[j] *= inverse }
+            }
+        }
+    }
+
+    /// Weights W = softmax(scale · Q·Kᵀ), H×M.
+    public static func softmaxWeights(_ call: AttendCall, scale: Float) -> [Float] {
+        var weights = productTransposed(call.queries, rows: call.tokens, call.keys, rowsB: call.units,
+                                        inner: call.channels, scale: scale)
+        softmaxRows(&weights, rows: call.tokens, cols: call.units)
+        return weights
+    }
+
+    /// Blends each token's values towards its fixed values by its weight m_i: v_i ← (1 − m_i)·v_i + m_i·v*_i.
+    /// Free tokens (m_i = 0) are left alone, whatever their value channels in `fixed` hold.
+    public static func clamp(_ values: UnsafeMutableBufferPointer<Float>, fixed: UnsafeBufferPointer<Float>,
+                             tokens: Int, valueChannels: Int) {
+        let stride = valueChannels + 1
+        for i in 0..<tokens {
+            let m = fixed[i * stride + valueChannels]
+            guard m > 0 else { continue }
+            for c in 0..<valueChannels {
+                values[i * valueChannels + c] = (1 - m) * values[i * valueChannels + c] + m * fixed[i * stride + c]
+            }
+        }
+    }
+
+    /// Label propagation with fixed tokens clamped (Zhu & Ghahramani 2002), in place on `values` (H×Cv, the plain
+    /// attention output on entry): v ← clamp(v), then `iterations` times v ← clamp(W·v), where `applyWeights`
+    /// computes W·v for a token-by-token weight matrix W (so unit j must be token j). Without fixed tokens it leaves
+    /// `values` unchanged.
+    public static func propagateLabels(_ values: UnsafeMutableBufferPointer<Float>, call: AttendCall,
+                                       iterations: Int,
+                                       applyWeights: (_ input: [Float], _ output: UnsafeMutableBufferPointer<Float>)
+                                           -> Void) throws {
+        guard let fixed = call.fixed, call.hasFixedTokens else { return }
+        guard iterations >= 0 else { throw PluginFailure("option 'iterations' must be >= 0, got \(iterations)") }
+        if iterations > 0 && call.units != call.tokens {
+            throw PluginFailure("label propagation with fixed values needs as many units as tokens (unit j is "
+                                + "token j); got \(call.units) units for \(call.tokens) tokens (set iterations: 0)")
+        }
+        clamp(values, fixed: fixed, tokens: call.tokens, valueChannels: call.valueChannels)
+        for _ in 0..<iterations {
+            let current = Array(values)
+            applyWeights(current, values)
+            clamp(values, fixed: fixed, tokens: call.tokens, valueChannels: call.valueChannels)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// ProbattnPluginKit: see Package.swift for this module's job.

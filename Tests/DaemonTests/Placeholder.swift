@@ -1,3 +1,0 @@
-import Testing
-
-@Test func DaemonTestsBuilds() { #expect(Bool(true)) }

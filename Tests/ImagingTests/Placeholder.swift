@@ -1,3 +1,0 @@
-import Testing
-
-@Test func ImagingTestsBuilds() { #expect(Bool(true)) }

@@ -1,0 +1,203 @@
+// The loader: bad plugin files each give one clear line and do not stop the others; options are strict; the
+// built plugins (five in Swift, one in C) all load from the build's products.
+
+import Foundation
+import ProbattnPluginHost
+import Testing
+
+/// A valid C plugin registering `name` (with options of every type), used to build duplicates and test option passing.
+/// Its attend writes [int, float, bool, length of string] into the first token's values, and fails with the
+/// string as its message when the string option starts with "fail".
+private func optionEchoPlugin(variant name: String, abiVersion: String = "PROBATTN_PLUGIN_ABI_VERSION") -> String {
+    """
+    #include <stdio.h>
+    #include <string.h>
+    #include "probattn_plugin.h"
+    const uint32_t probattn_plugin_abi_version = \(abiVersion);
+    static const probattn_option_spec specs[] = {
+        {"count", PROBATTN_OPTION_INT, "3", "an int"},
+        {"weight", PROBATTN_OPTION_FLOAT, "0.25", "a float"},
+        {"enabled", PROBATTN_OPTION_BOOL, "false", "a bool"},
+        {"mode", PROBATTN_OPTION_STRING, "plain", "a string"},
+    };
+    static int32_t attend(const probattn_attend_input *in, probattn_attend_output *out) {
+        if (in->option_count != 4) { snprintf(out->error, sizeof out->error, "got %lld options", (long long)in->option_count); return 2; }
+        const char *mode = in->options[3].string_value;
+        if (strncmp(mode, "fail", 4) == 0) { snprintf(out->error, sizeof out->error, "%s", mode); return 1; }
+        for (int64_t k = 0; k < in->tokens * in->value_channels; k++) out->token_values[k] = 0;
+        out->token_values[0] = (float)in->options[0].int_value;
+        out->token_values[1] = (float)in->options[1].float_value;
+        out->token_values[2] = (float)in->options[2].int_value;
+        out->token_values[3] = (float)strlen(mode);
+        return 0;
+    }
+    static const probattn_variant variant = {"\(name)", "echoes its options", specs, 4, 0, attend};
+    int32_t probattn_plugin_register(const probattn_registrar *r) { r->register_variant(r->host, &variant); return 0; }
+    """
+}
+
+/// One token, one unit, 2 channels, 4 value channels: enough for the echo plugin.
+private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueChannels: 4,
+                                       queries: [0, 0], keys: [0, 0], values: [0, 0, 0, 0])
+
+@Suite struct LoaderTests {
+    @Test(.disabled("the Swift variants land in the next merge")) func builtProductsListAllSixVariants() throws {
+        #expect(builtPlugins.failures.isEmpty, "\(builtPlugins.failures)")
+        #expect(builtPlugins.variantNames == ["context_pool", "neighborhood", "probabilistic", "sigmoid",
+                                              "softmax", "uniform"])
+        let listing = builtPlugins.listing()
+        for variant in builtPlugins.variants {
+            #expect(listing.contains("\(variant.name)  [\(variant.file), ABI \(PluginRegistry.hostABIVersion)]"))
+            #expect(!variant.summary.isEmpty)
+            for option in variant.options {
+                #expect(listing.contains(option.name) && listing.contains(option.meaning))
+            }
+        }
+        #expect(try builtPlugins.variant(named: "uniform").file == "libprobattn-uniform.so")
+        #expect(try builtPlugins.variant(named: "softmax").file == "libprobattn-softmax.so")
+    }
+
+    @Test(.disabled("the Swift variants land in the next merge")) func loadingTheSameFolderTwiceGivesTheSameVariants() {
+        let again = PluginRegistry.load(directory: productsDirectory)
+        #expect(again.failures.isEmpty, "\(again.failures)")
+        #expect(again.variantNames == builtPlugins.variantNames)
+    }
+
+    @Test func eachBadPluginKindGivesOneClearLineAndTheOthersStillLoad() throws {
+        let folder = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // A text file named like a plugin.
+        try "this is not a library\n".write(to: folder.appendingPathComponent("x.so"), atomically: true,
+                                            encoding: .utf8)
+        // A real shared object without the entry symbols.
+        try compileSharedObject("int add_one(int x) { return x + 1; }\n", named: "nosymbols.so", in: folder)
+        // A plugin built against another ABI version.
+        try compileSharedObject(optionEchoPlugin(variant: "future_variant", abiVersion: "99u"),
+                                named: "future.so", in: folder)
+        // Two plugins registering the same name: the first file in name order keeps it.
+        try compileSharedObject(optionEchoPlugin(variant: "echo_options"), named: "a_echo.so", in: folder)
+        try compileSharedObject(optionEchoPlugin(variant: "echo_options"), named: "b_echo.so", in: folder)
+        // A copy of the C example plugin: it must still load beside the bad files.
+        try FileManager.default.copyItem(
+            atPath: (productsDirectory as NSString).appendingPathComponent("libprobattn-uniform.so"),
+            toPath: folder.appendingPathComponent("libprobattn-uniform.so").path)
+
+        let registry = PluginRegistry.load(directory: folder.path)
+        #expect(registry.variantNames == ["echo_options", "uniform"])
+        #expect(try registry.variant(named: "echo_options").file == "a_echo.so")
+        let reasons = Dictionary(uniqueKeysWithValues: registry.failures.map { ($0.file, $0.reason) })
+        #expect(reasons.count == 4, "\(registry.failures)")
+        #expect(reasons["x.so"]?.hasPrefix("not a shared object") == true, "\(reasons)")
+        #expect(reasons["nosymbols.so"] == "missing entry symbols: probattn_plugin_abi_version, "
+                + "probattn_plugin_register (not a probattn plugin)")
+        #expect(reasons["future.so"]?.hasPrefix("ABI version 99, host speaks \(PluginRegistry.hostABIVersion)")
+                == true, "\(reasons)")
+        #expect(reasons["b_echo.so"] == "variant name 'echo_options' already registered by a_echo.so")
+
+        // The listing shows the loaded variants and one line per failed file.
+        let listing = registry.listing()
+        #expect(listing.contains("echo_options  [a_echo.so, ABI \(PluginRegistry.hostABIVersion)]"))
+        for failure in registry.failures {
+            #expect(listing.components(separatedBy: "\n").filter { $0.contains(failure.file + ":") }.count == 1)
+        }
+        // Loading the folder again: same result, the same file registering again is not a duplicate.
+        let again = PluginRegistry.load(directory: folder.path)
+        #expect(again.variantNames == registry.variantNames)
+        #expect(again.failures.map(\.description) == registry.failures.map(\.description))
+    }
+
+    @Test func aMissingFolderIsOneFailure() {
+        let registry = PluginRegistry.load(directory: "/nonexistent/probattn/plugins")
+        #expect(registry.variants.isEmpty)
+        #expect(registry.failures.map(\.reason) == ["the plugin folder does not exist"])
+    }
+
+    @Test(.disabled("the Swift variants land in the next merge")) func anUnknownVariantNameListsTheLoadedNames() {
+        do {
+            _ = try builtPlugins.variant(named: "linear")
+            Issue.record("expected an error")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("unknown attention variant 'linear'"))
+            #expect(message.contains("context_pool, neighborhood, probabilistic, sigmoid, softmax, uniform"))
+        }
+    }
+
+    @Test func optionsAreStrictTypedAndReachThePlugin() throws {
+        let folder = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try compileSharedObject(optionEchoPlugin(variant: "option_echo"), named: "echo.so", in: folder)
+        let variant = try PluginRegistry.load(directory: folder.path).variant(named: "option_echo")
+
+        let defaults = try variant.resolveOptions([:])
+        #expect(defaults["count"] == .int(3) && defaults["weight"] == .float(0.25))
+        #expect(defaults["enabled"] == .bool(false) && defaults["mode"] == .string("plain"))
+        #expect(try variant.attend(echoInput, options: defaults).tokenValues == [3, 0.25, 0, 5])
+
+        let given = try variant.resolveOptions(["count": .int(7), "weight": .int(2), "enabled": .bool(true),
+                                                "mode": .string("ab")])
+        #expect(given["weight"] == .float(2))  // an int is accepted for a float
+        #expect(try variant.attend(echoInput, options: given).tokenValues == [7, 2, 1, 2])
+
+        #expect(throws: PluginHostError.unknownOption(variant: "option_echo", option: "colour",
+                                                      valid: ["count", "weight", "enabled", "mode"])) {
+            try variant.resolveOptions(["colour": .string("red")])
+        }
+        do {
+            _ = try variant.resolveOptions(["count": .float(1.5)])
+            Issue.record("expected a type error")
+        } catch {
+            #expect("\(error)" == "option 'count' of attention variant 'option_echo' must be int, got float 1.5")
+        }
+        #expect(throws: PluginHostError.self) { try variant.resolveOptions(["enabled": .int(1)]) }
+
+        // The plugin's error text reaches the caller.
+        let failing = try variant.resolveOptions(["mode": .string("fail: no such mode")])
+        #expect(throws: PluginHostError.pluginFailed(variant: "option_echo", message: "fail: no such mode")) {
+            try variant.attend(echoInput, options: failing)
+        }
+    }
+
+    @Test(.disabled("the Swift variants land in the next merge")) func badInputsAreRefusedBeforeThePluginRuns() throws {
+        let softmax = try builtPlugins.variant(named: "softmax")
+        let neighborhood = try builtPlugins.variant(named: "neighborhood")
+        let options = try softmax.resolveOptions([:])
+        var input = AttentionInput(tokens: 4, units: 4, channels: 2, valueChannels: 2,
+                                   queries: [Float](repeating: 0.5, count: 8), keys: [Float](repeating: 0, count: 8),
+                                   values: [Float](repeating: 1, count: 8))
+        #expect(throws: Never.self) { try softmax.attend(input, options: options) }
+        func expectInvalid(_ input: AttentionInput, _ variant: AttentionVariant, _ fragment: String) {
+            do {
+                _ = try variant.attend(input, options: try variant.resolveOptions([:]))
+                Issue.record("expected invalid input: \(fragment)")
+            } catch {
+                #expect("\(error)".contains(fragment), "\(error)")
+            }
+        }
+        var short = input
+        short.keys.removeLast()
+        expectInvalid(short, softmax, "keys has 7 elements, expected 4×2 = 8")
+        var nan = input
+        nan.queries[3] = .nan
+        expectInvalid(nan, softmax, "queries contains NaN")
+        var badGrid = input
+        badGrid.gridRows = 3
+        badGrid.gridCols = 2
+        expectInvalid(badGrid, softmax, "grid 3×2 does not hold the 4 tokens")
+        expectInvalid(input, neighborhood, "needs the token grid")
+        input.gridRows = 2
+        input.gridCols = 2
+        var fewerUnits = input
+        fewerUnits.units = 2
+        fewerUnits.keys = [0, 0, 0, 0]
+        fewerUnits.values = [1, 1, 1, 1]
+        expectInvalid(fewerUnits, neighborhood, "needs as many units as tokens")
+        var badWeight = input
+        badWeight.fixed = [Float](repeating: 0, count: 12)
+        badWeight.fixed?[2] = 2
+        expectInvalid(badWeight, softmax, "fixed indicator of token 0 is 2.0")
+        #expect(throws: PluginHostError.self) {
+            try softmax.attend(input, options: try neighborhood.resolveOptions([:]))
+        }
+    }
+}
