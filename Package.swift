@@ -104,7 +104,8 @@ let package = Package(
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),
-        .testTarget(name: "DaemonTests", dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging"]),
+        .testTarget(name: "DaemonTests",
+                    dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation"]),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]
 )

@@ -28,6 +28,7 @@ public struct ProbattnReply: Sendable {
     public subscript(key: String) -> JSONValue? { header[key] }
 
     /// Self when `ok`, else throws the daemon's error.
+    @discardableResult
     public func checked() throws -> ProbattnReply {
         guard ok else {
             throw ProbattnClientError.daemonError(code: errorCode ?? "?", message: errorMessage ?? "\(header)")
