@@ -32,8 +32,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         }
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
-        try config.validate(plugins: plugins)
-        let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
+        try config.validateStructure()  // TODO(config): validate(plugins:) once it lands on main
+        let pipeline = try PipelineFactory.make(stages: FactoryStages.translate(config.pipeline), plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -69,11 +69,11 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.notice("Reloading the configuration", metadata: ["config": "\(configPath)"])
         do {
             let new = try DaemonConfig.load(path: configPath)
-            try new.validate(plugins: plugins)
+            try new.validateStructure()  // TODO(config): validate(plugins:) once it lands on main
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
                 ? engine.currentSettings.pipeline
-                : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
+                : try PipelineFactory.make(stages: FactoryStages.translate(new.pipeline), plugins: plugins)
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
             if new.store != current.store { restartOnly.append("store") }
