@@ -7,6 +7,7 @@
 //   CBLAS, CZeroMQ, CPNG, CJPEG      system libraries through pkg-config (Debian -dev packages)
 //   CProbattnPlugin                  the C ABI header shared by the host and every attention plugin
 //   ProbattnCore        -> CBLAS      tensors, BLAS products, softmax, the probabilistic attention operator (no I/O)
+//   ProbattnReferenceCases -> Core    reads probattn-case-v1 reference cases (manifest.json + .f32 files)
 //   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (option parsing, exporting variants)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
@@ -67,6 +68,7 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
@@ -87,7 +89,8 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",
                           dependencies: [
-                              "ProbattnCore", "ProbattnPluginHost", "ProbattnImaging", "ProbattnSegmentation",
+                              "ProbattnCore", "ProbattnReferenceCases", "ProbattnPluginHost", "ProbattnImaging",
+                              "ProbattnSegmentation",
                               "ProbattnZMQ", "ProbattnDaemon",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                           ],
@@ -100,7 +103,8 @@ let package = Package(
                           ],
                           swiftSettings: swiftSettings),
 
-        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore"], exclude: []),
+        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),

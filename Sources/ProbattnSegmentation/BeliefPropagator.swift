@@ -332,7 +332,8 @@ public struct BeliefPropagator: Propagator {
                     if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex) }
                 }
             }
-            labels[click.y * w + click.x] = UInt8(click.classIndex)
         }
+        // The clicked pixels themselves last, so that a later click's disc never takes a clicked pixel away.
+        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
     }
 }

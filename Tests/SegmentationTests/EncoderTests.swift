@@ -28,7 +28,7 @@ import Testing
         let plain = try GridFeatureEncoder(stride: 8, maxTokens: 10_000, superpixelIterations: 0).encode(scene.image)
         let refined = try GridFeatureEncoder(stride: 8, maxTokens: 10_000, superpixelIterations: 6).encode(scene.image)
         let grid = try #require(refined.grid)
-        #expect(refined.features.allSatisfy(\.isFinite))
+        #expect(refined.features.allSatisfy { $0.isFinite })
         // Every pixel belongs to its own grid cell or one of the 8 around it (the grid index keeps its meaning).
         for y in 0..<72 {
             for x in 0..<96 {

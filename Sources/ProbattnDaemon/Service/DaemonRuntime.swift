@@ -32,7 +32,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         }
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
-        try config.validateStructure()  // TODO(config): validate(plugins:) once it lands on main
+        try config.validate(plugins: plugins)
         let pipeline = try PipelineFactory.make(stages: FactoryStages.translate(config.pipeline), plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
@@ -69,7 +69,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.notice("Reloading the configuration", metadata: ["config": "\(configPath)"])
         do {
             let new = try DaemonConfig.load(path: configPath)
-            try new.validateStructure()  // TODO(config): validate(plugins:) once it lands on main
+            try new.validate(plugins: plugins)
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
                 ? engine.currentSettings.pipeline

@@ -1,1 +1,0 @@
-// ProbattnCore: see Package.swift for this module's job.
