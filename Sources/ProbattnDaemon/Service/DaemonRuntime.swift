@@ -60,6 +60,13 @@ public final class DaemonRuntime: @unchecked Sendable {
                                                "pipeline": "\(config.pipeline.map(\.type).joined(separator: ">"))"])
     }
 
+    /// Sends `READY=1` and lets the request loop start its watchdog pings.
+    public func announceReady() {
+        notifier.ready()
+        notifier.status("Serving requests")
+        sockets.markReady()
+    }
+
     /// Re-reads the config file (SIGHUP). Applies limits, the conflict policy and the pipeline's stages (used for
     /// images opened from now on); endpoints, the store, the plugin folder and logging need a restart and are kept.
     /// On any error the running config stays and the reason is logged.
