@@ -15,5 +15,6 @@ struct Probattn: ParsableCommand {
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
+    BenchCommand.self,
     PluginsCommand.self,
 ]
