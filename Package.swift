@@ -8,7 +8,7 @@
 //   CProbattnPlugin                  the C ABI header shared by the host and every attention plugin
 //   ProbattnCore        -> CBLAS      tensors, BLAS products, softmax, the probabilistic attention operator (no I/O)
 //   ProbattnReferenceCases -> Core    reads probattn-case-v1 reference cases (manifest.json + .f32 files)
-//   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (option parsing, exporting variants)
+//   ProbattnPluginKit   -> Core, C ABI, CBLAS  helpers for plugins written in Swift (options, exports, dense kernels)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
