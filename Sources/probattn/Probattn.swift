@@ -16,4 +16,6 @@ struct Probattn: ParsableCommand {
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
     PluginsCommand.self,
+    EvalCommand.self,
+    EvalPlotCommand.self,
 ]
