@@ -9,6 +9,20 @@ PREFIX      ?= /usr
 DESTDIR     ?=
 CONFIG      ?= Config/probattnd.yaml
 BUILD_FLAGS ?=
+# Installed layout (make install): binaries in $(PREFIX)/bin; plugins in $(PREFIX)/lib/probattn/plugins; the Swift
+# runtime libraries the binaries need in $(PREFIX)/lib/probattn (found through the binaries' rpath, so nothing depends
+# on the toolchain being installed); the config in /etc/probattn (systemd's ConfigurationDirectory=probattn); the unit
+# in $(UNITDIR).
+BINDIR      := $(PREFIX)/bin
+LIBDIR      := $(PREFIX)/lib/probattn
+PLUGINDIR   := $(LIBDIR)/plugins
+CONFDIR     := /etc/probattn
+DOCDIR      := $(PREFIX)/share/doc/probattn
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+# Release builds carry an rpath to the installed runtime folder: $ORIGIN/../lib/probattn for the binaries in bin/,
+# $ORIGIN/.. for the plugins in lib/probattn/plugins. Never --static-swift-stdlib: plugins are Swift shared objects
+# and need the one shared Swift runtime of the process.
+RELEASE_FLAGS := -c release -Xlinker -rpath -Xlinker '$$ORIGIN/../lib/probattn' -Xlinker -rpath -Xlinker '$$ORIGIN/..'
 # Debian packages the build and tests need (headers through pkg-config; python3-pip for the protocol example test).
 APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
@@ -29,7 +43,7 @@ build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
 
 release: deps
-	$(SWIFT) build -c release $(BUILD_FLAGS)
+	$(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS)
 
 test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
@@ -37,6 +51,31 @@ test: deps
 
 run: build
 	$(SWIFT) run probattn --help
+
+## install: release build, then copy binaries, plugins, the Swift runtime they link, the default config (pointing
+## plugin_dir at $(PLUGINDIR); an existing config is kept) and the unit (paths rewritten for PREFIX) under DESTDIR.
+install: release
+	@set -e; bin="$$($(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS) --show-bin-path)"; \
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(PLUGINDIR)" "$(DESTDIR)$(CONFDIR)" "$(DESTDIR)$(UNITDIR)" \
+	  "$(DESTDIR)$(DOCDIR)"; \
+	install -m 0755 "$$bin/probattnd" "$$bin/probattn" "$(DESTDIR)$(BINDIR)/"; \
+	install -m 0644 "$$bin"/libprobattn-*.so "$(DESTDIR)$(PLUGINDIR)/"; \
+	runtime="$$(dirname "$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")")/lib/swift/linux"; \
+	libs="$$(ldd "$$bin/probattnd" "$$bin/probattn" "$$bin"/libprobattn-*.so | awk '$$2 == "=>" {print $$1}' | sort -u)"; \
+	for lib in $$libs; do \
+	  if [ -e "$$runtime/$$lib" ]; then install -m 0644 "$$runtime/$$lib" "$(DESTDIR)$(LIBDIR)/"; fi; \
+	done; \
+	sed 's|^# plugin_dir: .*|plugin_dir: $(PLUGINDIR)|' $(CONFIG) > "$(DESTDIR)$(CONFDIR)/probattnd.yaml.dist"; \
+	if [ -e "$(DESTDIR)$(CONFDIR)/probattnd.yaml" ]; then \
+	  echo "Kept the existing $(CONFDIR)/probattnd.yaml; the new default is $(CONFDIR)/probattnd.yaml.dist"; \
+	else mv "$(DESTDIR)$(CONFDIR)/probattnd.yaml.dist" "$(DESTDIR)$(CONFDIR)/probattnd.yaml"; fi; \
+	chmod 0644 "$(DESTDIR)$(CONFDIR)"/probattnd.yaml*; \
+	sed -e 's|/usr/bin/probattnd|$(BINDIR)/probattnd|g' -e 's|/usr/share/doc/probattn|$(DOCDIR)|g' \
+	  systemd/probattnd.service > "$(DESTDIR)$(UNITDIR)/probattnd.service"; \
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/probattnd.service"; \
+	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"; \
+	echo "Installed under $(DESTDIR)$(PREFIX): bin/probattnd, bin/probattn, $(PLUGINDIR), $(CONFDIR)/probattnd.yaml, $(UNITDIR)/probattnd.service"; \
+	echo "Next: systemctl daemon-reload && systemctl enable --now probattnd"
 
 clean:
 	rm -rf .build

@@ -17,4 +17,6 @@ let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
     BenchCommand.self,
     PluginsCommand.self,
+    EvalCommand.self,
+    EvalPlotCommand.self,
 ]

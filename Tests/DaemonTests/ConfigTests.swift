@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import ProbattnSegmentation
 import Testing
-@testable import ProbattnDaemon
+import ProbattnDaemon
 
 /// The repository root, found from this file's path (Tests/DaemonTests/ConfigTests.swift).
 private let repositoryRoot = URL(fileURLWithPath: #filePath)
@@ -19,9 +19,9 @@ private func shippedConfigFiles() throws -> [String] {
     return files
 }
 
-/// What `probattnd validate` runs, minus the plugin folder.
+/// What `probattnd validate` runs, minus the plugin folder (checked in ValidateCommandTests).
 private func validateConfig(_ config: DaemonConfig) throws {
-    try config.validateStructure()
+    try config.validate(plugins: nil)
 }
 
 /// Decodes `yaml`, expecting a `ConfigError`, and returns it.

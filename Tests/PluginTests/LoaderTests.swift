@@ -41,7 +41,7 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
                                        queries: [0, 0], keys: [0, 0], values: [0, 0, 0, 0])
 
 @Suite struct LoaderTests {
-    @Test(.disabled("the Swift variants land in the next merge")) func builtProductsListAllSixVariants() throws {
+    @Test func builtProductsListAllSixVariants() throws {
         #expect(builtPlugins.failures.isEmpty, "\(builtPlugins.failures)")
         #expect(builtPlugins.variantNames == ["context_pool", "neighborhood", "probabilistic", "sigmoid",
                                               "softmax", "uniform"])
@@ -57,7 +57,7 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         #expect(try builtPlugins.variant(named: "softmax").file == "libprobattn-softmax.so")
     }
 
-    @Test(.disabled("the Swift variants land in the next merge")) func loadingTheSameFolderTwiceGivesTheSameVariants() {
+    @Test func loadingTheSameFolderTwiceGivesTheSameVariants() {
         let again = PluginRegistry.load(directory: productsDirectory)
         #expect(again.failures.isEmpty, "\(again.failures)")
         #expect(again.variantNames == builtPlugins.variantNames)
@@ -112,7 +112,7 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         #expect(registry.failures.map(\.reason) == ["the plugin folder does not exist"])
     }
 
-    @Test(.disabled("the Swift variants land in the next merge")) func anUnknownVariantNameListsTheLoadedNames() {
+    @Test func anUnknownVariantNameListsTheLoadedNames() {
         do {
             _ = try builtPlugins.variant(named: "linear")
             Issue.record("expected an error")
@@ -158,7 +158,7 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         }
     }
 
-    @Test(.disabled("the Swift variants land in the next merge")) func badInputsAreRefusedBeforeThePluginRuns() throws {
+    @Test func badInputsAreRefusedBeforeThePluginRuns() throws {
         let softmax = try builtPlugins.variant(named: "softmax")
         let neighborhood = try builtPlugins.variant(named: "neighborhood")
         let options = try softmax.resolveOptions([:])

@@ -162,3 +162,87 @@ enum Oracle {
         })
     }
 }
+
+/// The probabilistic operator (spec §1) for uniform precisions, in double precision, as the plugin's options define it.
+struct ProbabilisticOracle {
+    var alpha: Double
+    var beta = 0.0
+    var magnitudePriors = true
+    var keyIterations = 0
+    var keyPrior = 0.0       // 0: no prior (ML)
+    var valueIterations = 0
+    var valuePrior = 0.0     // 0: no prior (ML)
+    var textbook = true      // prior centred on the initial keys/values (else the previous iterate)
+    var clamp = false
+
+    struct Result { var tokens: [Double]; var keys: [[Double]]; var values: [[Double]] }
+
+    /// W_ij ∝ π_j exp(−α/2‖q_i − ζ_j‖²), log π_j = α/2‖ζ_j‖² + β/2‖μ_j‖² with magnitude priors (else uniform).
+    func weights(_ p: Problem, keys: [[Double]], values: [[Double]]) -> [[Double]] {
+        (0..<p.tokens).map { i in
+            Oracle.softmax((0..<p.units).map { j in
+                var distance = 0.0, keyNorm = 0.0
+                for k in 0..<p.channels {
+                    distance += (p.q(i, k) - keys[j][k]) * (p.q(i, k) - keys[j][k])
+                    keyNorm += keys[j][k] * keys[j][k]
+                }
+                var logit = -alpha / 2 * distance
+                if magnitudePriors {
+                    logit += alpha / 2 * keyNorm + beta / 2 * values[j].reduce(0) { $0 + $1 * $1 }
+                }
+                return logit
+            })
+        }
+    }
+
+    /// means_j ← (λ centre_j + p S_j) / (λ + p T_j) with a prior, else S_j / T_j.
+    func update(_ means: [[Double]], initial: [[Double]], sums: [[Double]], totals: [Double], precision: Double,
+                prior: Double, epsilon: Double) -> [[Double]] {
+        means.indices.map { j in
+            means[j].indices.map { c in
+                if prior > 0 {
+                    let centre = textbook ? initial[j][c] : means[j][c]
+                    return (prior * centre + precision * sums[j][c]) / (prior + precision * (totals[j] + epsilon))
+                }
+                return sums[j][c] / (totals[j] + epsilon)
+            }
+        }
+    }
+
+    func run(_ p: Problem) -> Result {
+        let initialKeys = (0..<p.units).map { j in (0..<p.channels).map { p.key(j, $0) } }
+        let initialValues = Oracle.valueRows(p)
+        var keys = initialKeys, values = initialValues
+        var w = weights(p, keys: keys, values: values)
+        for _ in 0..<keyIterations {
+            let totals = (0..<p.units).map { j in (0..<p.tokens).map { w[$0][j] }.reduce(0, +) }
+            let sums = (0..<p.units).map { j in
+                (0..<p.channels).map { k in (0..<p.tokens).map { w[$0][j] * p.q($0, k) }.reduce(0, +) }
+            }
+            keys = update(keys, initial: initialKeys, sums: sums, totals: totals, precision: alpha, prior: keyPrior,
+                          epsilon: 0)
+            w = weights(p, keys: keys, values: values)
+        }
+        if (0..<p.tokens).map(p.weight).reduce(0, +) > 0 {
+            for _ in 0..<valueIterations {
+                let totals = (0..<p.units).map { j in (0..<p.tokens).map { w[$0][j] * p.weight($0) }.reduce(0, +) }
+                let sums = (0..<p.units).map { j in
+                    (0..<p.valueChannels).map { c in
+                        (0..<p.tokens).map { w[$0][j] * p.weight($0) * p.fixedValue($0, c) }.reduce(0, +)
+                    }
+                }
+                values = update(values, initial: initialValues, sums: sums, totals: totals, precision: beta,
+                                prior: valuePrior, epsilon: 1e-20)
+                w = weights(p, keys: keys, values: values)
+            }
+        }
+        var out = Oracle.apply(w, values)
+        if clamp {
+            for i in 0..<p.tokens where p.weight(i) > 0 {
+                let m = p.weight(i)
+                for c in 0..<p.valueChannels { out[i][c] = (1 - m) * out[i][c] + m * p.fixedValue(i, c) }
+            }
+        }
+        return Result(tokens: Oracle.flat(out), keys: keys, values: values)
+    }
+}

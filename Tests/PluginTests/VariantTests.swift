@@ -248,4 +248,44 @@ private func freshSeed() -> UInt64 { UInt64.random(in: 0...UInt64.max) }
         expectClose(try run("uniform", fixed, ["clamp_fixed": .bool(false)]), Oracle.uniform(fixed, clampFixed: false),
                     "uniform fixed, no clamp", seed: seed)
     }
+
+    @Test func theExampleBuildsOutsideThePackageWithTheDocumentedCommand() throws {
+        // docs/PLUGINS.md and uniform.c: `cc -shared -fPIC -I <header folder> uniform.c -o libprobattn-uniform.so`.
+        let folder = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = try String(contentsOf: repositoryRoot.appendingPathComponent("Plugins/Uniform/uniform.c"),
+                                encoding: .utf8)
+        try compileSharedObject(source, named: "libprobattn-uniform.so", in: folder)
+        let registry = PluginRegistry.load(directory: folder.path)
+        #expect(registry.failures.isEmpty, "\(registry.failures)")
+        #expect(registry.variantNames == ["uniform"])
+    }
+}
+
+@Suite struct ConcurrencyTests {
+    @Test func variantsMayBeCalledFromSeveralThreadsAtOnce() throws {
+        var generator = SeededGenerator(seed: freshSeed())
+        let problems = (0..<8).map { _ in randomProblem(channels: 8, grid: (5, 6), fixed: true, using: &generator) }
+        for name in ["softmax", "neighborhood", "context_pool", "sigmoid", "uniform", "probabilistic"] {
+            let serial = try problems.map { try run(name, $0) }
+            let results = ResultBox(count: problems.count)
+            DispatchQueue.concurrentPerform(iterations: problems.count) { index in
+                results.set(index, try? run(name, problems[index]))
+            }
+            for index in problems.indices {
+                let concurrent = results.get(index) ?? []
+                #expect(concurrent.count == serial[index].count, "\(name) #\(index) failed")
+                #expect(zip(concurrent, serial[index]).allSatisfy { abs($0 - $1) <= 1e-6 }, "\(name) #\(index)")
+            }
+        }
+    }
+}
+
+/// Results written from several threads.
+private final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [[Float]?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: [Float]?) { lock.lock(); values[index] = value; lock.unlock() }
+    func get(_ index: Int) -> [Float]? { lock.lock(); defer { lock.unlock() }; return values[index] }
 }

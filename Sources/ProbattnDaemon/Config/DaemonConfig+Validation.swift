@@ -1,3 +1,4 @@
+import ProbattnPluginHost
 import ProbattnSegmentation
 
 extension DaemonConfig {
@@ -65,6 +66,24 @@ extension DaemonConfig {
             guard !address.isEmpty else { throw invalid("needs a \(scheme == "ipc" ? "path" : "name") after \(scheme)://") }
         default:
             throw invalid("uses transport '\(scheme)'; valid transports: tcp, ipc, inproc")
+        }
+    }
+}
+
+extension DaemonConfig {
+    /// Every check that needs no resources: what `probattnd validate` and a SIGHUP reload run before a config is
+    /// used. `plugins` is the registry of the plugin folder the daemon would load; with it, the adapter's `type` must
+    /// name a loaded attention variant. nil skips the checks that need the plugin list. Throws the first problem as a
+    /// one-line `ConfigError`.
+    public func validate(plugins: PluginRegistry?) throws {
+        try validateStructure()
+        guard let plugins else { return }
+        for (index, stage) in pipeline.enumerated() where stage.role == .adapter {
+            guard plugins.variantNames.contains(stage.type) else {
+                let loaded = plugins.variantNames.isEmpty ? "none" : plugins.variantNames.joined(separator: ", ")
+                throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
+                                  "pipeline[\(index)].type: unknown attention variant '\(stage.type)'; loaded variants (from \(plugins.directory)): \(loaded)")
+            }
         }
     }
 }

@@ -11,4 +11,5 @@ struct Probattnd: ParsableCommand {
 
 /// Every subcommand of `probattnd`, one line each.
 let probattndSubcommands: [ParsableCommand.Type] = [
+    ValidateCommand.self,
 ]

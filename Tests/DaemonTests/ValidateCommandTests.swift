@@ -1,0 +1,91 @@
+import Foundation
+import ProbattnDaemon
+import ProbattnPluginHost
+import Testing
+
+/// `probattnd validate` end to end (the built binary) and `DaemonConfig.validate(plugins:)` against the plugins of
+/// the build.
+@Suite struct ValidateCommandTests {
+    private static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The folder of the build products (the test runner lives next to `probattnd` and the plugins).
+    static func productsFolder() throws -> URL {
+        let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        var folder = URL(fileURLWithPath: runner).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("probattnd").path),
+              folder.path != "/" {
+            folder = folder.deletingLastPathComponent()
+        }
+        return folder
+    }
+
+    /// Runs `probattnd validate --config FILE`; returns the exit status, stdout and stderr.
+    private func runValidate(_ yaml: String) throws -> (status: Int32, out: String, err: String) {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("probattnd-\(UUID()).yaml")
+        try yaml.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = try Self.productsFolder().appendingPathComponent("probattnd")
+        process.arguments = ["validate", "--config", file.path]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, outText, errText.replacingOccurrences(of: file.path, with: "FILE"))
+    }
+
+    private static let softmaxPipeline = """
+        pipeline:
+          - {role: encoder, type: grid_features}
+          - {role: adapter, type: softmax}
+          - {role: propagator, type: value_propagation}
+        """
+
+    @Test func aGoodConfigPrintsOneOKLineAndExitsZero() throws {
+        let result = try runValidate(Self.softmaxPipeline)
+        #expect(result.status == 0, "stderr: \(result.err)")
+        let lines = result.out.split(separator: "\n")
+        #expect(lines.count == 1)
+        #expect(lines.first?.hasPrefix("OK ") == true)
+        #expect(result.out.contains("adapter=softmax"))
+    }
+
+    @Test func aStrictDecodingErrorExitsOneWithTheMessage() throws {
+        let result = try runValidate("limits:\n  max_frame: 4\n")
+        #expect(result.status == 1)
+        #expect(result.out.isEmpty)
+        #expect(result.err.hasSuffix("probattnd validate: FILE: unknown key 'max_frame' at limits.max_frame (line 2); valid keys in limits: max_image_pixels, max_message_bytes, max_frames, queue_depth_per_image, max_pending_requests, cache_memory_mb, cache_memory_bytes\n"))
+    }
+
+    @Test func anAttentionVariantThatIsNotLoadedIsRefusedWithTheLoadedNames() throws {
+        let result = try runValidate(Self.softmaxPipeline.replacingOccurrences(of: "softmax", with: "softmx"))
+        #expect(result.status == 1)
+        let last = result.err.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("probattnd validate: FILE: pipeline[1].type: unknown attention variant 'softmx'; loaded variants"))
+        #expect(last.contains("softmax"))
+    }
+
+    @Test func validationAgainstARegistryChecksTheAdapterType() throws {
+        let plugins = PluginRegistry.load(directory: try Self.productsFolder().path)
+        var config = DaemonConfig()
+        config.pipeline[1].type = "softmax"
+        try config.validate(plugins: plugins)
+        config.pipeline[1].type = "nonexistent"
+        #expect(throws: ConfigError.self) { try config.validate(plugins: plugins) }
+
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("probattn-noplugins-\(UUID())")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        do {
+            try DaemonConfig().validate(plugins: PluginRegistry.load(directory: empty.path))
+            Issue.record("validation passed without any plugin")
+        } catch let error as ConfigError {
+            #expect(error.code == .unknownStageType)
+            #expect(error.message == "pipeline[1].type: unknown attention variant 'probabilistic'; loaded variants (from \(empty.path)): none")
+        }
+    }
+}
