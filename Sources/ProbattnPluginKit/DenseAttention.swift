@@ -15,10 +15,20 @@ public enum DenseAttention {
         return requested > 0 ? Float(requested) : 1 / Float(channels).squareRoot()
     }
 
-    /// out (rows×rowsB) = scale · a (rows×inner) · b (rowsB×inner)ᵀ: the logits Q·Kᵀ.
+    /// The largest dense H×M weight matrix the variants materialise (2^28 floats, 1 GiB); larger inputs get an error
+    /// instead of an allocation failure.
+    public static let maximumDenseWeights = 1 << 28
+
+    /// out (rows×rowsB) = scale · a (rows×inner) · b (rowsB×inner)ᵀ: the logits Q·Kᵀ. Throws when rows × rowsB
+    /// exceeds `maximumDenseWeights`.
     public static func productTransposed(_ a: UnsafeBufferPointer<Float>, rows: Int,
                                          _ b: UnsafeBufferPointer<Float>, rowsB: Int, inner: Int,
-                                         scale: Float) -> [Float] {
+                                         scale: Float) throws -> [Float] {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: rowsB)
+        guard !overflow, count <= maximumDenseWeights else {
+            throw PluginFailure("\(rows) tokens × \(rowsB) units is too many dense attention weights "
+                                + "(at most \(maximumDenseWeights)); use fewer tokens or units")
+        }
         var out = [Float](repeating: 0, count: rows * rowsB)
         out.withUnsafeMutableBufferPointer { result in
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(rowsB), Int32(inner), scale,
@@ -66,8 +76,8 @@ public enum DenseAttention {
     }
 
     /// Weights W = softmax(scale · Q·Kᵀ), H×M.
-    public static func softmaxWeights(_ call: AttendCall, scale: Float) -> [Float] {
-        var weights = productTransposed(call.queries, rows: call.tokens, call.keys, rowsB: call.units,
+    public static func softmaxWeights(_ call: AttendCall, scale: Float) throws -> [Float] {
+        var weights = try productTransposed(call.queries, rows: call.tokens, call.keys, rowsB: call.units,
                                         inner: call.channels, scale: scale)
         softmaxRows(&weights, rows: call.tokens, cols: call.units)
         return weights
