@@ -15,6 +15,7 @@ struct Probattn: ParsableCommand {
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
+    BenchCommand.self,
     PluginsCommand.self,
     EvalCommand.self,
     EvalPlotCommand.self,
