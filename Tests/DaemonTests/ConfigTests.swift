@@ -66,7 +66,9 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         for variant in variants {
             let path = repositoryRoot.appendingPathComponent("Config/examples/\(variant).yaml").path
             let config = try DaemonConfig.load(path: path)
-            #expect(config.pipeline.first { $0.role == .adapter }?.type == variant)
+            let adapter = config.pipeline.first { $0.role == .adapter }
+            #expect(adapter?.type == "attention")
+            #expect(adapter?.options["variant"] == .string(variant))
         }
     }
 
@@ -116,8 +118,8 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
             sessions: {conflict_policy: first_wins}
             pipeline:
               - {role: encoder, type: grid_features, options: {stride: 8, scales: [1, 2.5], lab: true, name: x}}
-              - {role: adapter, type: softmax}
-              - {role: propagator, type: value_propagation}
+              - {role: adapter, type: attention, options: {variant: softmax}}
+              - {role: propagator, type: belief_propagation}
             logging: {level: debug}
             notify: {watchdog: false}
             """)
@@ -136,7 +138,7 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(config.pipeline.map(\.role) == [.encoder, .adapter, .propagator])
         #expect(config.pipeline[0].options == ["stride": .int(8), "scales": .list([.int(1), .double(2.5)]),
                                                "lab": .bool(true), "name": .string("x")])
-        #expect(config.pipeline[1].type == "softmax")
+        #expect(config.pipeline[1].options == ["variant": .string("softmax")])
         #expect(config.logging.level == .debug)
         #expect(config.notify.watchdog == false)
     }
@@ -290,9 +292,9 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
     @Test func thePipelineMustBeEncoderAdapterPropagatorThenAnOptionalWriter() throws {
         let swapped = try DaemonConfig.decode(yaml: """
             pipeline:
-              - {role: adapter, type: probabilistic}
+              - {role: adapter, type: attention}
               - {role: encoder, type: grid_features}
-              - {role: propagator, type: value_propagation}
+              - {role: propagator, type: belief_propagation}
             """)
         #expect(validationError(swapped)?.code == .invalidPipeline)
         #expect(validationError(swapped)?.message
@@ -302,6 +304,19 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         var withoutWriter = DaemonConfig()
         withoutWriter.pipeline.removeLast()
         #expect(validationError(withoutWriter) == nil)
+    }
+
+    @Test func anUnknownStageTypeIsNamedWithTheValidTypes() throws {
+        let config = try DaemonConfig.decode(yaml: """
+            pipeline:
+              - {role: encoder, type: grid_features}
+              - {role: adapter, type: softmax}
+              - {role: propagator, type: belief_propagation}
+            """)
+        let error = validationError(config)
+        #expect(error?.code == .unknownStageType)
+        #expect(error?.path == "pipeline[1].type")
+        #expect(error?.message == "pipeline[1].type: unknown adapter type 'softmax'; valid types: attention")
     }
 
     @Test func theWriterMustBeSQLiteWithoutOptions() {

@@ -111,13 +111,11 @@ public struct DaemonConfig: Sendable, Equatable {
 
     public init() {}
 
-    /// The pipeline used when the config has no `pipeline` key.
-    public static let defaultPipeline: [StageSpec] = [
-        StageSpec(role: .encoder, type: "grid_features"),
-        StageSpec(role: .adapter, type: "probabilistic"),
-        StageSpec(role: .propagator, type: "value_propagation"),
-        StageSpec(role: .writer, type: "sqlite"),
-    ]
+    /// The pipeline used when the config has no `pipeline` key: the segmentation defaults
+    /// (`PipelineFactory.defaultStages`) followed by the SQLite writer.
+    public static var defaultPipeline: [StageSpec] {
+        PipelineFactory.defaultStages + [StageSpec(role: .writer, type: "sqlite")]
+    }
 
     /// Reads and decodes a config file. Throws `ConfigError` (`.unreadable` when the file cannot be read).
     public static func load(path: String) throws -> DaemonConfig {
