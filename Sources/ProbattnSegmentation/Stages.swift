@@ -69,18 +69,28 @@ public struct EncodedImage: Sendable {
     /// The pixel footprint of every token: `tokenOfPixel[y * width + x]` is the token that pixel belongs to.
     public var tokenOfPixel: [Int32]
 
+    /// H × 3, row-major: the mean CIELAB colour of every token's footprint (used by edge-aware upsampling). Empty
+    /// when the encoder does not provide it; the propagator then computes it from the image.
+    public var tokenColours: [Float]
+    /// H × 2, row-major: the (x, y) centre of every token's footprint in pixels. Empty when not provided.
+    public var tokenCentres: [Float]
+
     public init(image: RGBImage, tokenCount: Int, featureDimension: Int, features: [Float], grid: TokenGrid?,
-                tokenOfPixel: [Int32]) {
+                tokenOfPixel: [Int32], tokenColours: [Float] = [], tokenCentres: [Float] = []) {
         self.image = image
         self.tokenCount = tokenCount
         self.featureDimension = featureDimension
         self.features = features
         self.grid = grid
         self.tokenOfPixel = tokenOfPixel
+        self.tokenColours = tokenColours
+        self.tokenCentres = tokenCentres
     }
 
     /// Bytes held, for the cache's memory budget.
-    public var memoryBytes: Int { image.pixels.count + features.count * 4 + tokenOfPixel.count * 4 }
+    public var memoryBytes: Int {
+        image.pixels.count + (features.count + tokenOfPixel.count + tokenColours.count + tokenCentres.count) * 4
+    }
 }
 
 /// What the adapter produces once per image, before any feedback: the units of the mixture (keys, possibly adapted

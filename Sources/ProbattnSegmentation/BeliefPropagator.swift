@@ -1,0 +1,339 @@
+import Foundation
+import ProbattnImaging
+
+/// The propagator stage (`type: belief_propagation`): turns the clicks of an image into a full-resolution mask.
+///
+/// 1. Every click fixes the value of the tokens whose footprint comes within `click_radius` pixels of it (always
+///    including the token under the click) to the one-hot of its class, with indicator 1; a later click wins.
+/// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
+///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
+///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image
+///    border, the background class at weight `border_weight`); the variant's M-step re-estimates the unit values from
+///    these and its output (E-step) is each token's new class posterior. The first round starts from the neutral
+///    posterior 1/K, which also acts as a neutral value prior.
+/// 3. Token class distributions become a pixel mask: pixels inside a token whose grid neighbours all agree take that
+///    class; the others are classified by a joint-bilateral average of the neighbouring tokens' distributions
+///    (weights from the pixel's distance to each token's centre and its CIELAB distance to the token's colour).
+/// 4. A disc of `click_disc_radius` pixels around every click is forced to the click's class (latest click wins),
+///    so a clicked pixel always has its clicked class.
+///
+/// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
+/// clicks of the image; stateless and thread-safe.
+public struct BeliefPropagator: Propagator {
+    /// The stage type name in the config.
+    public static let typeName = "belief_propagation"
+
+    public enum Upsampling: String, Sendable, CaseIterable {
+        /// Joint-bilateral near class boundaries (the default).
+        case bilateral
+        /// Every pixel takes its token's class.
+        case nearest
+    }
+
+    public let attention: any TokenAttention
+    public var clickRadius: Double
+    public var clickDiscRadius: Double
+    public var emIterations: Int
+    public var unlabelledWeight: Double
+    public var borderWeight: Double
+    /// The class the image border is weak evidence for; -1 = the last class (background in the default class list).
+    public var borderClass: Int
+    public var upsampling: Upsampling
+    /// Spatial sigma of the bilateral upsampling, in token strides.
+    public var upsampleSpatialSigma: Double
+    /// Colour sigma of the bilateral upsampling, in ΔE (CIELAB).
+    public var upsampleColourSigma: Double
+
+    public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
+                emIterations: Int = 6, unlabelledWeight: Double = 0.2, borderWeight: Double = 0.05,
+                borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 0.75,
+                upsampleColourSigma: Double = 8) {
+        self.attention = attention
+        self.clickRadius = clickRadius
+        self.clickDiscRadius = clickDiscRadius
+        self.emIterations = emIterations
+        self.unlabelledWeight = unlabelledWeight
+        self.borderWeight = borderWeight
+        self.borderClass = borderClass
+        self.upsampling = upsampling
+        self.upsampleSpatialSigma = upsampleSpatialSigma
+        self.upsampleColourSigma = upsampleColourSigma
+    }
+
+    /// Builds the stage from its config options (strict: unknown options are an error).
+    public init(attention: any TokenAttention, options: [String: ConfigValue]) throws {
+        var r = StageOptionReader(stage: "propagator '\(Self.typeName)'", options: options)
+        let d = BeliefPropagator(attention: attention)
+        self.init(attention: attention,
+                  clickRadius: try r.double("click_radius", default: d.clickRadius, in: 0...1000),
+                  clickDiscRadius: try r.double("click_disc_radius", default: d.clickDiscRadius, in: 0...1000),
+                  emIterations: try r.int("em_iterations", default: d.emIterations, in: 0...100),
+                  unlabelledWeight: try r.double("unlabelled_weight", default: d.unlabelledWeight, in: 0...1),
+                  borderWeight: try r.double("border_weight", default: d.borderWeight, in: 0...1),
+                  borderClass: try r.int("border_class", default: d.borderClass, in: -1...255),
+                  upsampling: Upsampling(rawValue: try r.choice("upsampling", default: d.upsampling.rawValue,
+                                                                 from: Upsampling.allCases.map(\.rawValue)))
+                      ?? .bilateral,
+                  upsampleSpatialSigma: try r.double("upsample_spatial_sigma", default: d.upsampleSpatialSigma,
+                                                     in: 0.01...100),
+                  upsampleColourSigma: try r.double("upsample_colour_sigma", default: d.upsampleColourSigma,
+                                                    in: 0.01...1000))
+        try r.finish()
+    }
+
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
+        -> SegmentationResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let image = encoded.image
+        let w = image.width, h = image.height
+        guard (1...256).contains(classCount) else {
+            throw SegmentationError(.invalidInput, "class count \(classCount) is outside 1...256")
+        }
+        for (i, c) in clicks.enumerated() {
+            guard c.x >= 0, c.x < w, c.y >= 0, c.y < h else {
+                throw SegmentationError(.invalidInput, "click \(i + 1) at (\(c.x), \(c.y)) lies outside the "
+                                            + "\(w)×\(h) image")
+            }
+            guard c.classIndex >= 0, c.classIndex < classCount else {
+                throw SegmentationError(.invalidInput, "click \(i + 1) has class \(c.classIndex), but there are "
+                                            + "\(classCount) classes")
+            }
+        }
+        let tokens = encoded.tokenCount
+        guard encoded.tokenOfPixel.count == w * h, adapted.unitCount > 0,
+              adapted.keys.count == adapted.unitCount * encoded.featureDimension else {
+            throw SegmentationError(.invalidInput, "prepared image is inconsistent (footprint or key sizes)")
+        }
+
+        let k = classCount
+        var probabilities: [Float]
+        let clicked = clickedTokens(encoded: encoded, clicks: clicks)
+        if clicks.isEmpty || k == 1 || emIterations == 0 {
+            // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
+            // neutral distribution, whose ties go to the last class (background).
+            probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
+        } else {
+            probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k)
+        }
+        for t in 0..<tokens where clicked[t] >= 0 {
+            for c in 0..<k { probabilities[t * k + c] = c == Int(clicked[t]) ? 1 : 0 }
+        }
+
+        var labels = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k)
+        forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds)
+    }
+
+    // MARK: - Step 1: clicks → fixed tokens
+
+    /// For every token, the class fixed by the clicks (-1 when none): the tokens whose footprint has a pixel within
+    /// `clickRadius` of a click, plus the token under the click; later clicks overwrite earlier ones.
+    func clickedTokens(encoded: EncodedImage, clicks: [Click]) -> [Int32] {
+        let w = encoded.image.width, h = encoded.image.height
+        var fixed = [Int32](repeating: -1, count: encoded.tokenCount)
+        let r = Int(clickRadius.rounded(.down)), r2 = clickRadius * clickRadius
+        for click in clicks {
+            for y in max(0, click.y - r)...min(h - 1, click.y + r) {
+                for x in max(0, click.x - r)...min(w - 1, click.x + r) {
+                    let dx = Double(x - click.x), dy = Double(y - click.y)
+                    if dx * dx + dy * dy <= r2 {
+                        fixed[Int(encoded.tokenOfPixel[y * w + x])] = Int32(click.classIndex)
+                    }
+                }
+            }
+            fixed[Int(encoded.tokenOfPixel[click.y * w + click.x])] = Int32(click.classIndex)
+        }
+        return fixed
+    }
+
+    /// Tokens whose footprint touches the image border.
+    func borderTokens(encoded: EncodedImage) -> [Bool] {
+        let w = encoded.image.width, h = encoded.image.height
+        var border = [Bool](repeating: false, count: encoded.tokenCount)
+        for x in 0..<w {
+            border[Int(encoded.tokenOfPixel[x])] = true
+            border[Int(encoded.tokenOfPixel[(h - 1) * w + x])] = true
+        }
+        for y in 0..<h {
+            border[Int(encoded.tokenOfPixel[y * w])] = true
+            border[Int(encoded.tokenOfPixel[y * w + w - 1])] = true
+        }
+        return border
+    }
+
+    // MARK: - Step 2: value belief propagation with the unclicked tokens as missing data
+
+    func propagateValues(encoded: EncodedImage, adapted: AdaptedImage, clicked: [Int32], classCount k: Int) throws
+        -> [Float] {
+        let h = encoded.tokenCount, m = adapted.unitCount
+        let neutral = 1 / Float(k)
+        var posterior = [Float](repeating: neutral, count: h * k)
+        let border = borderWeight > 0 && k > 1 ? borderTokens(encoded: encoded) : [Bool](repeating: false, count: h)
+        let background = borderClass < 0 ? k - 1 : min(borderClass, k - 1)
+        let wU = Float(unlabelledWeight), wB = Float(borderWeight)
+        let values = [Float](repeating: neutral, count: m * k)
+        var call = AttentionCall(tokens: h, units: m, channels: encoded.featureDimension, valueChannels: k,
+                                 queries: encoded.features, keys: adapted.keys, values: values, fixed: nil,
+                                 grid: encoded.grid, keysAlreadyAdapted: adapted.keysAdapted)
+        let rounds = emIterations
+        var fixed = [Float](repeating: 0, count: h * (k + 1))
+        for _ in 0..<rounds {
+            for t in 0..<h {
+                let o = t * (k + 1)
+                let c = Int(clicked[t])
+                if c >= 0 {
+                    for j in 0..<k { fixed[o + j] = j == c ? 1 : 0 }
+                    fixed[o + k] = 1
+                    continue
+                }
+                let b: Float = border[t] ? wB : 0
+                let weight = wU + b
+                if weight <= 0 {
+                    for j in 0...k { fixed[o + j] = 0 }
+                    continue
+                }
+                for j in 0..<k {
+                    fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)) / weight
+                }
+                fixed[o + k] = min(1, weight)
+            }
+            call.fixed = fixed
+            let result = try attention.attend(call)
+            guard result.tokenValues.count == h * k else {
+                throw SegmentationError(.attention, "attention variant '\(attention.name)' returned "
+                                            + "\(result.tokenValues.count) values, expected \(h * k)")
+            }
+            for t in 0..<h {
+                var sum: Float = 0
+                for j in 0..<k {
+                    let v = result.tokenValues[t * k + j]
+                    let p = v.isFinite ? max(0, v) : 0
+                    posterior[t * k + j] = p
+                    sum += p
+                }
+                if sum > 0 {
+                    for j in 0..<k { posterior[t * k + j] /= sum }
+                } else {
+                    for j in 0..<k { posterior[t * k + j] = neutral }
+                }
+            }
+        }
+        return posterior
+    }
+
+    // MARK: - Step 3: token distributions → pixel labels
+
+    func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int) -> [UInt8] {
+        let image = encoded.image
+        let w = image.width, h = image.height, tokens = encoded.tokenCount
+        var tokenClass = [Int](repeating: 0, count: tokens)
+        for t in 0..<tokens {
+            var best = 0
+            // Ties go to the last class (background), matching the evaluation's threshold just below 0.5.
+            for c in 1..<max(1, k) where p[t * k + c] >= p[t * k + best] { best = c }
+            tokenClass[t] = best
+        }
+        var labels = [UInt8](repeating: 0, count: w * h)
+        guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
+            for i in 0..<(w * h) { labels[i] = UInt8(tokenClass[Int(encoded.tokenOfPixel[i])]) }
+            return labels
+        }
+        let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
+        let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
+        // A token is "settled" when it and all its grid neighbours have the same class.
+        var settled = [Bool](repeating: true, count: tokens)
+        for r in 0..<grid.rows {
+            for c in 0..<grid.cols {
+                let t = r * grid.cols + c
+                outer: for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
+                    for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) where tokenClass[rr * grid.cols + cc] != tokenClass[t] {
+                        settled[t] = false
+                        break outer
+                    }
+                }
+            }
+        }
+        let stride = (Double(w * h) / Double(tokens)).squareRoot()
+        let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
+        let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
+        let converter = LabConverter()
+        var mix = [Float](repeating: 0, count: k)
+        image.pixels.withUnsafeBufferPointer { px in
+            for y in 0..<h {
+                for x in 0..<w {
+                    let i = y * w + x, t = Int(encoded.tokenOfPixel[i])
+                    if settled[t] {
+                        labels[i] = UInt8(tokenClass[t])
+                        continue
+                    }
+                    let (l, a, b) = converter.lab(px[3 * i], px[3 * i + 1], px[3 * i + 2])
+                    let r = t / grid.cols, c = t % grid.cols
+                    for j in 0..<k { mix[j] = 0 }
+                    for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
+                        for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) {
+                            let u = rr * grid.cols + cc
+                            let dx = Float(x) - centres[2 * u], dy = Float(y) - centres[2 * u + 1]
+                            let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
+                            let weight = expf(-spatial * (dx * dx + dy * dy) - colour * (dl * dl + da * da + db * db))
+                            for j in 0..<k { mix[j] += weight * p[u * k + j] }
+                        }
+                    }
+                    var best = 0
+                    for j in 1..<k where mix[j] >= mix[best] { best = j }
+                    // All weights underflowed (an outlier colour): fall back to the pixel's own token.
+                    labels[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
+                }
+            }
+        }
+        return labels
+    }
+
+    /// Mean CIELAB colour per token, for encoders that do not provide it.
+    static func meanColours(_ encoded: EncodedImage) -> [Float] {
+        let converter = LabConverter(), tokens = encoded.tokenCount
+        var sums = [Double](repeating: 0, count: tokens * 4)
+        let px = encoded.image.pixels
+        for i in 0..<encoded.tokenOfPixel.count {
+            let t = Int(encoded.tokenOfPixel[i])
+            let (l, a, b) = converter.lab(px[3 * i], px[3 * i + 1], px[3 * i + 2])
+            sums[4 * t] += 1; sums[4 * t + 1] += Double(l); sums[4 * t + 2] += Double(a); sums[4 * t + 3] += Double(b)
+        }
+        var out = [Float](repeating: 0, count: tokens * 3)
+        for t in 0..<tokens where sums[4 * t] > 0 {
+            for j in 0..<3 { out[3 * t + j] = Float(sums[4 * t + 1 + j] / sums[4 * t]) }
+        }
+        return out
+    }
+
+    /// Footprint centre per token, for encoders that do not provide it.
+    static func centres(_ encoded: EncodedImage) -> [Float] {
+        let w = encoded.image.width, tokens = encoded.tokenCount
+        var sums = [Double](repeating: 0, count: tokens * 3)
+        for i in 0..<encoded.tokenOfPixel.count {
+            let t = Int(encoded.tokenOfPixel[i])
+            sums[3 * t] += 1; sums[3 * t + 1] += Double(i % w); sums[3 * t + 2] += Double(i / w)
+        }
+        var out = [Float](repeating: 0, count: tokens * 2)
+        for t in 0..<tokens where sums[3 * t] > 0 {
+            out[2 * t] = Float(sums[3 * t + 1] / sums[3 * t]); out[2 * t + 1] = Float(sums[3 * t + 2] / sums[3 * t])
+        }
+        return out
+    }
+
+    // MARK: - Step 4: clicked pixels keep their class
+
+    func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
+        let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
+        for click in clicks {
+            for y in max(0, click.y - r)...min(h - 1, click.y + r) {
+                for x in max(0, click.x - r)...min(w - 1, click.x + r) {
+                    let dx = Double(x - click.x), dy = Double(y - click.y)
+                    if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex) }
+                }
+            }
+        }
+        // The clicked pixels themselves last, so that a later click's disc never takes a clicked pixel away.
+        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
+    }
+}

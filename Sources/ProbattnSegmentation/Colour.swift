@@ -1,0 +1,44 @@
+import Foundation
+import ProbattnImaging
+
+/// sRGB (8-bit, D65) to CIELAB conversion. Called by the encoder for every pixel and by the upsampler for the pixels
+/// near a class boundary; L is in [0, 100], a and b roughly in [-110, 110] (ΔE units).
+struct LabConverter: Sendable {
+    /// sRGB byte → linear-light value.
+    private let linear: [Float]
+
+    init() {
+        linear = (0..<256).map { i in
+            let c = Double(i) / 255
+            return Float(c <= 0.04045 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4))
+        }
+    }
+
+    @inline(__always) private static func f(_ t: Float) -> Float {
+        t > 0.008856 ? cbrtf(t) : 7.787 * t + 16.0 / 116.0
+    }
+
+    /// The (L, a, b) of one sRGB colour.
+    @inline(__always) func lab(_ r: UInt8, _ g: UInt8, _ b: UInt8) -> (Float, Float, Float) {
+        let rl = linear[Int(r)], gl = linear[Int(g)], bl = linear[Int(b)]
+        // sRGB → XYZ (D65), each divided by the white point.
+        let x = (0.4124564 * rl + 0.3575761 * gl + 0.1804375 * bl) / 0.95047
+        let y = 0.2126729 * rl + 0.7151522 * gl + 0.0721750 * bl
+        let z = (0.0193339 * rl + 0.1191920 * gl + 0.9503041 * bl) / 1.08883
+        let fx = Self.f(x), fy = Self.f(y), fz = Self.f(z)
+        return (116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz))
+    }
+
+    /// The whole image as three planes (L, a, b), each `width * height`.
+    func planes(of image: RGBImage) -> (l: [Float], a: [Float], b: [Float]) {
+        let n = image.width * image.height
+        var l = [Float](repeating: 0, count: n), a = l, b = l
+        image.pixels.withUnsafeBufferPointer { px in
+            for i in 0..<n {
+                let (ll, aa, bb) = lab(px[3 * i], px[3 * i + 1], px[3 * i + 2])
+                l[i] = ll; a[i] = aa; b[i] = bb
+            }
+        }
+        return (l, a, b)
+    }
+}

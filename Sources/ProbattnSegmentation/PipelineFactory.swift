@@ -1,0 +1,164 @@
+import ProbattnPluginHost
+
+/// Builds a `SegmentationPipeline` from the config's stage list. The registry of stage types, by role:
+///
+/// | role       | type                 | implementation             |
+/// | ---------- | -------------------- | -------------------------- |
+/// | encoder    | `grid_features`      | `GridFeatureEncoder`       |
+/// | adapter    | `attention`          | `VariantAttentionAdapter` (option `variant` + the variant's own options) |
+/// | propagator | `belief_propagation` | `BeliefPropagator` (uses the adapter's attention variant) |
+///
+/// The `writer` role belongs to the daemon and is ignored here. A role that is absent takes its entry from
+/// `defaultStages`; a role given twice, an unknown type or an unknown option is an error naming the valid choices.
+/// Called by the daemon when it loads its config and by `probattn eval`.
+public enum PipelineFactory {
+    /// The attention variant used when the adapter does not name one.
+    public static let defaultVariant = "probabilistic"
+
+    /// The stage types each role accepts.
+    public static let stageTypes: [StageRole: [String]] = [
+        .encoder: [GridFeatureEncoder.typeName],
+        .adapter: [VariantAttentionAdapter.typeName],
+        .propagator: [BeliefPropagator.typeName],
+    ]
+
+    /// The options of the probabilistic variant that the default pipeline sets (the rest keep the plugin's
+    /// defaults). RBF attention (no magnitude priors) with unit precision: the encoder scales its features so that
+    /// one unit of squared distance is one "sigma" of similarity. docs/SEGMENTATION.md says how each was chosen.
+    public static let defaultAttentionOptions: [String: ConfigValue] = [
+        "variant": .string(defaultVariant),
+        "alpha": .double(1.0),
+        "beta": .double(0.0),
+        "magnitude_priors": .bool(false),
+        "key_adaptation_iterations": .int(3),
+        "key_prior_precision": .double(1.0),
+        "value_propagation_iterations": .int(1),
+        "value_prior_precision": .double(0.0),
+    ]
+
+    /// The default pipeline: grid/superpixel features, probabilistic attention with key adaptation, belief
+    /// propagation with the unclicked tokens as missing data.
+    public static var defaultStages: [StageSpec] {
+        [
+            StageSpec(role: .encoder, type: GridFeatureEncoder.typeName),
+            StageSpec(role: .adapter, type: VariantAttentionAdapter.typeName, options: defaultAttentionOptions),
+            StageSpec(role: .propagator, type: BeliefPropagator.typeName),
+        ]
+    }
+
+    /// Builds the pipeline. `plugins` nil loads the registry from `PluginRegistry.defaultDirectory()`.
+    public static func make(stages: [StageSpec], plugins: PluginRegistry?) throws -> SegmentationPipeline {
+        let chosen = try resolveRoles(stages)
+        let encoder = try makeEncoder(chosen[.encoder]!)
+        let attention = try makeAttention(chosen[.adapter]!, plugins: plugins ?? loadDefaultRegistry())
+        let propagator = try makePropagator(chosen[.propagator]!, attention: attention)
+        return SegmentationPipeline(encoder: encoder, adapter: VariantAttentionAdapter(attention: attention),
+                                    propagator: propagator)
+    }
+
+    /// Checks the stage list (types, options, the variant and its options) without keeping the pipeline.
+    public static func validate(stages: [StageSpec], plugins: PluginRegistry?) throws {
+        _ = try make(stages: stages, plugins: plugins)
+    }
+
+    /// The stage list with the evaluation's switches applied (`probattn eval --attention/--no-key-adaptation/
+    /// --no-value-propagation`):
+    /// - `attention`: the adapter's variant is replaced; options the new variant does not declare are dropped.
+    /// - `keyAdaptation: false`: the variant's `key_adaptation_iterations` is set to 0 (when it has that option).
+    /// - `valuePropagation: false`: the variant's `value_propagation_iterations` is set to 0 (when it has that
+    ///   option) and the propagator runs no propagation rounds, so a click only fixes its own tokens.
+    public static func stages(_ stages: [StageSpec], attention: String? = nil, keyAdaptation: Bool = true,
+                              valuePropagation: Bool = true, plugins: PluginRegistry?) throws -> [StageSpec] {
+        var chosen = try resolveRoles(stages)
+        var adapter = chosen[.adapter]!
+        guard adapter.type == VariantAttentionAdapter.typeName else {
+            throw unknownType(.adapter, adapter.type)
+        }
+        let registry = plugins ?? loadDefaultRegistry()
+        let variantName = attention ?? variantName(of: adapter) ?? defaultVariant
+        let variant = try lookUp(variantName, in: registry)
+        let declared = Set(variant.options.map(\.name))
+        var options: [String: ConfigValue] = ["variant": .string(variantName)]
+        for (key, value) in adapter.options where key != "variant" {
+            if attention == nil || declared.contains(key) { options[key] = value }
+        }
+        if !keyAdaptation, declared.contains("key_adaptation_iterations") {
+            options["key_adaptation_iterations"] = .int(0)
+        }
+        if !valuePropagation, declared.contains("value_propagation_iterations") {
+            options["value_propagation_iterations"] = .int(0)
+        }
+        adapter.options = options
+        chosen[.adapter] = adapter
+        if !valuePropagation, var propagator = chosen[.propagator] {
+            propagator.options["em_iterations"] = .int(0)
+            chosen[.propagator] = propagator
+        }
+        return [chosen[.encoder]!, chosen[.adapter]!, chosen[.propagator]!]
+    }
+
+    // MARK: - Helpers
+
+    private static func loadDefaultRegistry() -> PluginRegistry {
+        PluginRegistry.load(directory: PluginRegistry.defaultDirectory())
+    }
+
+    private static func unknownType(_ role: StageRole, _ type: String) -> SegmentationError {
+        SegmentationError(.unknownStageType, "unknown \(role.rawValue) type '\(type)'; valid types: "
+                              + (stageTypes[role] ?? []).joined(separator: ", "))
+    }
+
+    /// One spec per pipeline role (the writer is dropped), defaults for absent roles.
+    private static func resolveRoles(_ stages: [StageSpec]) throws -> [StageRole: StageSpec] {
+        var chosen: [StageRole: StageSpec] = [:]
+        for spec in stages where spec.role != .writer {
+            if chosen[spec.role] != nil {
+                throw SegmentationError(.invalidStages, "the stage list has more than one \(spec.role.rawValue) stage")
+            }
+            chosen[spec.role] = spec
+        }
+        for spec in defaultStages where chosen[spec.role] == nil { chosen[spec.role] = spec }
+        return chosen
+    }
+
+    private static func variantName(of adapter: StageSpec) -> String? {
+        if case .string(let name)? = adapter.options["variant"] { return name }
+        return nil
+    }
+
+    private static func lookUp(_ name: String, in registry: PluginRegistry) throws -> AttentionVariant {
+        do {
+            return try registry.variant(named: name)
+        } catch let error as PluginHostError {
+            throw SegmentationError(.attention, error.description)
+        }
+    }
+
+    private static func makeEncoder(_ spec: StageSpec) throws -> any ImageEncoder {
+        switch spec.type {
+        case GridFeatureEncoder.typeName: return try GridFeatureEncoder(options: spec.options)
+        default: throw unknownType(.encoder, spec.type)
+        }
+    }
+
+    private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws -> any TokenAttention {
+        guard spec.type == VariantAttentionAdapter.typeName else { throw unknownType(.adapter, spec.type) }
+        var options = spec.options
+        let name: String
+        switch options.removeValue(forKey: "variant") {
+        case nil: name = defaultVariant
+        case .string(let value)?: name = value
+        case let other?:
+            throw SegmentationError(.invalidOption, "adapter 'attention': option 'variant' = \(other) is invalid "
+                                        + "(expected the name of an attention variant)")
+        }
+        return try PluginAttention(variant: try lookUp(name, in: plugins), options: options)
+    }
+
+    private static func makePropagator(_ spec: StageSpec, attention: any TokenAttention) throws -> any Propagator {
+        switch spec.type {
+        case BeliefPropagator.typeName: return try BeliefPropagator(attention: attention, options: spec.options)
+        default: throw unknownType(.propagator, spec.type)
+        }
+    }
+}

@@ -1,3 +1,0 @@
-import Testing
-
-@Test func SegmentationTestsBuilds() { #expect(Bool(true)) }

@@ -1,0 +1,96 @@
+import ProbattnImaging
+import Testing
+@testable import ProbattnSegmentation
+
+/// The propagator with the test's own reference attention (no plugin needed).
+@Suite struct PropagatorTests {
+    let scene = DiscScene(width: 96, height: 72)
+
+    func pipeline(keyIterations: Int = 2) -> SegmentationPipeline {
+        let attention = ReferenceAttention(keyIterations: keyIterations)
+        return SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
+                                    adapter: VariantAttentionAdapter(attention: attention),
+                                    propagator: BeliefPropagator(attention: attention))
+    }
+
+    @Test func oneClickInTheDiscSegmentsIt() throws {
+        let p = pipeline()
+        let prepared = try p.prepare(scene.image)
+        #expect(prepared.adapted.keysAdapted)
+        let result = try p.segment(prepared, clicks: [Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0)],
+                                   classCount: 2)
+        #expect(scene.iou(result.mask) >= 0.95)
+    }
+
+    @Test func noClicksGiveBackground() throws {
+        let p = pipeline()
+        let result = try p.segment(try p.prepare(scene.image), clicks: [], classCount: 2)
+        #expect(result.mask.labels.allSatisfy { $0 == 1 })
+    }
+
+    @Test func everyClickedPixelHasItsClass() throws {
+        let p = pipeline(keyIterations: 0)
+        let prepared = try p.prepare(scene.image)
+        var rng = SplitMix64(state: 99)
+        var clicks: [Click] = []
+        for _ in 0..<25 {
+            let x = Int(rng.next() % 96), y = Int(rng.next() % 72), c = Int(rng.next() % 3)
+            clicks.append(Click(x: x, y: y, classIndex: c))
+            let mask = try p.segment(prepared, clicks: clicks, classCount: 3).mask
+            // Latest click wins where clicks coincide.
+            var expected: [Int: Int] = [:]
+            for click in clicks { expected[click.y * 96 + click.x] = click.classIndex }
+            for (pixel, cls) in expected { #expect(Int(mask.labels[pixel]) == cls) }
+        }
+    }
+
+    @Test func clicksMarkTheTokensWithinTheRadius() throws {
+        let encoded = try GridFeatureEncoder(stride: 8, superpixelIterations: 0).encode(scene.image)
+        let propagator = BeliefPropagator(attention: ReferenceAttention(), clickRadius: 5)
+        // The 5 px disc around (12, 12) spans x, y in 7...17: it reaches the cell (1, 1) holding the click and its
+        // four edge neighbours, but no diagonal cell (the nearest diagonal pixels, e.g. (16, 16), are 5.66 px away).
+        let fixed = propagator.clickedTokens(encoded: encoded, clicks: [Click(x: 12, y: 12, classIndex: 1)])
+        let cols = 12
+        let marked = Set(fixed.indices.filter { fixed[$0] == 1 })
+        #expect(marked == [1 * cols + 1, 1 * cols + 0, 0 * cols + 1, 1 * cols + 2, 2 * cols + 1])
+        #expect(fixed.filter { $0 >= 0 }.count == 5)
+        // A later click of another class on the same token wins.
+        let both = propagator.clickedTokens(encoded: encoded, clicks: [Click(x: 12, y: 12, classIndex: 1),
+                                                                     Click(x: 10, y: 10, classIndex: 0)])
+        #expect(both[1 * cols + 1] == 0)
+    }
+
+    @Test func badClicksAreErrors() throws {
+        let p = pipeline(keyIterations: 0)
+        let prepared = try p.prepare(scene.image)
+        #expect(throws: SegmentationError.self) {
+            _ = try p.segment(prepared, clicks: [Click(x: 96, y: 0, classIndex: 0)], classCount: 2)
+        }
+        #expect(throws: SegmentationError.self) {
+            _ = try p.segment(prepared, clicks: [Click(x: 1, y: 1, classIndex: 2)], classCount: 2)
+        }
+        do {
+            _ = try p.segment(prepared, clicks: [Click(x: -1, y: 0, classIndex: 0)], classCount: 2)
+            Issue.record("expected an error")
+        } catch let error as SegmentationError {
+            #expect(error.code == .invalidInput)
+        }
+    }
+
+    @Test func withoutPropagationOnlyTheClickedTokensChange() throws {
+        let attention = ReferenceAttention()
+        let p = SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
+                                     adapter: VariantAttentionAdapter(attention: attention),
+                                     propagator: BeliefPropagator(attention: attention, emIterations: 0))
+        let prepared = try p.prepare(scene.image)
+        let mask = try p.segment(prepared, clicks: [Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0)],
+                                 classCount: 2).mask
+        // Only the clicked token and, through edge-aware upsampling, pixels of its grid neighbours can change:
+        // every object pixel lies within 2 cells (16 px, plus superpixel slack) of the click.
+        let object = mask.labels.indices.filter { mask.labels[$0] == 0 }
+        #expect(!object.isEmpty)
+        for i in object {
+            #expect(abs(i % 96 - scene.centre.x) <= 20 && abs(i / 96 - scene.centre.y) <= 20)
+        }
+    }
+}
