@@ -79,11 +79,12 @@ let package = Package(
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
-                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost",
+                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "CBLAS",
                     .product(name: "GRDB", package: "GRDB.swift"),
                     .product(name: "Yams", package: "Yams"),
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                    .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 ],
                 swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",
@@ -107,7 +108,8 @@ let package = Package(
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),
-        .testTarget(name: "DaemonTests", dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging"]),
+        .testTarget(name: "DaemonTests",
+                    dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation"]),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]
 )

@@ -16,4 +16,5 @@ struct Probattn: ParsableCommand {
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
     PluginsCommand.self,
+    SegmentCommand.self,
 ]
