@@ -16,5 +16,6 @@ struct Probattn: ParsableCommand {
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
     PluginsCommand.self,
+    BenchCommand.self,
     SegmentCommand.self,
 ]
