@@ -252,9 +252,16 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
             Issue.record("loading a missing file succeeded")
         } catch let error as ConfigError {
             #expect(error.code == .unreadable)
-            #expect(error.message.hasPrefix("cannot read config file /nonexistent/probattnd.yaml"))
+            #expect(error.message == "cannot read config file /nonexistent/probattnd.yaml: no such file")
         } catch {
             Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func aFolderIsNotAConfigFile() {
+        let folder = FileManager.default.temporaryDirectory.path
+        #expect(throws: ConfigError(.unreadable, path: "", "cannot read config file \(folder): it is a directory")) {
+            try DaemonConfig.load(path: folder)
         }
     }
 
