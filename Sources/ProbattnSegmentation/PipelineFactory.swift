@@ -34,6 +34,7 @@ public enum PipelineFactory {
         "key_prior_precision": .double(1.0),
         "value_propagation_iterations": .int(1),
         "value_prior_precision": .double(0.0),
+        "clamp_fixed": .bool(false),
     ]
 
     /// The default pipeline: grid/superpixel features, probabilistic attention with key adaptation, belief
