@@ -78,7 +78,9 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(config.endpoints.results == "tcp://127.0.0.1:5556")
         #expect(config.store.path == "state/probattn.sqlite")
         #expect(config.pluginDirectory == nil)
-        // The file spells out the built-in defaults, so it and an empty config agree.
+        // The file spells out the built-in defaults (the pipeline is PipelineFactory's), so it and an empty config
+        // agree; a default changed in code without the file fails here.
+        #expect(config.pipeline == DaemonConfig.defaultPipeline)
         #expect(config == DaemonConfig())
     }
 
