@@ -147,6 +147,8 @@ struct BenchLatencyCommand: ParsableCommand {
         lines.append("lost: \(report.lost) (replies \(report.lostReplies), updates \(report.lostUpdates)); "
                      + "duplicated: \(report.duplicated) (replies \(report.duplicatedReplies), updates \(report.duplicatedUpdates)); "
                      + "out of order: \(report.outOfOrder) (replies \(report.outOfOrderReplies), updates \(report.outOfOrderUpdates))")
+        for incident in report.incidents.prefix(50) { lines.append("  \(incident)") }
+        if report.incidents.count > 50 { lines.append("  ... and \(report.incidents.count - 50) more") }
         if !report.errors.isEmpty {
             lines.append("error replies: \(report.errors.count)")
             lines += report.errors.prefix(20).map { "  \($0)" }

@@ -41,6 +41,8 @@ struct LatencyReport: Sendable {
     var outOfOrderReplies = 0, outOfOrderUpdates = 0
     /// Error replies (`ok: false`), as "kind: code: message".
     var errors: [String] = []
+    /// One line per lost, duplicated or out-of-order reply or update, naming the request or version.
+    var incidents: [String] = []
 
     var lost: Int { lostReplies + lostUpdates }
     var duplicated: Int { duplicatedReplies + duplicatedUpdates }
@@ -125,8 +127,8 @@ final class LatencyBenchmark: @unchecked Sendable {
 
     func imageID(_ index: Int) -> String { "bench-\(runID)-\(index)" }
 
-    /// Runs the whole benchmark; returns the measurements. Throws only when nothing could be measured (the daemon
-    /// unreachable, an image refused).
+    /// Runs the whole benchmark; returns the measurements. An unreachable daemon or a refused image shows in the
+    /// report (lost replies, errors), not as a throw; throws only when no ZeroMQ context can be created.
     func run() throws -> LatencyReport {
         let context = try ZMQContext()
         let annotators = settings.annotators
@@ -167,7 +169,10 @@ final class LatencyBenchmark: @unchecked Sendable {
             for (annotator, listener) in listeners.enumerated() {
                 let expected = expectedVersions[annotator % images.count] ?? []
                 let received = listener.received
-                report.lostUpdates += expected.subtracting(received.map(\.version)).count
+                let missing = expected.subtracting(received.map(\.version)).sorted()
+                report.lostUpdates += missing.count
+                report.incidents += missing.map { "lost update: version \($0) of \(imageID(annotator % images.count)) never reached annotator-\(annotator)'s subscriber" }
+                report.incidents += listener.incidents.map { "\($0) (annotator-\(annotator)'s subscriber)" }
                 report.duplicatedUpdates += listener.duplicated
                 report.outOfOrderUpdates += listener.outOfOrder
                 // Publish delay: this annotator's own feedback, sent → update received by its own subscriber.
@@ -205,6 +210,17 @@ final class LatencyBenchmark: @unchecked Sendable {
             return
         }
         let requests = RequestTracker(client: client, timeout: settings.timeout)
+        // Account for this annotator's replies however it ends (an annotator stops early when an open failed).
+        defer {
+            // A reply that arrives after its request timed out is out of order; collect stragglers briefly.
+            requests.drainLateReplies(for: 0.2)
+            lock.withLock {
+                report.lostReplies += requests.lost
+                report.duplicatedReplies += requests.duplicated
+                report.outOfOrderReplies += requests.outOfOrder
+                report.incidents += requests.incidents.map { "\($0) (\(name))" }
+            }
+        }
         listener.waitUntilSubscribed()
         Thread.sleep(forTimeInterval: 0.5)
         barrier.wait()
@@ -244,13 +260,6 @@ final class LatencyBenchmark: @unchecked Sendable {
         if isOpener {
             let reply = requests.call("close_image", ["image_id": .string(id)], listener: nil)
             absorb(reply, kind: "close_image", imageIndex: imageIndex, requests: requests, recordsVersion: false)
-        }
-        // A reply that arrives after its request timed out is out of order; collect stragglers briefly.
-        requests.drainLateReplies(for: 0.2)
-        lock.withLock {
-            report.lostReplies += requests.lost
-            report.duplicatedReplies += requests.duplicated
-            report.outOfOrderReplies += requests.outOfOrder
         }
     }
 
@@ -300,8 +309,14 @@ extension LatencyBenchmark {
         let client: ProbattnClient
         let timeout: Double
         private var answered = Set<String>()
-        private var timedOut = Set<String>()
+        /// Requests whose reply did not come in time: request id → kind.
+        private var timedOut: [String: String] = [:]
         private(set) var lost = 0, duplicated = 0, outOfOrder = 0
+        /// One line per lost, duplicated or out-of-order reply.
+        var incidents: [String] {
+            timedOut.sorted { $0.key < $1.key }.map { "lost reply: \($0.value) \($0.key)" } + otherIncidents
+        }
+        private var otherIncidents: [String] = []
 
         init(client: ProbattnClient, timeout: Double) {
             self.client = client
@@ -319,6 +334,7 @@ extension LatencyBenchmark {
                 try client.send(kind, fields, payloads: payloads, requestID: id)
             } catch {
                 lost += 1
+                otherIncidents.append("lost request: \(kind) \(id) could not be sent: \(error)")
                 return nil
             }
             let deadline = sent + UInt64(timeout * 1e9)
@@ -326,7 +342,7 @@ extension LatencyBenchmark {
                 let now = DispatchTime.now().uptimeNanoseconds
                 guard now < deadline, let reply = try? client.receive(timeout: Double(deadline - now) / 1e9) else {
                     lost += 1
-                    timedOut.insert(id)
+                    timedOut[id] = kind
                     return nil
                 }
                 let received = DispatchTime.now().uptimeNanoseconds
@@ -349,13 +365,16 @@ extension LatencyBenchmark {
         private func classify(_ replyID: String) {
             if answered.contains(replyID) {
                 duplicated += 1
-            } else if timedOut.remove(replyID) != nil {
+                otherIncidents.append("duplicated reply: \(replyID)")
+            } else if let kind = timedOut.removeValue(forKey: replyID) {
                 // It was counted lost; it came, but late and after a later request's reply.
                 lost -= 1
                 outOfOrder += 1
                 answered.insert(replyID)
+                otherIncidents.append("out-of-order reply: \(kind) \(replyID) arrived after its timeout")
             } else {
                 outOfOrder += 1
+                otherIncidents.append("out-of-order reply: unexpected request id '\(replyID)'")
             }
         }
     }
@@ -370,6 +389,7 @@ extension LatencyBenchmark {
         private var stopped = false
         private(set) var received: [Update] = []
         private(set) var duplicated = 0, outOfOrder = 0
+        private(set) var incidents: [String] = []
         private var seen = Set<Int>()
         private var highest = Int.min
         private(set) var sentFeedback: [String: UInt64] = [:]
@@ -393,8 +413,12 @@ extension LatencyBenchmark {
                 condition.withLock {
                     if seen.contains(version) {
                         duplicated += 1
+                        incidents.append("duplicated update: version \(version)")
                     } else {
-                        if version < highest { outOfOrder += 1 }
+                        if version < highest {
+                            outOfOrder += 1
+                            incidents.append("out-of-order update: version \(version) after \(highest)")
+                        }
                         seen.insert(version)
                         highest = max(highest, version)
                         received.append(Update(version: version, requestID: requestID, receivedAt: now))

@@ -84,4 +84,27 @@ import Testing
         #expect(kinds["publish"]?["count"] as? Int == 2)
         #expect(kinds["open_image"]?["count"] as? Int == 1)
     }
+
+    @Test func aDaemonThatNeverAnswersIsReportedAsLostAndFailsTheRun() throws {
+        let products = try Self.productsFolder()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("probattn-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let jsonPath = folder.appendingPathComponent("latency.json").path
+        let bench = Process()
+        bench.executableURL = products.appendingPathComponent("probattn")
+        bench.arguments = ["bench", "latency", "--endpoint", "ipc://\(folder.path)/nobody",
+                           "--results-endpoint", "ipc://\(folder.path)/nobody-pub", "--clicks", "1",
+                           "--size", "32x24", "--timeout", "0.5", "--json", jsonPath]
+        let output = Pipe()
+        bench.standardOutput = output
+        try bench.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        bench.waitUntilExit()
+        #expect(bench.terminationStatus == 1)
+        #expect(printed.contains("lost reply: open_image"))
+        let data = try Data(contentsOf: URL(fileURLWithPath: jsonPath))
+        let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(report["lost"] as? Int == 1)
+    }
 }
