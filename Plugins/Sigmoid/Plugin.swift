@@ -26,7 +26,7 @@ let sigmoidVariant = VariantDefinition(
             guard !bias.isNaN, bias < .infinity else { throw PluginFailure("option 'bias' must be a number below +inf") }
             let b = bias - (try call.options.bool("length_bias") ? log(Double(call.units)) : 0)
             let iterations = try call.options.int("iterations")
-            var weights = DenseAttention.productTransposed(call.queries, rows: call.tokens, call.keys,
+            var weights = try DenseAttention.productTransposed(call.queries, rows: call.tokens, call.keys,
                                                            rowsB: call.units, inner: call.channels, scale: scale)
             let shift = Float(max(b, -Double(Float.greatestFiniteMagnitude)))
             for k in weights.indices {

@@ -1,14 +1,15 @@
 import ArgumentParser
 
-/// `probattn bench`: benchmarks. Each subcommand lives in its own file (`Bench<Name>Command.swift`).
+/// `probattn bench`: benchmarks. Each benchmark is a subcommand in its own file; add one line below.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: the attention kernel and a running daemon's per-click latency.",
+        abstract: "Benchmarks: the attention kernel, the daemon's latency.",
         subcommands: benchSubcommands)
 }
 
 /// Every subcommand of `probattn bench`, one line each.
 let benchSubcommands: [ParsableCommand.Type] = [
+    BenchKernelCommand.self,
     BenchLatencyCommand.self,
 ]

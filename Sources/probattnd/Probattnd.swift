@@ -11,7 +11,7 @@ struct Probattnd: ParsableCommand {
 
 /// Every subcommand of `probattnd`, one line each.
 let probattndSubcommands: [ParsableCommand.Type] = [
-    RunCommand.self,
     ValidateCommand.self,
+    RunCommand.self,
     DaemonPluginsCommand.self,
 ]

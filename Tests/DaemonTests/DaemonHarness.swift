@@ -89,9 +89,25 @@ final class DaemonProcess: @unchecked Sendable {
         process.standardOutput = log
         try process.run()
         self.process = process
-        let client = try ProbattnClient(endpoint: requests, timeout: timeout)
-        let reply = try client.request("health")
-        guard reply.ok else { throw HarnessError("the daemon's health reply is not ok: \(reply.header)") }
+        // Ask for health until it answers; fail at once (with the log) if the daemon exits instead.
+        let client = try ProbattnClient(endpoint: requests, timeout: 0.5)
+        let deadline = Date().addingTimeInterval(timeout)
+        // One request suffices: the DEALER queues it until the daemon binds.
+        let pending = try client.send("health")
+        while true {
+            if let reply = try? client.receive(timeout: 0.5) {
+                guard reply.ok, reply.requestID == pending else {
+                    throw HarnessError("unexpected health reply: \(reply.header)")
+                }
+                return
+            }
+            guard process.isRunning else {
+                throw HarnessError("probattnd exited with status \(process.terminationStatus) during start-up. Log:\n\(log)")
+            }
+            guard Date() < deadline else {
+                throw HarnessError("probattnd did not answer within \(timeout) s. Log:\n\(log)")
+            }
+        }
     }
 
     var pid: Int32 { process?.processIdentifier ?? -1 }

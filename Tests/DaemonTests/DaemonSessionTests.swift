@@ -5,6 +5,7 @@ import ProbattnZMQ
 import Testing
 #if canImport(Glibc)
 import Glibc
+import ProbattnSegmentation
 #endif
 
 /// End-to-end sessions against the real `probattnd` binary over ZeroMQ.

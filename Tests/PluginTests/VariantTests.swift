@@ -67,6 +67,21 @@ private func freshSeed() -> UInt64 { UInt64.random(in: 0...UInt64.max) }
         }
     }
 
+    @Test func tooManyDenseWeightsIsAnErrorNotACrash() throws {
+        // 16 400 × 16 400 weights exceed the 2^28 limit; the inputs themselves are small (C = Cv = 1).
+        let n = 16_400
+        let p = Problem(tokens: n, units: n, channels: 1, valueChannels: 1, queries: [Float](repeating: 0.1, count: n),
+                        keys: [Float](repeating: 0.2, count: n), values: [Float](repeating: 1, count: n))
+        for variant in ["softmax", "sigmoid"] {
+            do {
+                _ = try run(variant, p)
+                Issue.record("\(variant): expected an error")
+            } catch {
+                #expect("\(error)".contains("too many dense attention weights"), "\(error)")
+            }
+        }
+    }
+
     @Test func propagationNeedsUnitsEqualTokens() throws {
         var generator = SeededGenerator(seed: freshSeed())
         var p = randomProblem(tokens: 12, units: 5, using: &generator)

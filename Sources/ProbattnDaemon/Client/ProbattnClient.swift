@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnZMQ
+import ProbattnSegmentation
 
 /// Why a client call failed on the client side (the daemon's own error replies are `ProbattnReply`s with `ok ==
 /// false`, not thrown).

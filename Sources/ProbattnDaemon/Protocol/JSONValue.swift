@@ -1,40 +1,10 @@
 import Foundation
+import ProbattnSegmentation
 
-/// A JSON value as the wire protocol carries it. Decoding keeps booleans, integers and other numbers apart (a header
-/// field typed `int` rejects `1.5` and `true`); encoding writes keys in sorted order so output is reproducible.
-public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
-    case null
-    case bool(Bool)
-    case int(Int)
-    case double(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let v = try? container.decode(Bool.self) { self = .bool(v) }
-        else if let v = try? container.decode(Int.self) { self = .int(v) }
-        else if let v = try? container.decode(Double.self) { self = .double(v) }
-        else if let v = try? container.decode(String.self) { self = .string(v) }
-        else if let v = try? container.decode([JSONValue].self) { self = .array(v) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let v): try container.encode(v)
-        case .int(let v): try container.encode(v)
-        case .double(let v): try container.encode(v.isFinite ? v : 0)
-        case .string(let v): try container.encode(v)
-        case .array(let v): try container.encode(v)
-        case .object(let v): try container.encode(v)
-        }
-    }
-
+/// The wire protocol's JSON is `ProbattnSegmentation.JSONValue` (one JSON type for the whole package), extended here
+/// with parsing, compact sorted-key serialisation, typed accessors and literals. Decoding keeps booleans, integers and
+/// other numbers apart, so a header field typed `int` rejects `1.5` and `true`.
+extension JSONValue: CustomStringConvertible {
     /// Parses one JSON document; nil when the bytes are not UTF-8 JSON.
     public static func parse(_ bytes: [UInt8]) -> JSONValue? {
         try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
@@ -74,8 +44,10 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
     public var objectValue: [String: JSONValue]? { if case .object(let v) = self { return v }; return nil }
 }
 
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByFloatLiteral, ExpressibleByNilLiteral {
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
+    ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral,
+    ExpressibleByDictionaryLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByNilLiteral {
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int) { self = .int(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }

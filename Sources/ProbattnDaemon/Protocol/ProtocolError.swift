@@ -1,3 +1,5 @@
+import ProbattnSegmentation
+
 /// The stable error codes of the wire protocol (docs/PROTOCOL.md §1.4).
 public enum ErrorCode: String, Sendable, CaseIterable {
     case badHeader = "bad_header"

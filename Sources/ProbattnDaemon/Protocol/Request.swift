@@ -1,3 +1,5 @@
+import ProbattnSegmentation
+
 /// The protocol version this daemon speaks (the header's `protocol` field).
 public let probattnProtocolVersion = 1
 

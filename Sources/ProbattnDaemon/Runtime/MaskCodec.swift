@@ -1,4 +1,5 @@
 import ProbattnImaging
+import ProbattnSegmentation
 
 /// How masks are written on the wire and in the store (docs/PROTOCOL.md §3).
 enum MaskCodec {

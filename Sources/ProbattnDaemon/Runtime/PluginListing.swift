@@ -1,4 +1,5 @@
 import ProbattnPluginHost
+import ProbattnSegmentation
 
 /// The `list_plugins` reply body: the same facts `probattnd plugins` prints.
 enum PluginListing {

@@ -23,6 +23,7 @@ final class SocketLoop: @unchecked Sendable {
     private let stateLock = NSLock()
     private var parser: RequestParser
     private var draining = false
+    private var announcedReady = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -70,6 +71,11 @@ final class SocketLoop: @unchecked Sendable {
         thread.start()
         bound.wait()
         if let error = outcome.value { throw error }
+    }
+
+    /// Called once `READY=1` went out: watchdog pings start only then (systemd expects them from a started service).
+    func markReady() {
+        stateLock.withLock { announcedReady = true }
     }
 
     /// From now on new requests get `shutting_down`; in-flight ones still get their replies.
@@ -130,7 +136,7 @@ final class SocketLoop: @unchecked Sendable {
                 }
             }
             let now = Self.now()
-            if let interval = watchdogInterval, now - lastPing >= interval {
+            if let interval = watchdogInterval, now - lastPing >= interval, stateLock.withLock({ announcedReady }) {
                 // Ping only while the workers make progress: a job stuck longer than the watchdog timeout means the
                 // pipeline is wedged, and systemd should restart the daemon.
                 if scheduler.longestRunningSeconds < watchdogTimeout {

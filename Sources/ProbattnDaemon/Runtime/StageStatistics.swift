@@ -1,4 +1,5 @@
 import Foundation
+import ProbattnSegmentation
 
 /// Recent latencies per stage (the last 1024 samples each), for the `health` reply. Thread-safe.
 public final class StageStatistics: @unchecked Sendable {

@@ -33,7 +33,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
         try config.validate(plugins: plugins)
-        let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
+        let pipeline = try PipelineFactory.make(stages: FactoryStages.translate(config.pipeline), plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -60,6 +60,13 @@ public final class DaemonRuntime: @unchecked Sendable {
                                                "pipeline": "\(config.pipeline.map(\.type).joined(separator: ">"))"])
     }
 
+    /// Sends `READY=1` and lets the request loop start its watchdog pings.
+    public func announceReady() {
+        notifier.ready()
+        notifier.status("Serving requests")
+        sockets.markReady()
+    }
+
     /// Re-reads the config file (SIGHUP). Applies limits, the conflict policy and the pipeline's stages (used for
     /// images opened from now on); endpoints, the store, the plugin folder and logging need a restart and are kept.
     /// On any error the running config stays and the reason is logged.
@@ -73,7 +80,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
                 ? engine.currentSettings.pipeline
-                : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
+                : try PipelineFactory.make(stages: FactoryStages.translate(new.pipeline), plugins: plugins)
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
             if new.store != current.store { restartOnly.append("store") }

@@ -24,8 +24,7 @@ public struct DaemonService: Service {
         let runtime = try await Self.offPool {
             try DaemonRuntime(configPath: configPath, config: config, notifier: notifier, logger: logger)
         }
-        notifier.ready()
-        notifier.status("Serving requests")
+        runtime.announceReady()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in hangups.cancelOnGracefulShutdown() {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ProbattnSegmentation
 
 /// A mask version as the store keeps it: the first class's COCO RLE (always) and, for sessions with more than two
 /// classes, one RLE per class.

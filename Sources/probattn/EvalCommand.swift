@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import ProbattnDaemon
+import ProbattnImaging
+import ProbattnPluginHost
+import ProbattnSegmentation
+
+extension BenchmarkKind: ExpressibleByArgument {}
+extension BenchmarkSplit: ExpressibleByArgument {}
+
+/// `probattn eval`: runs the standard click-based evaluation (`../shared/spec/evaluation.md` §1, RITM's protocol)
+/// of the configured pipeline on GrabCut or Berkeley, in-process, and prints NoC@85, NoC@90, ≥N@90, mIoU@k and the
+/// time per click; `--report DIR` writes summary.json, instances.json, instances.csv and miou.svg.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate the segmentation pipeline on GrabCut or Berkeley with the standard click simulator.",
+        discussion: """
+            Follows RITM's protocol: the first click from an empty prediction, each next click at the error pixel \
+            farthest from the error regions' boundaries (positive if in a false-negative region that is strictly \
+            thicker than every false-positive one), ignore pixels never clicked nor scored, NoC capped at \
+            --max-clicks. All clicks are always run so that the mIoU curve is complete. No zoom-in, no flip \
+            averaging. The prediction is the pipeline's class map with the object as class 0.
+            """)
+
+    @Option(help: "The benchmark: grabcut or berkeley.")
+    var dataset: BenchmarkKind
+
+    @Option(help: "The dataset's own folder, e.g. ../shared/datasets/GrabCut.")
+    var root: String
+
+    @Option(help: "Evaluate only the first N instances (sorted by name).")
+    var limit: Int?
+
+    @Option(name: .customLong("max-clicks"), help: "Clicks per instance; NoC is capped at this number.")
+    var maxClicks = 20
+
+    @Option(help: "A probattnd YAML config: its pipeline, plugin folder and image-size limit are used.")
+    var config: String?
+
+    @Option(help: "Write summary.json, instances.json, instances.csv and miou.svg into this folder.")
+    var report: String?
+
+    @Flag(name: .customLong("no-key-adaptation"), help: "Ablation: no key adaptation (0 EM iterations on the keys).")
+    var noKeyAdaptation = false
+
+    @Flag(name: .customLong("no-value-propagation"), help: "Ablation: clicks fix their own tokens only.")
+    var noValuePropagation = false
+
+    @Option(help: "The attention variant of the adapter (a plugin variant name, e.g. probabilistic, softmax).")
+    var attention: String?
+
+    @Option(help: "Berkeley's BSDS300 split: train (46 masks), test (54) or all. GrabCut has no split.")
+    var split: BenchmarkSplit = .all
+
+    @Flag(name: .customLong("save-masks"), help: "Also write every final mask as PNG and COCO RLE JSON into DIR/masks.")
+    var saveMasks = false
+
+    @Option(name: .customLong("plugin-dir"), help: "The attention plugin folder (default: the config's, else the usual search).")
+    var pluginDirectory: String?
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if maxClicks < 1 { throw ValidationError("--max-clicks must be at least 1") }
+        if saveMasks && report == nil { throw ValidationError("--save-masks needs --report DIR") }
+    }
+
+    func run() throws {
+        let daemonConfig = try config.map { try DaemonConfig.load(path: $0) }
+        let pluginFolder = pluginDirectory ?? daemonConfig?.pluginDirectory ?? PluginRegistry.defaultDirectory()
+        let registry = PluginRegistry.load(directory: pluginFolder)
+        for failure in registry.failures {
+            FileHandle.standardError.write(Data("warning: plugin not loaded: \(failure)\n".utf8))
+        }
+        let stages = try PipelineFactory.stages(daemonConfig?.pipeline ?? PipelineFactory.defaultStages,
+                                                attention: attention, keyAdaptation: !noKeyAdaptation,
+                                                valuePropagation: !noValuePropagation, plugins: registry)
+        let pipeline = try PipelineFactory.make(stages: stages, plugins: registry)
+
+        var instances = try BenchmarkDataset.instances(dataset, root: root, split: split)
+        if let limit { instances = Array(instances.prefix(limit)) }
+        let runner = try EvaluationRunner(pipeline: pipeline, maxClicks: maxClicks,
+                                          maxPixels: daemonConfig?.limits.maxImagePixels)
+
+        var progress = EvalProgress(total: instances.count, maxClicks: maxClicks)
+        var results: [InstanceResult] = []
+        let start = DispatchTime.now().uptimeNanoseconds
+        for instance in instances {
+            let (result, finalMask) = try runner.evaluate(instance)
+            results.append(result)
+            progress.finished(result)
+            if saveMasks, let report {
+                try MaskExport.write(finalMask, objectClass: 0, name: instance.name,
+                                     directory: (report as NSString).appendingPathComponent("masks"))
+            }
+        }
+        progress.finish()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+
+        let summary = EvaluationSummary(dataset: dataset.rawValue, split: split.rawValue, results: results,
+                                        maxClicks: maxClicks, config: configJSON(stages: stages, pluginFolder: pluginFolder),
+                                        secondsTotal: seconds)
+        print(summary.text)
+        if let report {
+            try EvaluationReport.write(summary: summary, results: results, to: report)
+            print("report written to \(report)")
+        }
+    }
+
+    /// `summary.json`'s `config`: the stages as run and the protocol's settings.
+    private func configJSON(stages: [StageSpec], pluginFolder: String) -> JSONValue {
+        .object([
+            "stages": JSONValue.stages(stages),
+            "config_file": config.map(JSONValue.string) ?? .null,
+            "plugin_dir": .string(pluginFolder),
+            "attention": attention.map(JSONValue.string) ?? .null,
+            "key_adaptation": .bool(!noKeyAdaptation),
+            "value_propagation": .bool(!noValuePropagation),
+            "root": .string(root),
+            "split": .string(split.rawValue),
+            "limit": limit.map(JSONValue.int) ?? .null,
+            "max_clicks": .int(maxClicks),
+            "protocol": .string("RITM isegm clicker and NoC (evaluation.md section 1); all clicks run (target_iou 1.01)"),
+            "prediction": .string("pipeline class map, object = class 0 (RITM: prob > 0.49)"),
+            "zoom_in": .bool(false),
+            "flip": .bool(false),
+        ])
+    }
+}
