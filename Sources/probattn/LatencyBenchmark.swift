@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnDaemon
 import ProbattnImaging
+import ProbattnSegmentation
 import ProbattnZMQ
 
 /// One image the benchmark opens: its encoded bytes and, for synthetic images, which pixels are the object.
