@@ -29,9 +29,11 @@ let sigmoidVariant = VariantDefinition(
             var weights = try DenseAttention.productTransposed(call.queries, rows: call.tokens, call.keys,
                                                            rowsB: call.units, inner: call.channels, scale: scale)
             let shift = Float(max(b, -Double(Float.greatestFiniteMagnitude)))
-            for k in weights.indices {
-                // σ(x) = 1 / (1 + e^(−x)); e^(−x) overflows to +inf for very negative x, which gives exactly 0.
-                weights[k] = 1 / (1 + expf(-(weights[k] + shift)))
+            weights.withUnsafeMutableBufferPointer { logits in
+                for k in logits.indices {
+                    // σ(x) = 1 / (1 + e^(−x)); e^(−x) overflows to +inf for very negative x, which gives exactly 0.
+                    logits[k] = 1 / (1 + expf(-(logits[k] + shift)))
+                }
             }
             weights.withUnsafeBufferPointer { w in
                 DenseAttention.product(w, rows: call.tokens, inner: call.units, call.values,

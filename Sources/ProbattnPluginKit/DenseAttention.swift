@@ -37,11 +37,23 @@ public enum DenseAttention {
         return out
     }
 
+    /// Up to this many value channels, `product` uses one sgemv per channel instead of sgemm.
+    static let narrowProductColumns = 4
+
     /// out (rows×cols) = a (rows×inner) · b (inner×cols): the weighted values W·V.
     public static func product(_ a: UnsafeBufferPointer<Float>, rows: Int, inner: Int,
                                _ b: UnsafeBufferPointer<Float>, cols: Int,
                                into out: UnsafeMutableBufferPointer<Float>) {
         guard let aBase = a.baseAddress, let bBase = b.baseAddress, let cBase = out.baseAddress else { return }
+        if cols <= narrowProductColumns {
+            // A few value channels (classes): one matrix-vector product per channel reads the large H×M weights
+            // once per channel, where sgemm would first copy (pack) all of them on every call.
+            for c in 0..<cols {
+                BLAS.sgemv(transposeA: false, rows: rows, columns: inner, alpha: 1, a: aBase, lda: inner,
+                           x: bBase + c, incx: cols, beta: 0, y: cBase + c, incy: cols)
+            }
+            return
+        }
         BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: cols, k: inner, alpha: 1,
                    a: aBase, lda: inner, b: bBase, ldb: cols, beta: 0, c: cBase, ldc: cols)
     }
