@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProbattnDaemon
 import ProbattnImaging
 
 /// `probattn bench latency`: per-request latency of a running daemon under a closed-loop team of annotators
@@ -78,6 +79,7 @@ struct BenchLatencyCommand: ParsableCommand {
               + "\(annotators) annotator(s), \(clicks) click(s) each; \(endpoint), \(resultsEndpoint)")
         let report = try LatencyBenchmark(settings: settings, images: benchImages).run()
         print(Self.table(report), terminator: "")
+        print(Self.daemonStages(endpoint: endpoint, timeout: timeout), terminator: "")
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -123,6 +125,24 @@ struct BenchLatencyCommand: ParsableCommand {
             return BenchImage(name: "synthetic-\(index)", bytes: try ImageEncoding.png(scene.image),
                               width: width, height: height, isObject: scene.isObject)
         }
+    }
+
+    /// The daemon's own per-stage latencies from `health` (its most recent samples), to tell queueing from work;
+    /// a note instead when the daemon does not answer.
+    static func daemonStages(endpoint: String, timeout: Double) -> String {
+        guard let client = try? ProbattnClient(endpoint: endpoint, timeout: min(timeout, 5)),
+              let reply = try? client.request("health"), reply.ok,
+              let stages = reply["stages"]?.objectValue else {
+            return "daemon stages: health request failed\n"
+        }
+        let order = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total"]
+        let names = order.filter { stages[$0] != nil } + stages.keys.filter { !order.contains($0) }.sorted()
+        let parts = names.compactMap { name -> String? in
+            guard let stage = stages[name], let p50 = stage["p50_ms"]?.doubleValue,
+                  let p99 = stage["p99_ms"]?.doubleValue else { return nil }
+            return String(format: "%@ %.1f/%.1f", name, p50, p99)
+        }
+        return "daemon stages (p50/p99 ms, from health): " + parts.joined(separator: ", ") + "\n"
     }
 
     /// The human-readable report.
