@@ -19,4 +19,5 @@ let probattnSubcommands: [ParsableCommand.Type] = [
     PluginsCommand.self,
     EvalCommand.self,
     EvalPlotCommand.self,
+    SegmentCommand.self,
 ]
