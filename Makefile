@@ -27,7 +27,7 @@ RELEASE_FLAGS := -c release -Xlinker -rpath -Xlinker '$$ORIGIN/../lib/probattn' 
 APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev python3 python3-pip
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps pydeps build release test run install clean
+.PHONY: deps pydeps build release test run install uninstall clean
 
 ## deps: apt-get install the packages above, only those that are missing.
 deps:
@@ -85,6 +85,12 @@ install: release
 	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"; \
 	echo "Installed under $(DESTDIR)$(PREFIX): bin/probattnd, bin/probattn, $(PLUGINDIR), $(CONFDIR)/probattnd.yaml, $(UNITDIR)/probattnd.service"; \
 	echo "Next: systemctl daemon-reload && systemctl enable --now probattnd"
+
+## uninstall: remove what install put under DESTDIR/PREFIX (the config in /etc/probattn and the store in
+## /var/lib/probattn are kept).
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/probattnd" "$(DESTDIR)$(BINDIR)/probattn" "$(DESTDIR)$(UNITDIR)/probattnd.service"
+	rm -rf "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(DOCDIR)"
 
 clean:
 	rm -rf .build

@@ -11,7 +11,7 @@
 //                                    operator: plain and blocked implementations (no I/O)
 //   ProbattnReferenceCases -> Core    reads probattn-case-v1 reference cases (manifest.json + .f32 files)
 //   ProbattnKernelBench -> Core       `probattn bench kernel`: timing, FLOP count, same-shape sgemm rate, peak RSS
-//   ProbattnPluginKit   -> Core, C ABI, CBLAS  helpers for plugins written in Swift (options, exports, dense kernels)
+//   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (options, exports, dense kernels)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "ProbattnCore", dependencies: ["CBLAS", "CProbattnKernels"], swiftSettings: swiftSettings),
         .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
         .target(name: "ProbattnKernelBench", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
+        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),

@@ -11,4 +11,5 @@ struct BenchCommand: ParsableCommand {
 /// Every subcommand of `probattn bench`, one line each.
 let benchSubcommands: [ParsableCommand.Type] = [
     BenchKernelCommand.self,
+    BenchLatencyCommand.self,
 ]
