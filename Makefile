@@ -24,10 +24,10 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 # and need the one shared Swift runtime of the process.
 RELEASE_FLAGS := -c release -Xlinker -rpath -Xlinker '$$ORIGIN/../lib/probattn' -Xlinker -rpath -Xlinker '$$ORIGIN/..'
 # Debian packages the build and tests need (headers through pkg-config; python3-pip for the protocol example test).
-APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev
+APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev python3 python3-pip
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps build release test run install clean
+.PHONY: deps pydeps build release test run install uninstall clean
 
 ## deps: apt-get install the packages above, only those that are missing.
 deps:
@@ -39,18 +39,27 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "System packages present."; fi
 
+## pydeps: pyzmq for the protocol example's test (docs/examples/client.py), only when missing. Debian's pip refuses
+## system-wide installs (PEP 668) unless told otherwise, hence the second attempt.
+pydeps: deps
+	@python3 -c 'import zmq' 2>/dev/null && echo "pyzmq present." || \
+	  python3 -m pip install --quiet pyzmq || python3 -m pip install --quiet --break-system-packages pyzmq
+
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
 
 release: deps
 	$(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS)
 
-test: deps
+test: deps pydeps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
+## run: the daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555, results on
+## tcp://127.0.0.1:5556, the SQLite store in ./state, plugins from the build products (next to the binary).
 run: build
-	$(SWIFT) run probattn --help
+	mkdir -p state
+	exec "$$($(SWIFT) build $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)
 
 ## install: release build, then copy binaries, plugins, the Swift runtime they link, the default config (pointing
 ## plugin_dir at $(PLUGINDIR); an existing config is kept) and the unit (paths rewritten for PREFIX) under DESTDIR.
@@ -76,6 +85,12 @@ install: release
 	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"; \
 	echo "Installed under $(DESTDIR)$(PREFIX): bin/probattnd, bin/probattn, $(PLUGINDIR), $(CONFDIR)/probattnd.yaml, $(UNITDIR)/probattnd.service"; \
 	echo "Next: systemctl daemon-reload && systemctl enable --now probattnd"
+
+## uninstall: remove what install put under DESTDIR/PREFIX (the config in /etc/probattn and the store in
+## /var/lib/probattn are kept).
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/probattnd" "$(DESTDIR)$(BINDIR)/probattn" "$(DESTDIR)$(UNITDIR)/probattnd.service"
+	rm -rf "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(DOCDIR)"
 
 clean:
 	rm -rf .build

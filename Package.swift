@@ -6,9 +6,12 @@
 //
 //   CBLAS, CZeroMQ, CPNG, CJPEG      system libraries through pkg-config (Debian -dev packages)
 //   CProbattnPlugin                  the C ABI header shared by the host and every attention plugin
-//   ProbattnCore        -> CBLAS      tensors, BLAS products, softmax, the probabilistic attention operator (no I/O)
+//   CProbattnKernels                 vectorised inner loops of the blocked attention kernel (C, per-ISA clones)
+//   ProbattnCore        -> CBLAS, CProbattnKernels   tensors, BLAS products, softmax, the probabilistic attention
+//                                    operator: plain and blocked implementations (no I/O)
 //   ProbattnReferenceCases -> Core    reads probattn-case-v1 reference cases (manifest.json + .f32 files)
-//   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (option parsing, exporting variants)
+//   ProbattnKernelBench -> Core       `probattn bench kernel`: timing, FLOP count, same-shape sgemm rate, peak RSS
+//   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (options, exports, dense kernels)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
@@ -67,9 +70,11 @@ let package = Package(
         .target(name: "CImageShims", dependencies: ["CPNG", "CJPEG"],
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
-        .target(name: "ProbattnCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        .target(name: "CProbattnKernels"),
+        .target(name: "ProbattnCore", dependencies: ["CBLAS", "CProbattnKernels"], swiftSettings: swiftSettings),
         .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin", "CBLAS"],
+        .target(name: "ProbattnKernelBench", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
@@ -79,16 +84,18 @@ let package = Package(
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
-                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost",
+                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "CBLAS",
                     .product(name: "GRDB", package: "GRDB.swift"),
                     .product(name: "Yams", package: "Yams"),
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                    .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 ],
                 swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",
                           dependencies: [
-                              "ProbattnCore", "ProbattnReferenceCases", "ProbattnPluginHost", "ProbattnImaging",
+                              "ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench", "ProbattnPluginHost",
+                              "ProbattnImaging",
                               "ProbattnSegmentation",
                               "ProbattnZMQ", "ProbattnDaemon",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -102,12 +109,14 @@ let package = Package(
                           ],
                           swiftSettings: swiftSettings),
 
-        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases"],
+        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),
-        .testTarget(name: "DaemonTests", dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging"]),
+        .testTarget(name: "DaemonTests",
+                    dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation",
+                                   .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]
 )

@@ -120,8 +120,8 @@ let contextPoolVariant = VariantDefinition(
                             radius: radius, supports: supports)
             let values = pool(call.values, width: call.valueChannels, rows: call.gridRows, cols: call.gridCols,
                               radius: radius, supports: supports)
-            var weights = keys.withUnsafeBufferPointer { k in
-                DenseAttention.productTransposed(call.queries, rows: call.tokens, k, rowsB: call.units,
+            var weights = try keys.withUnsafeBufferPointer { k in
+                try DenseAttention.productTransposed(call.queries, rows: call.tokens, k, rowsB: call.units,
                                                  inner: call.channels, scale: scale)
             }
             DenseAttention.softmaxRows(&weights, rows: call.tokens, cols: call.units)

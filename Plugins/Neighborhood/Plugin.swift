@@ -98,6 +98,11 @@ let neighborhoodVariant = VariantDefinition(
             guard call.hasGrid, call.units == call.tokens else {
                 throw PluginFailure("neighborhood attention needs the token grid and as many units as tokens")
             }
+            let window = min(kernel, call.gridRows) * min(kernel, call.gridCols)
+            guard call.tokens <= DenseAttention.maximumDenseWeights / window else {
+                throw PluginFailure("\(call.tokens) tokens × \(window) window positions is too many attention weights "
+                                    + "(at most \(DenseAttention.maximumDenseWeights)); use a smaller kernel_size")
+            }
             let scale = try DenseAttention.scale(requested: try call.options.float("scale"), channels: call.channels)
             let iterations = try call.options.int("iterations")
             let weights = neighborhoodWeights(call, kernel: kernel, dilation: dilation, scale: scale)

@@ -26,12 +26,14 @@ let sigmoidVariant = VariantDefinition(
             guard !bias.isNaN, bias < .infinity else { throw PluginFailure("option 'bias' must be a number below +inf") }
             let b = bias - (try call.options.bool("length_bias") ? log(Double(call.units)) : 0)
             let iterations = try call.options.int("iterations")
-            var weights = DenseAttention.productTransposed(call.queries, rows: call.tokens, call.keys,
+            var weights = try DenseAttention.productTransposed(call.queries, rows: call.tokens, call.keys,
                                                            rowsB: call.units, inner: call.channels, scale: scale)
             let shift = Float(max(b, -Double(Float.greatestFiniteMagnitude)))
-            for k in weights.indices {
-                // σ(x) = 1 / (1 + e^(−x)); e^(−x) overflows to +inf for very negative x, which gives exactly 0.
-                weights[k] = 1 / (1 + expf(-(weights[k] + shift)))
+            weights.withUnsafeMutableBufferPointer { logits in
+                for k in logits.indices {
+                    // σ(x) = 1 / (1 + e^(−x)); e^(−x) overflows to +inf for very negative x, which gives exactly 0.
+                    logits[k] = 1 / (1 + expf(-(logits[k] + shift)))
+                }
             }
             weights.withUnsafeBufferPointer { w in
                 DenseAttention.product(w, rows: call.tokens, inner: call.units, call.values,

@@ -18,7 +18,7 @@ let softmaxVariant = VariantDefinition(
         runAttend(input, output) { call in
             let scale = try DenseAttention.scale(requested: try call.options.float("scale"), channels: call.channels)
             let iterations = try call.options.int("iterations")
-            let weights = DenseAttention.softmaxWeights(call, scale: scale)
+            let weights = try DenseAttention.softmaxWeights(call, scale: scale)
             weights.withUnsafeBufferPointer { w in
                 DenseAttention.product(w, rows: call.tokens, inner: call.units, call.values,
                                        cols: call.valueChannels, into: call.tokenValues)

@@ -128,8 +128,20 @@ public struct ProbabilisticAttention: Sendable {
         return output
     }
 
-    /// Runs one slice on the implementation the options select.
+    /// Runs one slice on the implementation the options select: the blocked kernel when it covers the input
+    /// (`.automatic`, `.blocked`), else the plain path; `.blocked` on an input it does not cover throws.
     func solve(_ slice: AttentionSlice, runValuePropagation: Bool) throws -> SliceResult {
-        PlainSolver(slice: slice, options: options).solve(runValuePropagation: runValuePropagation)
+        switch options.kernel {
+        case .plain:
+            return PlainSolver(slice: slice, options: options).solve(runValuePropagation: runValuePropagation)
+        case .automatic, .blocked:
+            if let reason = BlockedSolver.unsupportedReason(slice, options: options) {
+                if options.kernel == .blocked {
+                    throw ProbattnCoreError.invalidArgument("the blocked kernel does not cover this input: \(reason)")
+                }
+                return PlainSolver(slice: slice, options: options).solve(runValuePropagation: runValuePropagation)
+            }
+            return BlockedSolver(slice: slice, options: options).solve(runValuePropagation: runValuePropagation)
+        }
     }
 }

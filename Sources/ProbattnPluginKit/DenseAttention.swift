@@ -1,10 +1,8 @@
 // Dense building blocks shared by the Swift variants: BLAS products, row softmax, and label propagation with fixed
-// tokens clamped. Token-major row-major Float32 throughout; the heavy products go through cblas_sgemm.
+// tokens clamped. Token-major row-major Float32 throughout; the heavy products go through ProbattnCore's BLAS
+// wrappers (cblas_sgemm) and its stable softmax.
 
-import CBLAS
-#if canImport(Glibc)
-import Glibc
-#endif
+import ProbattnCore
 
 public enum DenseAttention {
     /// The attention scale: `requested` when it is > 0, else 1/√channels (the SDPA default).
@@ -15,24 +13,49 @@ public enum DenseAttention {
         return requested > 0 ? Float(requested) : 1 / Float(channels).squareRoot()
     }
 
-    /// out (rows×rowsB) = scale · a (rows×inner) · b (rowsB×inner)ᵀ: the logits Q·Kᵀ.
+    /// The largest dense H×M weight matrix the variants materialise (2^28 floats, 1 GiB); larger inputs get an error
+    /// instead of an allocation failure.
+    public static let maximumDenseWeights = 1 << 28
+
+    /// out (rows×rowsB) = scale · a (rows×inner) · b (rowsB×inner)ᵀ: the logits Q·Kᵀ. Throws when rows × rowsB
+    /// exceeds `maximumDenseWeights`.
     public static func productTransposed(_ a: UnsafeBufferPointer<Float>, rows: Int,
                                          _ b: UnsafeBufferPointer<Float>, rowsB: Int, inner: Int,
-                                         scale: Float) -> [Float] {
+                                         scale: Float) throws -> [Float] {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: rowsB)
+        guard !overflow, count <= maximumDenseWeights else {
+            throw PluginFailure("\(rows) tokens × \(rowsB) units is too many dense attention weights "
+                                + "(at most \(maximumDenseWeights)); use fewer tokens or units")
+        }
         var out = [Float](repeating: 0, count: rows * rowsB)
+        guard let aBase = a.baseAddress, let bBase = b.baseAddress else { return out }
         out.withUnsafeMutableBufferPointer { result in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(rowsB), Int32(inner), scale,
-                        a.baseAddress, Int32(inner), b.baseAddress, Int32(inner), 0, result.baseAddress, Int32(rowsB))
+            guard let cBase = result.baseAddress else { return }
+            BLAS.sgemm(transposeA: false, transposeB: true, m: rows, n: rowsB, k: inner, alpha: scale,
+                       a: aBase, lda: inner, b: bBase, ldb: inner, beta: 0, c: cBase, ldc: rowsB)
         }
         return out
     }
+
+    /// Up to this many value channels, `product` uses one sgemv per channel instead of sgemm.
+    static let narrowProductColumns = 4
 
     /// out (rows×cols) = a (rows×inner) · b (inner×cols): the weighted values W·V.
     public static func product(_ a: UnsafeBufferPointer<Float>, rows: Int, inner: Int,
                                _ b: UnsafeBufferPointer<Float>, cols: Int,
                                into out: UnsafeMutableBufferPointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(inner), 1,
-                    a.baseAddress, Int32(inner), b.baseAddress, Int32(cols), 0, out.baseAddress, Int32(cols))
+        guard let aBase = a.baseAddress, let bBase = b.baseAddress, let cBase = out.baseAddress else { return }
+        if cols <= narrowProductColumns {
+            // A few value channels (classes): one matrix-vector product per channel reads the large H×M weights
+            // once per channel, where sgemm would first copy (pack) all of them on every call.
+            for c in 0..<cols {
+                BLAS.sgemv(transposeA: false, rows: rows, columns: inner, alpha: 1, a: aBase, lda: inner,
+                           x: bBase + c, incx: cols, beta: 0, y: cBase + c, incy: cols)
+            }
+            return
+        }
+        BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: cols, k: inner, alpha: 1,
+                   a: aBase, lda: inner, b: bBase, ldb: cols, beta: 0, c: cBase, ldc: cols)
     }
 
     /// Array convenience for `product`.
@@ -46,28 +69,18 @@ public enum DenseAttention {
         return out
     }
 
-    /// Replaces every row of `matrix` (rows×cols) by its softmax, with the row maximum subtracted first.
+    /// Replaces every row of `matrix` (rows×cols) by its softmax (row maximum subtracted first; ProbattnCore's
+    /// stable softmax, which gives zeros for a row that is all −∞).
     public static func softmaxRows(_ matrix: inout [Float], rows: Int, cols: Int) {
         matrix.withUnsafeMutableBufferPointer { buffer in
-            for i in 0..<rows {
-                let row = UnsafeMutableBufferPointer(rebasing: buffer[(i * cols)..<((i + 1) * cols)])
-                var largest = -Float.infinity
-                for value in row where value > largest { largest = value }
-                var total: Float = 0
-                for j in 0..<cols {
-                    let e = expf(row[j] - largest)
-                    row[j] = e
-                    total += e
-                }
-                let inverse = 1 / total
-                for j in 0..<cols { row[j] *= inverse }
-            }
+            guard let base = buffer.baseAddress else { return }
+            for i in 0..<rows { Softmax.softmaxRow(base + i * cols, count: cols) }
         }
     }
 
     /// Weights W = softmax(scale · Q·Kᵀ), H×M.
-    public static func softmaxWeights(_ call: AttendCall, scale: Float) -> [Float] {
-        var weights = productTransposed(call.queries, rows: call.tokens, call.keys, rowsB: call.units,
+    public static func softmaxWeights(_ call: AttendCall, scale: Float) throws -> [Float] {
+        var weights = try productTransposed(call.queries, rows: call.tokens, call.keys, rowsB: call.units,
                                         inner: call.channels, scale: scale)
         softmaxRows(&weights, rows: call.tokens, cols: call.units)
         return weights

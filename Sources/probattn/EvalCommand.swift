@@ -56,12 +56,16 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .customLong("save-masks"), help: "Also write every final mask as PNG and COCO RLE JSON into DIR/masks.")
     var saveMasks = false
 
+    @Option(help: "Evaluate this many instances at once (the pipeline is thread-safe). Per-click times then include contention.")
+    var jobs = 1
+
     @Option(name: .customLong("plugin-dir"), help: "The attention plugin folder (default: the config's, else the usual search).")
     var pluginDirectory: String?
 
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if maxClicks < 1 { throw ValidationError("--max-clicks must be at least 1") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if saveMasks && report == nil { throw ValidationError("--save-masks needs --report DIR") }
     }
 
@@ -82,18 +86,36 @@ struct EvalCommand: ParsableCommand {
         let runner = try EvaluationRunner(pipeline: pipeline, maxClicks: maxClicks,
                                           maxPixels: daemonConfig?.limits.maxImagePixels)
 
-        var progress = EvalProgress(total: instances.count, maxClicks: maxClicks)
-        var results: [InstanceResult] = []
+        let progress = EvalProgress(total: instances.count, maxClicks: maxClicks)
+        let masksFolder = report.map { ($0 as NSString).appendingPathComponent("masks") }
         let start = DispatchTime.now().uptimeNanoseconds
-        for instance in instances {
-            let (result, finalMask) = try runner.evaluate(instance)
-            results.append(result)
-            progress.finished(result)
-            if saveMasks, let report {
-                try MaskExport.write(finalMask, objectClass: 0, name: instance.name,
-                                     directory: (report as NSString).appendingPathComponent("masks"))
+        let slots = ResultSlots(count: instances.count)
+        let evaluateOne = { (index: Int) in
+            do {
+                let (result, finalMask) = try runner.evaluate(instances[index])
+                if saveMasks, let masksFolder {
+                    try MaskExport.write(finalMask, objectClass: 0, name: instances[index].name, directory: masksFolder)
+                }
+                slots.set(index, .success(result))
+                progress.finished(result)
+            } catch {
+                slots.set(index, .failure(error))
             }
         }
+        if jobs == 1 {
+            for index in instances.indices {
+                evaluateOne(index)
+                if let error = slots.firstError { throw error }
+            }
+        } else {
+            // Instances are handed out in order to `jobs` workers.
+            let next = ResultSlots.Counter()
+            DispatchQueue.concurrentPerform(iterations: min(jobs, instances.count)) { _ in
+                while slots.firstError == nil, let index = next.take(below: instances.count) { evaluateOne(index) }
+            }
+            if let error = slots.firstError { throw error }
+        }
+        let results = slots.results
         progress.finish()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 
@@ -120,10 +142,49 @@ struct EvalCommand: ParsableCommand {
             "split": .string(split.rawValue),
             "limit": limit.map(JSONValue.int) ?? .null,
             "max_clicks": .int(maxClicks),
+            "jobs": .int(jobs),
             "protocol": .string("RITM isegm clicker and NoC (evaluation.md section 1); all clicks run (target_iou 1.01)"),
             "prediction": .string("pipeline class map, object = class 0 (RITM: prob > 0.49)"),
             "zoom_in": .bool(false),
             "flip": .bool(false),
         ])
+    }
+}
+
+/// The per-instance outcomes of an evaluation, filled by one or several workers.
+final class ResultSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<InstanceResult, Error>?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ outcome: Result<InstanceResult, Error>) {
+        lock.lock(); defer { lock.unlock() }
+        slots[index] = outcome
+    }
+
+    /// The first failure in instance order, if any.
+    var firstError: Error? {
+        lock.lock(); defer { lock.unlock() }
+        for case .failure(let error)? in slots { return error }
+        return nil
+    }
+
+    /// The results in instance order (call when every slot is filled with a success).
+    var results: [InstanceResult] {
+        lock.lock(); defer { lock.unlock() }
+        return slots.compactMap { try? $0?.get() }
+    }
+
+    /// Hands out indices 0, 1, 2, ... to workers.
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func take(below limit: Int) -> Int? {
+            lock.lock(); defer { lock.unlock() }
+            guard value < limit else { return nil }
+            value += 1
+            return value - 1
+        }
     }
 }

@@ -2,8 +2,9 @@ import Foundation
 import ProbattnSegmentation
 
 /// Progress of `probattn eval` on standard error: a bar redrawn in place on a terminal, one plain line per instance
-/// otherwise (logs, CI).
-struct EvalProgress {
+/// otherwise (logs, CI). Thread-safe: workers report as they finish.
+final class EvalProgress: @unchecked Sendable {
+    private let lock = NSLock()
     let total: Int
     let maxClicks: Int
     let interactive = isatty(STDERR_FILENO) != 0
@@ -18,7 +19,8 @@ struct EvalProgress {
     }
 
     /// Called after each instance.
-    mutating func finished(_ result: InstanceResult) {
+    func finished(_ result: InstanceResult) {
+        lock.lock(); defer { lock.unlock() }
         completed += 1
         nocSum += result.noc90
         if interactive {

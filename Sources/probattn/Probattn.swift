@@ -15,7 +15,9 @@ struct Probattn: ParsableCommand {
 /// Every subcommand of `probattn`, one line each.
 let probattnSubcommands: [ParsableCommand.Type] = [
     AttendCommand.self,
+    BenchCommand.self,
     PluginsCommand.self,
     EvalCommand.self,
     EvalPlotCommand.self,
+    SegmentCommand.self,
 ]

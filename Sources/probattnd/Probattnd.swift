@@ -12,4 +12,6 @@ struct Probattnd: ParsableCommand {
 /// Every subcommand of `probattnd`, one line each.
 let probattndSubcommands: [ParsableCommand.Type] = [
     ValidateCommand.self,
+    RunCommand.self,
+    DaemonPluginsCommand.self,
 ]

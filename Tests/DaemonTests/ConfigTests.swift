@@ -66,7 +66,9 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         for variant in variants {
             let path = repositoryRoot.appendingPathComponent("Config/examples/\(variant).yaml").path
             let config = try DaemonConfig.load(path: path)
-            #expect(config.pipeline.first { $0.role == .adapter }?.type == variant)
+            let adapter = config.pipeline.first { $0.role == .adapter }
+            #expect(adapter?.type == "attention")
+            #expect(adapter?.options["variant"] == .string(variant))
         }
     }
 
@@ -76,7 +78,9 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(config.endpoints.results == "tcp://127.0.0.1:5556")
         #expect(config.store.path == "state/probattn.sqlite")
         #expect(config.pluginDirectory == nil)
-        // The file spells out the built-in defaults, so it and an empty config agree.
+        // The file spells out the built-in defaults (the pipeline is PipelineFactory's), so it and an empty config
+        // agree; a default changed in code without the file fails here.
+        #expect(config.pipeline == DaemonConfig.defaultPipeline)
         #expect(config == DaemonConfig())
     }
 
@@ -116,8 +120,8 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
             sessions: {conflict_policy: first_wins}
             pipeline:
               - {role: encoder, type: grid_features, options: {stride: 8, scales: [1, 2.5], lab: true, name: x}}
-              - {role: adapter, type: softmax}
-              - {role: propagator, type: value_propagation}
+              - {role: adapter, type: attention, options: {variant: softmax}}
+              - {role: propagator, type: belief_propagation}
             logging: {level: debug}
             notify: {watchdog: false}
             """)
@@ -136,7 +140,7 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(config.pipeline.map(\.role) == [.encoder, .adapter, .propagator])
         #expect(config.pipeline[0].options == ["stride": .int(8), "scales": .list([.int(1), .double(2.5)]),
                                                "lab": .bool(true), "name": .string("x")])
-        #expect(config.pipeline[1].type == "softmax")
+        #expect(config.pipeline[1].options == ["variant": .string("softmax")])
         #expect(config.logging.level == .debug)
         #expect(config.notify.watchdog == false)
     }
@@ -250,9 +254,16 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
             Issue.record("loading a missing file succeeded")
         } catch let error as ConfigError {
             #expect(error.code == .unreadable)
-            #expect(error.message.hasPrefix("cannot read config file /nonexistent/probattnd.yaml"))
+            #expect(error.message == "cannot read config file /nonexistent/probattnd.yaml: no such file")
         } catch {
             Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func aFolderIsNotAConfigFile() {
+        let folder = FileManager.default.temporaryDirectory.path
+        #expect(throws: ConfigError(.unreadable, path: "", "cannot read config file \(folder): it is a directory")) {
+            try DaemonConfig.load(path: folder)
         }
     }
 
@@ -290,9 +301,9 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
     @Test func thePipelineMustBeEncoderAdapterPropagatorThenAnOptionalWriter() throws {
         let swapped = try DaemonConfig.decode(yaml: """
             pipeline:
-              - {role: adapter, type: probabilistic}
+              - {role: adapter, type: attention}
               - {role: encoder, type: grid_features}
-              - {role: propagator, type: value_propagation}
+              - {role: propagator, type: belief_propagation}
             """)
         #expect(validationError(swapped)?.code == .invalidPipeline)
         #expect(validationError(swapped)?.message
@@ -302,6 +313,19 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         var withoutWriter = DaemonConfig()
         withoutWriter.pipeline.removeLast()
         #expect(validationError(withoutWriter) == nil)
+    }
+
+    @Test func anUnknownStageTypeIsNamedWithTheValidTypes() throws {
+        let config = try DaemonConfig.decode(yaml: """
+            pipeline:
+              - {role: encoder, type: grid_features}
+              - {role: adapter, type: softmax}
+              - {role: propagator, type: belief_propagation}
+            """)
+        let error = validationError(config)
+        #expect(error?.code == .unknownStageType)
+        #expect(error?.path == "pipeline[1].type")
+        #expect(error?.message == "pipeline[1].type: unknown adapter type 'softmax'; valid types: attention")
     }
 
     @Test func theWriterMustBeSQLiteWithoutOptions() {

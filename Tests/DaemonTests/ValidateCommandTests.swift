@@ -41,8 +41,8 @@ import Testing
     private static let softmaxPipeline = """
         pipeline:
           - {role: encoder, type: grid_features}
-          - {role: adapter, type: softmax}
-          - {role: propagator, type: value_propagation}
+          - {role: adapter, type: attention, options: {variant: softmax}}
+          - {role: propagator, type: belief_propagation}
         """
 
     @Test func aGoodConfigPrintsOneOKLineAndExitsZero() throws {
@@ -51,7 +51,7 @@ import Testing
         let lines = result.out.split(separator: "\n")
         #expect(lines.count == 1)
         #expect(lines.first?.hasPrefix("OK ") == true)
-        #expect(result.out.contains("adapter=softmax"))
+        #expect(result.out.contains("adapter=attention"))
     }
 
     @Test func aStrictDecodingErrorExitsOneWithTheMessage() throws {
@@ -65,27 +65,51 @@ import Testing
         let result = try runValidate(Self.softmaxPipeline.replacingOccurrences(of: "softmax", with: "softmx"))
         #expect(result.status == 1)
         let last = result.err.split(separator: "\n").last.map(String.init) ?? ""
-        #expect(last.hasPrefix("probattnd validate: FILE: pipeline[1].type: unknown attention variant 'softmx'; loaded variants"))
+        #expect(last.hasPrefix("probattnd validate: FILE: pipeline[1]: "))
+        #expect(last.contains("softmx"))
         #expect(last.contains("softmax"))
     }
 
-    @Test func validationAgainstARegistryChecksTheAdapterType() throws {
+    @Test func everyShippedFileValidatesAgainstTheBuiltPlugins() throws {
+        let plugins = PluginRegistry.load(directory: try Self.productsFolder().path)
+        for folder in ["Config", "Config/examples"] {
+            let url = Self.repositoryRoot.appendingPathComponent(folder)
+            for name in try FileManager.default.contentsOfDirectory(atPath: url.path) where name.hasSuffix(".yaml") {
+                let config = try DaemonConfig.load(path: url.appendingPathComponent(name).path)
+                #expect(throws: Never.self, "\(folder)/\(name)") { try config.validate(plugins: plugins) }
+            }
+        }
+    }
+
+    @Test func stageOptionsAndVariantsAreCheckedAgainstTheRegistry() throws {
         let plugins = PluginRegistry.load(directory: try Self.productsFolder().path)
         var config = DaemonConfig()
-        config.pipeline[1].type = "softmax"
-        try config.validate(plugins: plugins)
-        config.pipeline[1].type = "nonexistent"
-        #expect(throws: ConfigError.self) { try config.validate(plugins: plugins) }
+        config.pipeline[0].options["strid"] = .int(4)
+        do {
+            try config.validate(plugins: plugins)
+            Issue.record("an unknown encoder option passed")
+        } catch let error as ConfigError {
+            #expect(error.code == .unknownKey)
+            #expect(error.path == "pipeline[0]")
+            #expect(error.message.hasPrefix("pipeline[0]: encoder 'grid_features': unknown option 'strid'; valid options: "))
+            #expect(!error.message.contains("\n"))
+        }
+
+        config = DaemonConfig()
+        config.pipeline[1].options["variant"] = .string("nonexistent")
+        do {
+            try config.validate(plugins: plugins)
+            Issue.record("an unloaded variant passed")
+        } catch let error as ConfigError {
+            #expect(error.code == .unknownStageType)
+            #expect(error.path == "pipeline[1]")
+            #expect(error.message.contains("nonexistent"))
+            #expect(error.message.contains("probabilistic"))
+        }
 
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("probattn-noplugins-\(UUID())")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: empty) }
-        do {
-            try DaemonConfig().validate(plugins: PluginRegistry.load(directory: empty.path))
-            Issue.record("validation passed without any plugin")
-        } catch let error as ConfigError {
-            #expect(error.code == .unknownStageType)
-            #expect(error.message == "pipeline[1].type: unknown attention variant 'probabilistic'; loaded variants (from \(empty.path)): none")
-        }
+        #expect(throws: ConfigError.self) { try DaemonConfig().validate(plugins: PluginRegistry.load(directory: empty.path)) }
     }
 }

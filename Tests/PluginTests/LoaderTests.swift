@@ -201,3 +201,31 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         }
     }
 }
+
+/// The built `probattn` executable beside the test binary.
+private let probattnExecutable = (productsDirectory as NSString).appendingPathComponent("probattn")
+
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: probattnExecutable), "probattn not built"))
+struct PluginsCommandTests {
+    @Test func probattnPluginsPrintsTheListingOfTheGivenFolder() throws {
+        let folder = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "not a library".write(to: folder.appendingPathComponent("broken.so"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(
+            atPath: (productsDirectory as NSString).appendingPathComponent("libprobattn-softmax.so"),
+            toPath: folder.appendingPathComponent("libprobattn-softmax.so").path)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: probattnExecutable)
+        process.arguments = ["plugins", "--plugin-dir", folder.path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(text.contains("1 attention variant loaded, 1 failed file(s)"), "\(text)")
+        #expect(text.contains("softmax  [libprobattn-softmax.so, ABI \(PluginRegistry.hostABIVersion)]"))
+        #expect(text.contains("    scale       float   default 0   logit scale; 0 means 1/sqrt(channels)"), "\(text)")
+        #expect(text.contains("  broken.so: not a shared object ("))
+    }
+}

@@ -44,12 +44,16 @@ private func freshSeed() -> UInt64 { UInt64.random(in: 0...UInt64.max) }
     @Test func matchesTheOracleWithAndWithoutFixedValues() throws {
         let seed = freshSeed()
         var generator = SeededGenerator(seed: seed)
-        // Fewer units than tokens, default scale 1/√C.
-        let plain = randomProblem(tokens: 37, units: 23, channels: 16, using: &generator)
+        // Fewer units than tokens, default scale 1/√C, more value channels than the narrow (sgemv) product takes.
+        let plain = randomProblem(tokens: 37, units: 23, channels: 16, valueChannels: 6, using: &generator)
         expectClose(try run("softmax", plain), Oracle.softmaxAttention(plain, scale: 1 / 4, iterations: 0),
                     "softmax M≠H", seed: seed)
         // Label propagation with fixed tokens (hard and soft weights, garbage in free tokens' channels).
         let fixed = randomProblem(tokens: 40, channels: 8, fixed: true, using: &generator)
+        let wide = randomProblem(tokens: 31, channels: 8, valueChannels: 7, fixed: true, using: &generator)
+        expectClose(try run("softmax", wide, ["iterations": .int(3)]),
+                    Oracle.softmaxAttention(wide, scale: 1 / 8.0.squareRoot(), iterations: 3),
+                    "softmax label propagation, 7 value channels", seed: seed)
         expectClose(try run("softmax", fixed, ["iterations": .int(6), "scale": .float(0.7)]),
                     Oracle.softmaxAttention(fixed, scale: 0.7, iterations: 6), "softmax label propagation",
                     seed: seed)
@@ -64,6 +68,21 @@ private func freshSeed() -> UInt64 { UInt64.random(in: 0...UInt64.max) }
         let out = try run("softmax", p)
         for i in 0..<p.tokens where p.weight(i) == 1 {
             for c in 0..<p.valueChannels { #expect(Double(out[i * p.valueChannels + c]) == p.fixedValue(i, c)) }
+        }
+    }
+
+    @Test func tooManyDenseWeightsIsAnErrorNotACrash() throws {
+        // 16 400 × 16 400 weights exceed the 2^28 limit; the inputs themselves are small (C = Cv = 1).
+        let n = 16_400
+        let p = Problem(tokens: n, units: n, channels: 1, valueChannels: 1, queries: [Float](repeating: 0.1, count: n),
+                        keys: [Float](repeating: 0.2, count: n), values: [Float](repeating: 1, count: n))
+        for variant in ["softmax", "sigmoid"] {
+            do {
+                _ = try run(variant, p)
+                Issue.record("\(variant): expected an error")
+            } catch {
+                #expect("\(error)".contains("too many dense attention weights"), "\(error)")
+            }
         }
     }
 

@@ -8,6 +8,10 @@ import Testing
     /// Checks one case: within 2e-5·max(1, max|ref|) of v_updated_f64ref and finite; `extra_sharp_*` finite only.
     static func check(_ folder: URL, kernel: AttentionKernel) throws {
         let reference = try ReferenceCase.load(from: folder.path)
+        if kernel == .blocked && !blockedCovers(reference) {
+            #expect(throws: ProbattnCoreError.self) { try reference.run { $0.kernel = .blocked } }
+            return
+        }
         let output = try reference.run { $0.kernel = kernel }
         #expect(output.shape == reference.outputShape, "\(reference.name)")
         #expect(output.isFinite, "\(reference.name): output holds NaN or infinity")
@@ -18,9 +22,16 @@ import Testing
         #expect(error <= tolerance, "\(reference.name) [\(kernel)]: max abs error \(error) > \(tolerance)")
     }
 
-    @Test("fixture cases (copied subset) match the reference", arguments: TestPaths.caseFolders(in: TestPaths.fixtures))
-    func fixtureCase(_ folder: URL) throws {
-        try Self.check(folder, kernel: .plain)
+    /// The blocked kernel covers every input but π, positional embeddings and weight masks.
+    static func blockedCovers(_ reference: ReferenceCase) -> Bool {
+        let i = reference.inputs
+        return i.pi == nil && i.qPosEmb == nil && i.zetaPosEmb == nil && i.vPosEmb == nil && i.nonzeroWeightsMask == nil
+    }
+
+    @Test("fixture cases (copied subset) match the reference, plain and blocked",
+          arguments: TestPaths.caseFolders(in: TestPaths.fixtures), [AttentionKernel.plain, .blocked])
+    func fixtureCase(_ folder: URL, kernel: AttentionKernel) throws {
+        try Self.check(folder, kernel: kernel)
     }
 
     @Test("all shared reference cases match the reference (when ../shared is present)")
@@ -28,7 +39,10 @@ import Testing
         guard let root = TestPaths.sharedReferenceCases else { return }
         let folders = TestPaths.caseFolders(in: root)
         #expect(folders.count == 15)
-        for folder in folders { try Self.check(folder, kernel: .plain) }
+        for folder in folders {
+            try Self.check(folder, kernel: .plain)
+            try Self.check(folder, kernel: .blocked)
+        }
     }
 
     @Test func fixtureSubsetIsSmall() throws {

@@ -32,6 +32,12 @@
  *
  * Threading: `attend` may be called concurrently from several threads (different images); it must be reentrant and
  * must not keep state between calls.
+ *
+ * What the probattn host checks before calling `attend` (so a plugin may rely on it): H, M, C, Cv > 0; every buffer
+ * has its documented size and holds only finite numbers; m_i lies in [0, 1]; the grid, when given, has
+ * rows * cols == H; the variant's PROBATTN_NEEDS_* requirements hold; every option is present with its spec's type.
+ * Range checks on option values (an odd window, a positive width) are the plugin's job: fail with a message that
+ * names the option. A plugin must not abort the process on bad input.
  */
 #ifndef PROBATTN_PLUGIN_H
 #define PROBATTN_PLUGIN_H

@@ -6,8 +6,9 @@ extension DaemonConfig {
     /// publishes on the PUB socket). Its options are none.
     public static let writerTypes = ["sqlite"]
 
-    /// Checks that need no resources and that decoding alone cannot do: endpoint syntax, distinct endpoints, and the
-    /// shape of the pipeline (one encoder, one adapter, one propagator, in that order, then at most one writer).
+    /// Checks that need no resources and that decoding alone cannot do: endpoint syntax, distinct endpoints, the
+    /// shape of the pipeline (one encoder, one adapter, one propagator, in that order, then at most one writer) and
+    /// each stage's `type` (from `PipelineFactory.stageTypes`; the writer's from `writerTypes`).
     /// Called by `validate(plugins:)`; throws the first problem as a one-line `ConfigError`.
     func validateStructure() throws {
         try Self.validateEndpoint(endpoints.requests, path: "endpoints.requests")
@@ -27,6 +28,13 @@ extension DaemonConfig {
             let given = roles.isEmpty ? "no stages" : roles.map(\.rawValue).joined(separator: ", ")
             throw ConfigError(.invalidPipeline, path: "pipeline",
                               "pipeline: stages must be encoder, adapter, propagator and optionally writer, in this order; found \(given)")
+        }
+        for (index, stage) in pipeline.enumerated() where stage.role != .writer {
+            let valid = PipelineFactory.stageTypes[stage.role] ?? []
+            guard valid.contains(stage.type) else {
+                throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
+                                  "pipeline[\(index)].type: unknown \(stage.role.rawValue) type '\(stage.type)'; valid types: \(valid.joined(separator: ", "))")
+            }
         }
         if let index = pipeline.firstIndex(where: { $0.role == .writer }) {
             let writer = pipeline[index]
@@ -72,18 +80,35 @@ extension DaemonConfig {
 
 extension DaemonConfig {
     /// Every check that needs no resources: what `probattnd validate` and a SIGHUP reload run before a config is
-    /// used. `plugins` is the registry of the plugin folder the daemon would load; with it, the adapter's `type` must
-    /// name a loaded attention variant. nil skips the checks that need the plugin list. Throws the first problem as a
-    /// one-line `ConfigError`.
+    /// used. Without `plugins`, the structure and the stage types; with the registry of the plugin folder the daemon
+    /// would load, also every stage's options, the attention variant (it must be loaded) and the variant's options,
+    /// through `PipelineFactory.validate(stages:plugins:)`. Throws the first problem as a one-line `ConfigError`.
     public func validate(plugins: PluginRegistry?) throws {
         try validateStructure()
         guard let plugins else { return }
-        for (index, stage) in pipeline.enumerated() where stage.role == .adapter {
-            guard plugins.variantNames.contains(stage.type) else {
-                let loaded = plugins.variantNames.isEmpty ? "none" : plugins.variantNames.joined(separator: ", ")
-                throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
-                                  "pipeline[\(index)].type: unknown attention variant '\(stage.type)'; loaded variants (from \(plugins.directory)): \(loaded)")
-            }
+        let stages = pipeline.filter { $0.role != .writer }
+        do {
+            try PipelineFactory.validate(stages: stages, plugins: plugins)
+        } catch let error as SegmentationError {
+            throw configError(from: error)
         }
+    }
+
+    /// A stage error as a config error whose path names the stage (the factory's messages start with the role).
+    private func configError(from error: SegmentationError) -> ConfigError {
+        let code: ConfigError.Code
+        switch error.code {
+        case .unknownStageType, .attention: code = .unknownStageType
+        case .unknownOption: code = .unknownKey
+        case .invalidStages: code = .invalidPipeline
+        case .invalidOption, .invalidInput: code = .invalidValue
+        }
+        var path = "pipeline"
+        if let index = pipeline.firstIndex(where: { error.message.hasPrefix($0.role.rawValue) }) {
+            path = "pipeline[\(index)]"
+        } else if error.code == .attention, let index = pipeline.firstIndex(where: { $0.role == .adapter }) {
+            path = "pipeline[\(index)]"
+        }
+        return ConfigError(code, path: path, "\(path): \(error.message)")
     }
 }

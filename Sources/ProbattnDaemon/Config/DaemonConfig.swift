@@ -111,22 +111,15 @@ public struct DaemonConfig: Sendable, Equatable {
 
     public init() {}
 
-    /// The pipeline used when the config has no `pipeline` key.
-    public static let defaultPipeline: [StageSpec] = [
-        StageSpec(role: .encoder, type: "grid_features"),
-        StageSpec(role: .adapter, type: "probabilistic"),
-        StageSpec(role: .propagator, type: "value_propagation"),
-        StageSpec(role: .writer, type: "sqlite"),
-    ]
+    /// The pipeline used when the config has no `pipeline` key: the segmentation defaults
+    /// (`PipelineFactory.defaultStages`) followed by the SQLite writer.
+    public static var defaultPipeline: [StageSpec] {
+        PipelineFactory.defaultStages + [StageSpec(role: .writer, type: "sqlite")]
+    }
 
     /// Reads and decodes a config file. Throws `ConfigError` (`.unreadable` when the file cannot be read).
     public static func load(path: String) throws -> DaemonConfig {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(.unreadable, path: "", "cannot read config file \(path): \(Self.reason(error))")
-        }
+        let text = try readText(path: path)
         do {
             return try decode(yaml: text)
         } catch let error as ConfigError {
@@ -235,12 +228,20 @@ public struct DaemonConfig: Sendable, Equatable {
         directory.hasSuffix("/") ? directory + relative : directory + "/" + relative
     }
 
-    static func reason(_ error: Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
-           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
-            return String(cString: strerror(code.rawValue))
+    /// The file's text, or a `.unreadable` error saying why in plain words.
+    private static func readText(path: String) throws -> String {
+        func unreadable(_ why: String) -> ConfigError {
+            ConfigError(.unreadable, path: "", "cannot read config file \(path): \(why)")
         }
-        return nsError.localizedDescription
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw unreadable("no such file")
+        }
+        guard !isDirectory.boolValue else { throw unreadable("it is a directory") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw unreadable(FileManager.default.isReadableFile(atPath: path) ? "read failed" : "permission denied")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw unreadable("not UTF-8 text") }
+        return text
     }
 }

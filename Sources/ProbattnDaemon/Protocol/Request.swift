@@ -1,0 +1,271 @@
+import ProbattnSegmentation
+
+/// The protocol version this daemon speaks (the header's `protocol` field).
+public let probattnProtocolVersion = 1
+
+/// The request kinds of protocol version 1.
+public enum RequestKind: String, Sendable, CaseIterable {
+    case openImage = "open_image"
+    case feedback
+    case undo
+    case getMask = "get_mask"
+    case closeImage = "close_image"
+    case listSessions = "list_sessions"
+    case health
+    case listPlugins = "list_plugins"
+}
+
+/// One click as a client sends it: pixel position and class name.
+public struct WireClick: Sendable, Equatable {
+    public var x: Int
+    public var y: Int
+    public var className: String
+    public init(x: Int, y: Int, className: String) { self.x = x; self.y = y; self.className = className }
+}
+
+/// The mask formats `get_mask` can return.
+public enum MaskFormat: String, Sendable, CaseIterable {
+    case rle, png, both
+    var wantsRLE: Bool { self != .png }
+    var wantsPNG: Bool { self != .rle }
+}
+
+/// A request after header validation: the kind with its typed fields. Checks that need the session (image bounds,
+/// class names) happen when the request runs.
+public enum RequestBody: Sendable {
+    case openImage(imageID: String, classes: [String], annotator: String?, sourcePath: String?, publishPNG: Bool,
+                   bytes: [UInt8])
+    case feedback(imageID: String, annotator: String, clicks: [WireClick])
+    case undo(imageID: String, annotator: String)
+    case getMask(imageID: String, format: MaskFormat)
+    case closeImage(imageID: String)
+    case listSessions
+    case health
+    case listPlugins
+
+    /// The image a request works on; nil for daemon-wide kinds.
+    public var imageID: String? {
+        switch self {
+        case .openImage(let id, _, _, _, _, _), .feedback(let id, _, _), .undo(let id, _), .getMask(let id, _),
+             .closeImage(let id):
+            return id
+        case .listSessions, .health, .listPlugins:
+            return nil
+        }
+    }
+
+    public var annotator: String? {
+        switch self {
+        case .openImage(_, _, let a, _, _, _): return a
+        case .feedback(_, let a, _), .undo(_, let a): return a
+        default: return nil
+        }
+    }
+}
+
+/// A parsed request: its id and kind (for the reply) and the body.
+public struct Request: Sendable {
+    public var requestID: String
+    public var kind: RequestKind
+    public var body: RequestBody
+}
+
+/// What the parser knows about a request even when it is invalid, so the error reply can carry it.
+public struct RequestEcho: Sendable, Equatable {
+    public var requestID: String?
+    public var kind: String?
+    public static let unknown = RequestEcho(requestID: nil, kind: nil)
+}
+
+/// Turns the frames of one request (after the routing envelope) into a `Request`, or a `ProtocolError` with the
+/// header's echo. Enforces the frame and size limits first, so an oversized message is refused before it is parsed.
+public struct RequestParser: Sendable {
+    public var maxMessageBytes: Int
+    public var maxFrames: Int
+
+    public init(maxMessageBytes: Int, maxFrames: Int) {
+        self.maxMessageBytes = maxMessageBytes
+        self.maxFrames = maxFrames
+    }
+
+    public static let maxIDLength = 256
+
+    public func parse(_ frames: [[UInt8]]) -> Result<Request, ParseFailure> {
+        guard let headerBytes = frames.first else {
+            return .failure(.init(echo: .unknown, error: ProtocolError(.badHeader, "the message has no header frame")))
+        }
+        // The header is parsed (when possible) before the limits are checked, so that even a refused message's reply
+        // carries its request_id.
+        let header = headerBytes.count <= 1 << 20 ? JSONValue.parse(headerBytes) : nil
+        let echo = RequestEcho(requestID: header?["request_id"]?.stringValue, kind: header?["kind"]?.stringValue)
+        func fail(_ code: ErrorCode, _ message: String) -> Result<Request, ParseFailure> {
+            .failure(ParseFailure(echo: echo, error: ProtocolError(code, message)))
+        }
+        if frames.count > maxFrames {
+            return fail(.tooManyFrames, "the request has \(frames.count) frames; at most \(maxFrames) are accepted")
+        }
+        let total = frames.reduce(0) { $0 + $1.count }
+        if total > maxMessageBytes {
+            return fail(.messageTooLarge, "the request has \(total) bytes; at most \(maxMessageBytes) are accepted")
+        }
+        guard let header, case .object(let fields) = header else {
+            return fail(.badHeader, "the header frame is not a JSON object")
+        }
+        var reader = FieldReader(fields: fields)
+        do {
+            guard let version = fields["protocol"] else {
+                throw ProtocolError(.badRequest, "missing field 'protocol' (this daemon speaks protocol \(probattnProtocolVersion))")
+            }
+            guard let v = version.intValue, case .int = version else {
+                throw ProtocolError(.badRequest, "field 'protocol' must be an integer, got \(version)")
+            }
+            guard v == probattnProtocolVersion else {
+                throw ProtocolError(.unsupportedProtocol,
+                                    "protocol version \(v) is not supported; this daemon speaks version \(probattnProtocolVersion)")
+            }
+            let requestID = try reader.identifier("request_id")
+            let kindName = try reader.string("kind")
+            guard let kind = RequestKind(rawValue: kindName) else {
+                throw ProtocolError(.unknownKind, "unknown request kind '\(kindName)'; valid kinds: "
+                                    + RequestKind.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            let payloads = Array(frames.dropFirst())
+            if kind != .openImage, !payloads.isEmpty {
+                throw ProtocolError(.badRequest, "'\(kind.rawValue)' takes no payload frames, got \(payloads.count)")
+            }
+            let body = try parseBody(kind, &reader, payloads: payloads)
+            return .success(Request(requestID: requestID, kind: kind, body: body))
+        } catch let error as ProtocolError {
+            return .failure(ParseFailure(echo: echo, error: error))
+        } catch {
+            return fail(.badRequest, "\(error)")
+        }
+    }
+
+    private func parseBody(_ kind: RequestKind, _ r: inout FieldReader, payloads: [[UInt8]]) throws -> RequestBody {
+        switch kind {
+        case .openImage:
+            let imageID = try r.identifier("image_id")
+            var classes = ["object", "background"]
+            if let list = try r.optionalStringArray("classes") {
+                guard (2...255).contains(list.count) else {
+                    throw ProtocolError(.badRequest, "field 'classes' must list 2 to 255 classes, got \(list.count)")
+                }
+                guard Set(list).count == list.count, !list.contains(where: \.isEmpty) else {
+                    throw ProtocolError(.badRequest, "field 'classes' must hold distinct non-empty names")
+                }
+                classes = list
+            }
+            let annotator = try r.optionalIdentifier("annotator")
+            let sourcePath = try r.optionalString("source_path")
+            let publishPNG = try r.optionalBool("publish_png") ?? false
+            guard payloads.count == 1 else {
+                throw ProtocolError(.badRequest,
+                                    "'open_image' needs exactly one payload frame with the image bytes, got \(payloads.count)")
+            }
+            return .openImage(imageID: imageID, classes: classes, annotator: annotator, sourcePath: sourcePath,
+                              publishPNG: publishPNG, bytes: payloads[0])
+        case .feedback:
+            let imageID = try r.identifier("image_id")
+            let annotator = try r.identifier("annotator")
+            guard let raw = r.fields["clicks"] else { throw ProtocolError(.badRequest, "missing field 'clicks'") }
+            guard let list = raw.arrayValue, !list.isEmpty else {
+                throw ProtocolError(.badRequest, "field 'clicks' must be a non-empty array of {x, y, class}")
+            }
+            let clicks = try list.enumerated().map { index, item -> WireClick in
+                guard case .object(let c) = item else {
+                    throw ProtocolError(.badRequest, "clicks[\(index)] must be an object {x, y, class}")
+                }
+                let cr = FieldReader(fields: c, prefix: "clicks[\(index)].")
+                return WireClick(x: try cr.int("x"), y: try cr.int("y"), className: try cr.string("class"))
+            }
+            return .feedback(imageID: imageID, annotator: annotator, clicks: clicks)
+        case .undo:
+            return .undo(imageID: try r.identifier("image_id"), annotator: try r.identifier("annotator"))
+        case .getMask:
+            let imageID = try r.identifier("image_id")
+            var format = MaskFormat.rle
+            if let name = try r.optionalString("format") {
+                guard let f = MaskFormat(rawValue: name) else {
+                    throw ProtocolError(.badRequest, "field 'format' must be one of rle, png, both; got '\(name)'")
+                }
+                format = f
+            }
+            return .getMask(imageID: imageID, format: format)
+        case .closeImage:
+            return .closeImage(imageID: try r.identifier("image_id"))
+        case .listSessions: return .listSessions
+        case .health: return .health
+        case .listPlugins: return .listPlugins
+        }
+    }
+
+    /// Why a request could not be parsed, with what is known of it.
+    public struct ParseFailure: Error, Sendable {
+        public var echo: RequestEcho
+        public var error: ProtocolError
+    }
+}
+
+/// Typed access to header fields with `bad_request` errors that name the field.
+struct FieldReader {
+    let fields: [String: JSONValue]
+    var prefix = ""
+
+    private func missing(_ name: String) -> ProtocolError {
+        ProtocolError(.badRequest, "missing field '\(prefix)\(name)'")
+    }
+    private func mistyped(_ name: String, _ expected: String, _ value: JSONValue) -> ProtocolError {
+        ProtocolError(.badRequest, "field '\(prefix)\(name)' must be \(expected), got \(value)")
+    }
+
+    func string(_ name: String) throws -> String {
+        guard let value = fields[name] else { throw missing(name) }
+        guard let s = value.stringValue else { throw mistyped(name, "a string", value) }
+        return s
+    }
+
+    func optionalString(_ name: String) throws -> String? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard let s = value.stringValue else { throw mistyped(name, "a string", value) }
+        return s
+    }
+
+    /// A non-empty string of at most 256 characters without NUL (ids travel in topics, logs and the store).
+    func identifier(_ name: String) throws -> String {
+        try checkIdentifier(name, try string(name))
+    }
+
+    func optionalIdentifier(_ name: String) throws -> String? {
+        try optionalString(name).map { try checkIdentifier(name, $0) }
+    }
+
+    private func checkIdentifier(_ name: String, _ s: String) throws -> String {
+        guard !s.isEmpty, s.utf8.count <= RequestParser.maxIDLength, !s.utf8.contains(0) else {
+            throw ProtocolError(.badRequest,
+                                "field '\(prefix)\(name)' must be a non-empty string of at most \(RequestParser.maxIDLength) bytes without NUL")
+        }
+        return s
+    }
+
+    func int(_ name: String) throws -> Int {
+        guard let value = fields[name] else { throw missing(name) }
+        guard case .int(let v) = value else { throw mistyped(name, "an integer", value) }
+        return v
+    }
+
+    func optionalBool(_ name: String) throws -> Bool? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard let b = value.boolValue else { throw mistyped(name, "true or false", value) }
+        return b
+    }
+
+    func optionalStringArray(_ name: String) throws -> [String]? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard let list = value.arrayValue else { throw mistyped(name, "an array of strings", value) }
+        return try list.map { item in
+            guard let s = item.stringValue else { throw mistyped(name, "an array of strings", value) }
+            return s
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Logging
+import ProbattnZMQ
+
+/// The thread that owns the daemon's ZeroMQ sockets (the ROUTER for requests and the PUB for updates): it receives
+/// requests, parses them, hands per-image work to the engine, and sends what workers post to the outbox. ZeroMQ
+/// sockets are not thread-safe, so nothing else touches them; workers wake this loop through the outbox's eventfd.
+///
+/// Shutdown: `beginDraining()` makes new requests get `shutting_down`; the loop ends once every accepted request has
+/// been answered (`pending == 0` and the outbox is empty).
+final class SocketLoop: @unchecked Sendable {
+    struct Endpoints: Sendable { var requests: String; var results: String }
+
+    private let context: ZMQContext
+    private let endpoints: Endpoints
+    private let engine: SessionEngine
+    private let scheduler: WorkScheduler
+    private let outbox: Outbox
+    private let notifier: SystemdNotifier
+    private let watchdogEnabled: Bool
+    private let logger: Logger
+
+    private let stateLock = NSLock()
+    private var parser: RequestParser
+    private var draining = false
+    private var announcedReady = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(endpoints: Endpoints, limits: DaemonConfig.Limits, engine: SessionEngine, scheduler: WorkScheduler,
+         outbox: Outbox, notifier: SystemdNotifier, watchdog: Bool, logger: Logger) throws {
+        context = try ZMQContext()
+        self.endpoints = endpoints
+        self.engine = engine
+        self.scheduler = scheduler
+        self.outbox = outbox
+        self.notifier = notifier
+        watchdogEnabled = watchdog
+        self.logger = logger
+        parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
+    }
+
+    /// New limits from a reload (frame count and message size apply to the next request).
+    func setLimits(_ limits: DaemonConfig.Limits) {
+        stateLock.lock(); defer { stateLock.unlock() }
+        parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
+    }
+
+    /// Starts the thread; returns once both sockets are bound, or throws why they could not be.
+    func start() throws {
+        let bound = DispatchSemaphore(value: 0)
+        let outcome = Box<Error?>(nil)
+        let thread = Thread { [self] in
+            let router: ZMQSocket, publisher: ZMQSocket
+            do {
+                (router, publisher) = try bindSockets()
+            } catch {
+                outcome.value = error
+                bound.signal()
+                finished.signal()
+                return
+            }
+            bound.signal()
+            loop(router: router, publisher: publisher)
+            router.close()
+            publisher.close()
+            finished.signal()
+        }
+        thread.name = "probattnd-sockets"
+        self.thread = thread
+        thread.start()
+        bound.wait()
+        if let error = outcome.value { throw error }
+    }
+
+    /// Called once `READY=1` went out: watchdog pings start only then (systemd expects them from a started service).
+    func markReady() {
+        stateLock.withLock { announcedReady = true }
+    }
+
+    /// From now on new requests get `shutting_down`; in-flight ones still get their replies.
+    func beginDraining() {
+        stateLock.lock()
+        draining = true
+        stateLock.unlock()
+        outbox.post([])  // no-op post; the loop notices the flag within one poll interval
+    }
+
+    /// Blocks until the loop has ended (after `beginDraining()`).
+    func waitUntilFinished() { finished.wait() }
+
+    private func bindSockets() throws -> (ZMQSocket, ZMQSocket) {
+        let router = try context.socket(.router)
+        try router.setLinger(1000)
+        try router.setRouterMandatory(true)
+        try router.setSendHighWaterMark(10_000)
+        try router.setReceiveHighWaterMark(10_000)
+        // Hard cut for absurd frames; anything between the configured limit and this gets a `message_too_large` reply.
+        let limit = stateLock.withLock { parser.maxMessageBytes }
+        try router.setMaxMessageSize(Int64(limit) * 2 + 65_536)
+        do { try router.bind(endpoints.requests) } catch {
+            throw ProtocolError(.internal, "cannot bind the request socket to \(endpoints.requests): \(error)")
+        }
+        let publisher = try context.socket(.pub)
+        try publisher.setLinger(1000)
+        try publisher.setSendHighWaterMark(10_000)
+        do { try publisher.bind(endpoints.results) } catch {
+            throw ProtocolError(.internal, "cannot bind the results socket to \(endpoints.results): \(error)")
+        }
+        let requests = (try? router.lastEndpoint()) ?? endpoints.requests
+        let results = (try? publisher.lastEndpoint()) ?? endpoints.results
+        logger.info("Sockets bound", metadata: ["requests": "\(requests)", "results": "\(results)"])
+        return (router, publisher)
+    }
+
+    private func loop(router: ZMQSocket, publisher: ZMQSocket) {
+        let watchdogInterval = watchdogEnabled ? notifier.watchdogInterval.map(Self.seconds) : nil
+        let watchdogTimeout = notifier.watchdogTimeout.map(Self.seconds) ?? .infinity
+        var lastPing = 0.0
+        let items = [ZMQPoller.Item(socket: router), ZMQPoller.Item(fileDescriptor: outbox.wakeDescriptor)]
+        while true {
+            let ready: [Bool]
+            do {
+                ready = try ZMQPoller.poll(items, timeoutMilliseconds: 100)
+            } catch {
+                logger.critical("Polling the sockets failed", metadata: ["error": "\(error)"])
+                return
+            }
+            send(outbox.drain(), router: router, publisher: publisher)
+            if ready[0] {
+                // Take what is there now, but bounded, so replies keep flowing under load.
+                for _ in 0..<256 {
+                    let frames: [[UInt8]]
+                    do { frames = try router.receive(dontWait: true) } catch { break }
+                    handle(frames, router: router)
+                }
+            }
+            let now = Self.now()
+            if let interval = watchdogInterval, now - lastPing >= interval, stateLock.withLock({ announcedReady }) {
+                // Ping only while the workers make progress: a job stuck longer than the watchdog timeout means the
+                // pipeline is wedged, and systemd should restart the daemon.
+                if scheduler.longestRunningSeconds < watchdogTimeout {
+                    notifier.watchdog()
+                    lastPing = now
+                } else {
+                    logger.error("A pipeline job is stuck; withholding the watchdog ping")
+                }
+            }
+            let isDraining = stateLock.withLock { draining }
+            if isDraining && scheduler.pendingCount == 0 && outbox.isEmpty {
+                send(outbox.drain(), router: router, publisher: publisher)
+                return
+            }
+        }
+    }
+
+    private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// One inbound message: `[routing id][""]?[header][payload…]` (the empty delimiter comes from REQ clients and is
+    /// put back in front of the reply).
+    private func handle(_ frames: [[UInt8]], router: ZMQSocket) {
+        guard let identity = frames.first else { return }
+        var envelope = [identity]
+        var body = Array(frames.dropFirst())
+        if let first = body.first, first.isEmpty {
+            envelope.append([])
+            body.removeFirst()
+        }
+        let (parser, isDraining) = stateLock.withLock { (self.parser, draining) }
+        let reply: [[UInt8]]?
+        switch parser.parse(body) {
+        case .failure(let failure):
+            logger.notice("Request refused: \(failure.error.message)",
+                          metadata: ["request": "\(failure.echo.requestID ?? "-")", "code": "\(failure.error.code.rawValue)"])
+            reply = SessionEngine.reply(echo: failure.echo, .failure(failure.error))
+        case .success(let request):
+            if isDraining {
+                reply = SessionEngine.reply(request, .failure(ProtocolError(
+                    .shuttingDown, "the daemon is shutting down and accepts no new requests")))
+            } else {
+                reply = engine.dispatch(request, envelope: envelope)
+            }
+        }
+        if let reply { send([.reply(envelope: envelope, frames: reply)], router: router, publisher: nil) }
+    }
+
+    private func send(_ messages: [Outgoing], router: ZMQSocket, publisher: ZMQSocket?) {
+        for message in messages {
+            switch message {
+            case .reply(let envelope, let frames):
+                do { try router.send(envelope + frames, dontWait: true) } catch {
+                    // The peer went away (EHOSTUNREACH) or stopped reading: its reply cannot be delivered.
+                    logger.warning("Reply not delivered", metadata: ["error": "\(error)"])
+                }
+            case .publish(let frames):
+                do { try publisher?.send(frames, dontWait: true) } catch {
+                    logger.warning("Update not published", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}
+
+/// A mutable box for handing a value out of a thread closure.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}

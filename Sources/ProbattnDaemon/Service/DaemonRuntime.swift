@@ -1,0 +1,121 @@
+import CBLAS
+import Foundation
+import Logging
+import ProbattnPluginHost
+import ProbattnSegmentation
+
+/// Everything the running daemon holds, built from a validated config: plugins, pipeline, store, cache, worker pool,
+/// engine and the socket thread. `start` builds and binds (what must succeed before `READY=1`); `reload` applies a new
+/// config file; `stop` drains and flushes.
+public final class DaemonRuntime: @unchecked Sendable {
+    public let configPath: String
+    private let lock = NSLock()
+    private var config: DaemonConfig
+    private let plugins: PluginRegistry
+    private let store: SessionStore
+    private let scheduler: WorkScheduler
+    private let engine: SessionEngine
+    private let sockets: SocketLoop
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+
+    /// Loads plugins, builds the pipeline, opens the store, resumes the sessions it holds and binds the sockets.
+    public init(configPath: String, config: DaemonConfig, notifier: SystemdNotifier, logger: Logger) throws {
+        self.configPath = configPath
+        self.config = config
+        self.notifier = notifier
+        self.logger = logger
+        let pluginDirectory = config.pluginDirectory ?? PluginRegistry.defaultDirectory()
+        plugins = PluginRegistry.load(directory: pluginDirectory)
+        for failure in plugins.failures {
+            logger.warning("Plugin not loaded", metadata: ["file": "\(failure.file)", "reason": "\(failure.reason)"])
+        }
+        logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
+                                                 "variants": "\(plugins.variantNames.joined(separator: ","))"])
+        try config.validate(plugins: plugins)
+        let pipeline = try PipelineFactory.make(stages: FactoryStages.translate(config.pipeline), plugins: plugins)
+
+        // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let workers = cores
+        openblas_set_num_threads(Int32(max(1, cores / workers)))
+
+        let storePath = config.store.resolvedPath()
+        store = try SessionStore(path: storePath)
+        let cache = PreparedCache(budgetBytes: config.limits.cacheMemoryBytes)
+        scheduler = WorkScheduler(workers: workers, perKeyLimit: config.limits.queueDepthPerImage,
+                                  totalLimit: config.limits.maxPendingRequests)
+        let outbox = try Outbox()
+        engine = SessionEngine(
+            settings: LiveSettings(limits: config.limits, conflictPolicy: config.sessions.conflictPolicy,
+                                   imageBytes: config.store.imageBytes, pipeline: pipeline),
+            store: store, cache: cache, scheduler: scheduler, outbox: outbox, plugins: plugins, logger: logger)
+        try engine.resume()
+        sockets = try SocketLoop(
+            endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
+            limits: config.limits, engine: engine, scheduler: scheduler, outbox: outbox, notifier: notifier,
+            watchdog: config.notify.watchdog, logger: logger)
+        try sockets.start()
+        logger.info("Daemon ready", metadata: ["store": "\(storePath)", "workers": "\(workers)",
+                                               "pipeline": "\(config.pipeline.map(\.type).joined(separator: ">"))"])
+    }
+
+    /// Sends `READY=1` and lets the request loop start its watchdog pings.
+    public func announceReady() {
+        notifier.ready()
+        notifier.status("Serving requests")
+        sockets.markReady()
+    }
+
+    /// Re-reads the config file (SIGHUP). Applies limits, the conflict policy and the pipeline's stages (used for
+    /// images opened from now on); endpoints, the store, the plugin folder and logging need a restart and are kept.
+    /// On any error the running config stays and the reason is logged.
+    public func reload() {
+        notifier.reloading()
+        defer { notifier.ready() }
+        logger.notice("Reloading the configuration", metadata: ["config": "\(configPath)"])
+        do {
+            let new = try DaemonConfig.load(path: configPath)
+            try new.validate(plugins: plugins)
+            let current = lock.withLock { config }
+            let pipeline = new.pipeline == current.pipeline
+                ? engine.currentSettings.pipeline
+                : try PipelineFactory.make(stages: FactoryStages.translate(new.pipeline), plugins: plugins)
+            var restartOnly: [String] = []
+            if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
+            if new.store != current.store { restartOnly.append("store") }
+            if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
+            if new.logging != current.logging { restartOnly.append("logging") }
+            if new.notify != current.notify { restartOnly.append("notify") }
+            if !restartOnly.isEmpty {
+                logger.warning("These settings change only on restart; keeping the running values",
+                               metadata: ["keys": "\(restartOnly.joined(separator: ","))"])
+            }
+            var applied = current
+            applied.limits = new.limits
+            applied.sessions = new.sessions
+            applied.pipeline = new.pipeline
+            engine.apply(LiveSettings(limits: applied.limits, conflictPolicy: applied.sessions.conflictPolicy,
+                                      imageBytes: current.store.imageBytes, pipeline: pipeline))
+            sockets.setLimits(applied.limits)
+            lock.withLock { config = applied }
+            logger.notice("Configuration reloaded", metadata: ["config": "\(configPath)"])
+        } catch {
+            logger.error("Reload failed; keeping the previous configuration",
+                         metadata: ["config": "\(configPath)", "error": "\(error)"])
+        }
+    }
+
+    /// Graceful stop: new requests get `shutting_down`, accepted ones are answered, then the workers end and the
+    /// store's WAL is checkpointed. Blocks (call it off the cooperative pool).
+    public func stop() {
+        logger.notice("Stopping: answering the requests in flight")
+        sockets.beginDraining()
+        sockets.waitUntilFinished()
+        scheduler.shutdown()
+        do { try store.checkpoint() } catch {
+            logger.error("Store checkpoint failed", metadata: ["error": "\(error)"])
+        }
+        logger.notice("Stopped")
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The daemon as a swift-service-lifecycle `Service`: builds the runtime, sends `READY=1`, reloads on SIGHUP, and on
+/// graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`) sends `STOPPING=1`, drains and returns.
+public struct DaemonService: Service {
+    let configPath: String
+    let config: DaemonConfig
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    public init(configPath: String, config: DaemonConfig, notifier: SystemdNotifier, logger: Logger) {
+        self.configPath = configPath
+        self.config = config
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        // Trap SIGHUP before announcing readiness, so an early reload cannot kill the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let runtime = try await Self.offPool {
+            try DaemonRuntime(configPath: configPath, config: config, notifier: notifier, logger: logger)
+        }
+        runtime.announceReady()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in hangups.cancelOnGracefulShutdown() {
+                    await Self.offPool { runtime.reload() }
+                }
+            }
+            group.addTask { try? await gracefulShutdown() }
+            _ = await group.next()
+            group.cancelAll()
+        }
+        notifier.stopping()
+        await Self.offPool { runtime.stop() }
+    }
+
+    /// Runs blocking work on a fresh thread so that the cooperative pool is never blocked.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    static func offPool(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                body()
+                continuation.resume()
+            }
+            thread.start()
+        }
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT: what `probattnd run` calls.
+    public static func runUntilStopped(configPath: String, config: DaemonConfig, logger: Logger,
+                                       notifier: SystemdNotifier = SystemdNotifier()) async throws {
+        let service = DaemonService(configPath: configPath, config: config, notifier: notifier, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+        try await group.run()
+    }
+}

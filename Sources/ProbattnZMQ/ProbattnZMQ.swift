@@ -1,1 +1,0 @@
-// ProbattnZMQ: see Package.swift for this module's job.

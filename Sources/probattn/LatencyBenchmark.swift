@@ -1,0 +1,484 @@
+import Foundation
+import ProbattnDaemon
+import ProbattnImaging
+import ProbattnSegmentation
+import ProbattnZMQ
+
+/// One image the benchmark opens: its encoded bytes and, for synthetic images, which pixels are the object.
+struct BenchImage: Sendable {
+    var name: String
+    var bytes: [UInt8]
+    var width: Int
+    var height: Int
+    /// Ground truth for choosing click classes; nil for images from a folder (classes then alternate).
+    var isObject: [Bool]?
+}
+
+/// The settings of one `probattn bench latency` run.
+struct LatencyBenchmarkSettings: Sendable {
+    var requestEndpoint: String
+    var resultsEndpoint: String
+    var annotators: Int
+    var clicksPerAnnotator: Int
+    /// Seconds to wait for one reply before counting it lost.
+    var timeout: Double
+    var seed: UInt64
+}
+
+/// What a run measured. Times are milliseconds.
+struct LatencyReport: Sendable {
+    /// Round trips per request kind (`open_image`, `get_mask`, `feedback`, `close_image`) and the publish delay
+    /// (`publish`: feedback sent → its mask update received on the PUB socket).
+    var samples: [String: [Double]]
+    /// Feedback replies per second over the click phase (all annotators together).
+    var throughputPerSecond: Double
+    var clickPhaseSeconds: Double
+    /// Replies never received (within the timeout) plus updates a subscriber never received.
+    var lostReplies = 0, lostUpdates = 0
+    /// Replies or updates received twice.
+    var duplicatedReplies = 0, duplicatedUpdates = 0
+    /// Replies to an earlier request arriving after a later one was answered, or updates with a version lower than
+    /// one already seen.
+    var outOfOrderReplies = 0, outOfOrderUpdates = 0
+    /// Error replies (`ok: false`), as "kind: code: message".
+    var errors: [String] = []
+    /// One line per lost, duplicated or out-of-order reply or update, naming the request or version.
+    var incidents: [String] = []
+
+    var lost: Int { lostReplies + lostUpdates }
+    var duplicated: Int { duplicatedReplies + duplicatedUpdates }
+    var outOfOrder: Int { outOfOrderReplies + outOfOrderUpdates }
+}
+
+/// Percentiles of one kind's samples (nearest-rank).
+struct LatencySummary: Codable, Equatable {
+    var count: Int
+    var p50Ms: Double
+    var p90Ms: Double
+    var p99Ms: Double
+    var maxMs: Double
+
+    enum CodingKeys: String, CodingKey {
+        case count, p50Ms = "p50_ms", p90Ms = "p90_ms", p99Ms = "p99_ms", maxMs = "max_ms"
+    }
+
+    init(_ samples: [Double]) {
+        let sorted = samples.sorted()
+        func rank(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let index = min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))
+            return (sorted[index] * 1000).rounded() / 1000
+        }
+        count = sorted.count
+        p50Ms = rank(0.50)
+        p90Ms = rank(0.90)
+        p99Ms = rank(0.99)
+        maxMs = rank(1.0)
+    }
+}
+
+/// The `--json` document: exactly the keys issue 6 names.
+struct LatencyJSON: Codable {
+    var kinds: [String: LatencySummary]
+    var throughputPerSecond: Double
+    var lost: Int
+    var duplicated: Int
+    var outOfOrder: Int
+
+    enum CodingKeys: String, CodingKey {
+        case kinds, throughputPerSecond = "throughput_per_s", lost, duplicated, outOfOrder = "out_of_order"
+    }
+
+    init(_ report: LatencyReport) {
+        kinds = report.samples.mapValues(LatencySummary.init)
+        throughputPerSecond = (report.throughputPerSecond * 100).rounded() / 100
+        lost = report.lost
+        duplicated = report.duplicated
+        outOfOrder = report.outOfOrder
+    }
+}
+
+/// Drives a running daemon like a team of annotators in a closed loop and measures it.
+///
+/// Annotator `a` works on image `a % images.count`; the first annotator of each image opens it, the others join it
+/// with `get_mask` (as a late joiner does). Every annotator has its own DEALER and its own SUB socket subscribed to
+/// its image, each on its own thread. Phases, separated by barriers: connect and subscribe (then 0.5 s so that
+/// ZeroMQ subscriptions are in place before the first update), open (all images at once), join, clicks (each
+/// annotator sends its next click as soon as the previous reply arrives, no think time), close. Publish delays are
+/// matched by the `request_id` that mask updates carry; every subscriber must see every version of its image once,
+/// in increasing order.
+final class LatencyBenchmark: @unchecked Sendable {
+    let settings: LatencyBenchmarkSettings
+    let images: [BenchImage]
+    private let runID = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+    private let lock = NSLock()
+    private var samples: [String: [Double]] = [:]
+    private var report = LatencyReport(samples: [:], throughputPerSecond: 0, clickPhaseSeconds: 0)
+    /// Versions each image reached, from replies (what every subscriber of the image must receive).
+    private var expectedVersions: [Int: Set<Int>] = [:]
+    private var openFailed = false
+    private var clickPhaseStart = UInt64.max
+    private var clickPhaseEnd: UInt64 = 0
+    private var feedbackReplies = 0
+
+    init(settings: LatencyBenchmarkSettings, images: [BenchImage]) {
+        self.settings = settings
+        self.images = images
+    }
+
+    func imageID(_ index: Int) -> String { "bench-\(runID)-\(index)" }
+
+    /// Runs the whole benchmark; returns the measurements. An unreachable daemon or a refused image shows in the
+    /// report (lost replies, errors), not as a throw; throws only when no ZeroMQ context can be created.
+    func run() throws -> LatencyReport {
+        let context = try ZMQContext()
+        let annotators = settings.annotators
+        let barrier = Barrier(parties: annotators)
+        let listeners = (0..<annotators).map { UpdateListener(index: $0) }
+        let group = DispatchGroup()
+        var threads: [Thread] = []
+        for annotator in 0..<annotators {
+            let listener = listeners[annotator]
+            let imageIndex = annotator % images.count
+            let listenerThread = Thread { [self] in
+                listener.run(endpoint: settings.resultsEndpoint, context: context, imageID: imageID(imageIndex))
+            }
+            listenerThread.stackSize = 1 << 20
+            threads.append(listenerThread)
+            group.enter()
+            let worker = Thread { [self] in
+                defer { group.leave() }
+                runAnnotator(annotator, imageIndex: imageIndex, context: context, barrier: barrier,
+                             listener: listener)
+            }
+            worker.stackSize = 4 << 20
+            threads.append(worker)
+        }
+        threads.forEach { $0.start() }
+        group.wait()
+
+        // Let the last updates arrive: wait until every subscriber holds every version of its image, at most 3 s.
+        let deadline = DispatchTime.now().uptimeNanoseconds + 3_000_000_000
+        for (annotator, listener) in listeners.enumerated() {
+            let expected = lock.withLock { expectedVersions[annotator % images.count] ?? [] }
+            listener.waitFor(versions: expected, deadline: deadline)
+        }
+        listeners.forEach { $0.stop() }
+        listeners.forEach { $0.waitUntilStopped() }
+
+        return lock.withLock {
+            for (annotator, listener) in listeners.enumerated() {
+                let expected = expectedVersions[annotator % images.count] ?? []
+                let received = listener.received
+                let missing = expected.subtracting(received.map(\.version)).sorted()
+                report.lostUpdates += missing.count
+                report.incidents += missing.map { "lost update: version \($0) of \(imageID(annotator % images.count)) never reached annotator-\(annotator)'s subscriber" }
+                report.incidents += listener.incidents.map { "\($0) (annotator-\(annotator)'s subscriber)" }
+                report.duplicatedUpdates += listener.duplicated
+                report.outOfOrderUpdates += listener.outOfOrder
+                // Publish delay: this annotator's own feedback, sent → update received by its own subscriber.
+                for update in received {
+                    if let sent = listener.sentFeedback[update.requestID] {
+                        samples["publish", default: []].append(Double(update.receivedAt &- sent) / 1e6)
+                    }
+                }
+            }
+            report.samples = samples
+            if clickPhaseEnd > clickPhaseStart {
+                report.clickPhaseSeconds = Double(clickPhaseEnd - clickPhaseStart) / 1e9
+                report.throughputPerSecond = Double(feedbackReplies) / report.clickPhaseSeconds
+            }
+            return report
+        }
+    }
+
+    // MARK: one annotator
+
+    private func runAnnotator(_ annotator: Int, imageIndex: Int, context: ZMQContext, barrier: Barrier,
+                              listener: UpdateListener) {
+        let name = "annotator-\(annotator)"
+        let image = images[imageIndex]
+        let id = imageID(imageIndex)
+        let isOpener = annotator < images.count
+        var random = SplitMix64(seed: settings.seed &+ UInt64(annotator) &* 7919)
+        let client: ProbattnClient
+        do {
+            client = try ProbattnClient(endpoint: settings.requestEndpoint, context: context,
+                                        timeout: settings.timeout)
+        } catch {
+            fail("connect \(settings.requestEndpoint): \(error)")
+            barrier.abandon()
+            return
+        }
+        let requests = RequestTracker(client: client, timeout: settings.timeout)
+        // Account for this annotator's replies however it ends (an annotator stops early when an open failed).
+        defer {
+            // A reply that arrives after its request timed out is out of order; collect stragglers briefly.
+            requests.drainLateReplies(for: 0.2)
+            lock.withLock {
+                report.lostReplies += requests.lost
+                report.duplicatedReplies += requests.duplicated
+                report.outOfOrderReplies += requests.outOfOrder
+                report.incidents += requests.incidents.map { "\($0) (\(name))" }
+            }
+        }
+        listener.waitUntilSubscribed()
+        Thread.sleep(forTimeInterval: 0.5)
+        barrier.wait()
+
+        // Open: one opener per image, all images at once.
+        if isOpener {
+            let reply = requests.call("open_image", ["image_id": .string(id), "annotator": .string(name)],
+                                      payloads: [image.bytes], listener: listener)
+            absorb(reply, kind: "open_image", imageIndex: imageIndex, requests: requests)
+            if reply?.reply.ok != true { lock.withLock { openFailed = true } }
+        }
+        barrier.wait()
+        if lock.withLock({ openFailed }) { return }
+
+        // Join: the other annotators of an image fetch its current mask.
+        if !isOpener {
+            let reply = requests.call("get_mask", ["image_id": .string(id)], listener: nil)
+            absorb(reply, kind: "get_mask", imageIndex: imageIndex, requests: requests, recordsVersion: false)
+        }
+        barrier.wait()
+
+        // Clicks, closed loop.
+        let start = DispatchTime.now().uptimeNanoseconds
+        lock.withLock { clickPhaseStart = min(clickPhaseStart, start) }
+        for click in 0..<settings.clicksPerAnnotator {
+            let wantObject = click % 2 == 0
+            let (x, y, isObject) = clickPosition(in: image, wantObject: wantObject, random: &random)
+            let fields = ProbattnClient.feedbackFields(
+                id, annotator: name, clicks: [WireClick(x: x, y: y, className: isObject ? "object" : "background")])
+            let reply = requests.call("feedback", fields, listener: listener)
+            absorb(reply, kind: "feedback", imageIndex: imageIndex, requests: requests)
+        }
+        let end = DispatchTime.now().uptimeNanoseconds
+        lock.withLock { clickPhaseEnd = max(clickPhaseEnd, end) }
+        barrier.wait()
+
+        if isOpener {
+            let reply = requests.call("close_image", ["image_id": .string(id)], listener: nil)
+            absorb(reply, kind: "close_image", imageIndex: imageIndex, requests: requests, recordsVersion: false)
+        }
+    }
+
+    /// Records a reply's round trip and the version it announces.
+    private func absorb(_ result: (reply: ProbattnReply, milliseconds: Double)?, kind: String, imageIndex: Int,
+                        requests: RequestTracker, recordsVersion: Bool = true) {
+        guard let (reply, milliseconds) = result else { return }
+        lock.withLock {
+            samples[kind, default: []].append(milliseconds)
+            if kind == "feedback" { feedbackReplies += 1 }
+            if reply.ok {
+                if recordsVersion, let version = reply["version"]?.intValue {
+                    expectedVersions[imageIndex, default: []].insert(version)
+                }
+            } else {
+                report.errors.append("\(kind): \(reply.errorCode ?? "?"): \(reply.errorMessage ?? "")")
+            }
+        }
+    }
+
+    private func fail(_ message: String) {
+        lock.withLock {
+            report.errors.append(message)
+            openFailed = true
+        }
+    }
+
+    /// A click position: a pixel of the wanted class when the image has ground truth (the class then follows the
+    /// pixel), a uniformly random pixel with the wanted class otherwise.
+    private func clickPosition(in image: BenchImage, wantObject: Bool, random: inout SplitMix64)
+        -> (x: Int, y: Int, isObject: Bool) {
+        for _ in 0..<1000 {
+            let x = Int(random.next() % UInt64(image.width))
+            let y = Int(random.next() % UInt64(image.height))
+            guard let truth = image.isObject else { return (x, y, wantObject) }
+            if truth[y * image.width + x] == wantObject { return (x, y, wantObject) }
+        }
+        let x = Int(random.next() % UInt64(image.width)), y = Int(random.next() % UInt64(image.height))
+        return (x, y, image.isObject?[y * image.width + x] ?? wantObject)
+    }
+}
+
+extension LatencyBenchmark {
+    /// Round trips with bookkeeping of lost, duplicated and out-of-order replies, for one annotator's DEALER socket
+    /// (used from one thread only).
+    final class RequestTracker {
+        let client: ProbattnClient
+        let timeout: Double
+        private var answered = Set<String>()
+        /// Requests whose reply did not come in time: request id → kind.
+        private var timedOut: [String: String] = [:]
+        private(set) var lost = 0, duplicated = 0, outOfOrder = 0
+        /// One line per lost, duplicated or out-of-order reply.
+        var incidents: [String] {
+            timedOut.sorted { $0.key < $1.key }.map { "lost reply: \($0.value) \($0.key)" } + otherIncidents
+        }
+        private var otherIncidents: [String] = []
+
+        init(client: ProbattnClient, timeout: Double) {
+            self.client = client
+            self.timeout = timeout
+        }
+
+        /// Sends one request and waits for its reply; nil when it was lost (or could not be sent). Feedback send
+        /// times are handed to `listener` first, so that its update can be matched.
+        func call(_ kind: String, _ fields: [String: JSONValue], payloads: [[UInt8]] = [],
+                  listener: UpdateListener?) -> (reply: ProbattnReply, milliseconds: Double)? {
+            let id = client.nextRequestID()
+            let sent = DispatchTime.now().uptimeNanoseconds
+            if kind == "feedback" { listener?.noteSent(requestID: id, at: sent) }
+            do {
+                try client.send(kind, fields, payloads: payloads, requestID: id)
+            } catch {
+                lost += 1
+                otherIncidents.append("lost request: \(kind) \(id) could not be sent: \(error)")
+                return nil
+            }
+            let deadline = sent + UInt64(timeout * 1e9)
+            while true {
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard now < deadline, let reply = try? client.receive(timeout: Double(deadline - now) / 1e9) else {
+                    lost += 1
+                    timedOut[id] = kind
+                    return nil
+                }
+                let received = DispatchTime.now().uptimeNanoseconds
+                guard let replyID = reply.requestID else { outOfOrder += 1; continue }
+                if replyID == id {
+                    answered.insert(id)
+                    return (reply, Double(received - sent) / 1e6)
+                }
+                classify(replyID)
+            }
+        }
+
+        /// Reads replies still in flight for `seconds` and classifies them.
+        func drainLateReplies(for seconds: Double) {
+            while let reply = try? client.receive(timeout: seconds) {
+                classify(reply.requestID ?? "")
+            }
+        }
+
+        private func classify(_ replyID: String) {
+            if answered.contains(replyID) {
+                duplicated += 1
+                otherIncidents.append("duplicated reply: \(replyID)")
+            } else if let kind = timedOut.removeValue(forKey: replyID) {
+                // It was counted lost; it came, but late and after a later request's reply.
+                lost -= 1
+                outOfOrder += 1
+                answered.insert(replyID)
+                otherIncidents.append("out-of-order reply: \(kind) \(replyID) arrived after its timeout")
+            } else {
+                outOfOrder += 1
+                otherIncidents.append("out-of-order reply: unexpected request id '\(replyID)'")
+            }
+        }
+    }
+
+    /// One annotator's SUB socket, read on its own thread: records every mask update of its image.
+    final class UpdateListener: @unchecked Sendable {
+        struct Update { var version: Int; var requestID: String; var receivedAt: UInt64 }
+        let index: Int
+        private let condition = NSCondition()
+        private var subscribed = false
+        private var stopping = false
+        private var stopped = false
+        private(set) var received: [Update] = []
+        private(set) var duplicated = 0, outOfOrder = 0
+        private(set) var incidents: [String] = []
+        private var seen = Set<Int>()
+        private var highest = Int.min
+        private(set) var sentFeedback: [String: UInt64] = [:]
+
+        init(index: Int) { self.index = index }
+
+        func noteSent(requestID: String, at time: UInt64) {
+            condition.withLock { sentFeedback[requestID] = time }
+        }
+
+        func run(endpoint: String, context: ZMQContext, imageID: String) {
+            defer { condition.withLock { stopped = true; subscribed = true; condition.broadcast() } }
+            guard let subscriber = try? ProbattnSubscriber(endpoint: endpoint, context: context),
+                  (try? subscriber.subscribe(imageID: imageID)) != nil else { return }
+            condition.withLock { subscribed = true; condition.broadcast() }
+            while !condition.withLock({ stopping }) {
+                guard let update = try? subscriber.receive(timeout: 0.05) else { continue }
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard let version = update.header["version"]?.intValue else { continue }
+                let requestID = update.header["request_id"]?.stringValue ?? ""
+                condition.withLock {
+                    if seen.contains(version) {
+                        duplicated += 1
+                        incidents.append("duplicated update: version \(version)")
+                    } else {
+                        if version < highest {
+                            outOfOrder += 1
+                            incidents.append("out-of-order update: version \(version) after \(highest)")
+                        }
+                        seen.insert(version)
+                        highest = max(highest, version)
+                        received.append(Update(version: version, requestID: requestID, receivedAt: now))
+                    }
+                    condition.broadcast()
+                }
+            }
+        }
+
+        func waitUntilSubscribed() {
+            condition.withLock { while !subscribed { condition.wait() } }
+        }
+
+        /// Blocks until every version in `versions` was received, or until `deadline` (uptime nanoseconds).
+        func waitFor(versions: Set<Int>, deadline: UInt64) {
+            condition.withLock {
+                while !versions.isSubset(of: seen), !stopped {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    guard now < deadline else { return }
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
+                }
+            }
+        }
+
+        func stop() { condition.withLock { stopping = true } }
+
+        func waitUntilStopped() {
+            condition.withLock { while !stopped { condition.wait() } }
+        }
+    }
+
+    /// A reusable barrier for the annotator threads' phases.
+    final class Barrier: @unchecked Sendable {
+        private let parties: Int
+        private let condition = NSCondition()
+        private var arrived = 0
+        private var generation = 0
+        private var broken = false
+
+        init(parties: Int) { self.parties = parties }
+
+        func wait() {
+            condition.withLock {
+                if broken { return }
+                let current = generation
+                arrived += 1
+                if arrived == parties {
+                    arrived = 0
+                    generation += 1
+                    condition.broadcast()
+                } else {
+                    while generation == current, !broken { condition.wait() }
+                }
+            }
+        }
+
+        /// Releases every waiter for good (a thread that cannot take part any more).
+        func abandon() {
+            condition.withLock { broken = true; condition.broadcast() }
+        }
+    }
+}

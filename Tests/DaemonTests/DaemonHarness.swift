@@ -1,0 +1,229 @@
+import Foundation
+import ProbattnDaemon
+import ProbattnImaging
+import ProbattnZMQ
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts the real `probattnd` binary (from the build products folder, next to the test bundle) with a temporary
+/// config and store, on `ipc://` endpoints in a temporary folder, and stops it again. Every wait has a deadline.
+final class DaemonProcess: @unchecked Sendable {
+    let folder: String
+    let configPath: String
+    let storePath: String
+    let logPath: String
+    let requests: String
+    let results: String
+    private(set) var process: Process?
+    private var extraEnvironment: [String: String]
+    private let imageBytes: String
+
+    /// Writes the config (`extraYAML` is appended: limits, sessions, …) without starting anything.
+    init(extraYAML: String = "", imageBytes: String = "inline", environment: [String: String] = [:],
+         folder: String? = nil) throws {
+        self.imageBytes = imageBytes
+        let base = folder ?? Self.makeTemporaryFolder()
+        self.folder = base
+        configPath = base + "/probattnd.yaml"
+        storePath = base + "/state/store.sqlite"
+        logPath = base + "/daemon.log"
+        requests = "ipc://\(base)/requests.sock"
+        results = "ipc://\(base)/results.sock"
+        extraEnvironment = environment
+        try writeConfig(extraYAML: extraYAML)
+    }
+
+    static func makeTemporaryFolder() -> String {
+        var template = Array("/tmp/probattnd-test-XXXXXX".utf8CString)
+        let path = template.withUnsafeMutableBufferPointer { buffer -> String in
+            guard let base = buffer.baseAddress, let result = mkdtemp(base) else {
+                return "/tmp/probattnd-test-\(UUID().uuidString)"
+            }
+            return String(cString: result)
+        }
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    func writeConfig(extraYAML: String) throws {
+        let yaml = """
+            endpoints:
+              requests: \(requests)
+              results: \(results)
+            store:
+              path: \(storePath)
+              image_bytes: \(imageBytes)
+            logging:
+              level: debug
+            \(extraYAML)
+            """
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// The folder of the build products: where the test bundle, `probattnd`, `probattn` and the plugins are.
+    static var productsFolder: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var folder = (exe as NSString).deletingLastPathComponent
+        // The test runner may live inside `<name>.xctest/…`; climb out of it.
+        while folder.contains(".xctest") { folder = (folder as NSString).deletingLastPathComponent }
+        return folder
+    }
+
+    /// Starts `probattnd run --config …` and waits until it answers `health`.
+    func start(timeout: Double = 60) throws {
+        let binary = Self.productsFolder + "/probattnd"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw HarnessError("probattnd not found at \(binary); build it first (swift build --build-tests)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["run", "--config", configPath]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = nil
+        environment["WATCHDOG_USEC"] = nil
+        environment["JOURNAL_STREAM"] = nil
+        for (k, v) in extraEnvironment { environment[k] = v }
+        process.environment = environment
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        self.process = process
+        // Ask for health until it answers; fail at once (with the log) if the daemon exits instead.
+        let client = try ProbattnClient(endpoint: requests, timeout: 0.5)
+        let deadline = Date().addingTimeInterval(timeout)
+        // One request suffices: the DEALER queues it until the daemon binds.
+        let pending = try client.send("health")
+        while true {
+            if let reply = try? client.receive(timeout: 0.5) {
+                guard reply.ok, reply.requestID == pending else {
+                    throw HarnessError("unexpected health reply: \(reply.header)")
+                }
+                return
+            }
+            guard process.isRunning else {
+                throw HarnessError("probattnd exited with status \(process.terminationStatus) during start-up. Log:\n\(log)")
+            }
+            guard Date() < deadline else {
+                throw HarnessError("probattnd did not answer within \(timeout) s. Log:\n\(log)")
+            }
+        }
+    }
+
+    var pid: Int32 { process?.processIdentifier ?? -1 }
+
+    func signal(_ number: Int32) { if let process, process.isRunning { kill(process.processIdentifier, number) } }
+
+    /// Waits for the process to end; returns its exit status (or the signal number, negated).
+    @discardableResult
+    func waitForExit(timeout: Double = 30) throws -> Int32 {
+        guard let process else { return 0 }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                throw HarnessError("probattnd did not exit within \(timeout) s; killed. Log:\n\(log)")
+            }
+            usleep(20_000)
+        }
+        return process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
+    }
+
+    /// SIGTERM and wait; SIGKILL when it does not stop in time.
+    func stop() {
+        signal(SIGTERM)
+        _ = try? waitForExit(timeout: 30)
+    }
+
+    /// Waits until the log contains `text`.
+    func waitForLog(_ text: String, timeout: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.contains(text) { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func client(timeout: Double = 30) throws -> ProbattnClient {
+        try ProbattnClient(endpoint: requests, timeout: timeout)
+    }
+
+    func subscriber(imageID: String?) throws -> ProbattnSubscriber {
+        let s = try ProbattnSubscriber(endpoint: results)
+        try s.subscribe(imageID: imageID)
+        return s
+    }
+
+    deinit {
+        if let process, process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Test images: a dark background with a bright rectangle (the "object").
+enum TestImages {
+    static let width = 160
+    static let height = 120
+    /// The rectangle covers x in [40, 120), y in [30, 90).
+    static func inside(_ x: Int, _ y: Int) -> Bool { (40..<120).contains(x) && (30..<90).contains(y) }
+
+    static func rgb(width: Int = width, height: Int = height, seed: UInt8 = 0) -> RGBImage {
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        for y in 0..<height {
+            for x in 0..<width {
+                let o = (y * width + x) * 3
+                let bright = (width * 1 / 4..<width * 3 / 4).contains(x) && (height / 4..<height * 3 / 4).contains(y)
+                let noise = UInt8(truncatingIfNeeded: (x * 7 + y * 13 + Int(seed)) % 9)
+                pixels[o] = bright ? 220 &+ noise : 25 &+ noise
+                pixels[o + 1] = bright ? 190 &+ noise : 35 &+ noise
+                pixels[o + 2] = bright ? 40 &+ noise : 95 &+ noise
+            }
+        }
+        return RGBImage(width: width, height: height, pixels: pixels)
+    }
+
+    static func png(width: Int = width, height: Int = height, seed: UInt8 = 0) throws -> [UInt8] {
+        try ImageEncoding.png(rgb(width: width, height: height, seed: seed))
+    }
+}
+
+extension ProbattnReply {
+    /// The reply's mask as a row-major binary mask.
+    func binaryMask() throws -> [Bool] {
+        guard let mask = header["mask"], let size = mask["size"]?.arrayValue?.compactMap(\.intValue), size.count == 2,
+              let counts = mask["counts"]?.stringValue else {
+            throw HarnessError("reply has no mask: \(header)")
+        }
+        return try COCORLE(size: size, counts: counts).decodeBinary()
+    }
+
+    var version: Int? { header["version"]?.intValue }
+}
+
+/// Receives replies until one per request id has arrived; fails on duplicates or a timeout.
+func collectReplies(_ client: ProbattnClient, ids: [String], timeout: Double = 30) throws -> [String: ProbattnReply] {
+    var replies: [String: ProbattnReply] = [:]
+    while replies.count < ids.count {
+        let reply = try client.receive(timeout: timeout)
+        guard let id = reply.requestID, ids.contains(id) else { throw HarnessError("unexpected reply \(reply.header)") }
+        guard replies[id] == nil else { throw HarnessError("duplicate reply for \(id)") }
+        replies[id] = reply
+    }
+    return replies
+}
