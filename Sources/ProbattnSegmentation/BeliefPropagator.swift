@@ -36,6 +36,9 @@ public struct BeliefPropagator: Propagator {
     public var emIterations: Int
     public var unlabelledWeight: Double
     public var borderWeight: Double
+    /// Over-relaxation factor ω of the EM rounds (1 = plain EM; in (1, 2) it extrapolates each round's change, which
+    /// speeds up the slow, diffusion-like modes of the fixed-point iteration).
+    public var relaxation: Double
     /// The class the image border is weak evidence for; -1 = the last class (background in the default class list).
     public var borderClass: Int
     public var upsampling: Upsampling
@@ -45,8 +48,8 @@ public struct BeliefPropagator: Propagator {
     public var upsampleColourSigma: Double
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
-                emIterations: Int = 6, unlabelledWeight: Double = 0.2, borderWeight: Double = 0.05,
-                borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 0.75,
+                emIterations: Int = 20, unlabelledWeight: Double = 0.05, borderWeight: Double = 0.02,
+                relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 0.75,
                 upsampleColourSigma: Double = 8) {
         self.attention = attention
         self.clickRadius = clickRadius
@@ -54,6 +57,7 @@ public struct BeliefPropagator: Propagator {
         self.emIterations = emIterations
         self.unlabelledWeight = unlabelledWeight
         self.borderWeight = borderWeight
+        self.relaxation = relaxation
         self.borderClass = borderClass
         self.upsampling = upsampling
         self.upsampleSpatialSigma = upsampleSpatialSigma
@@ -70,6 +74,7 @@ public struct BeliefPropagator: Propagator {
                   emIterations: try r.int("em_iterations", default: d.emIterations, in: 0...100),
                   unlabelledWeight: try r.double("unlabelled_weight", default: d.unlabelledWeight, in: 0...1),
                   borderWeight: try r.double("border_weight", default: d.borderWeight, in: 0...1),
+                  relaxation: try r.double("relaxation", default: d.relaxation, in: 0.1...1.99),
                   borderClass: try r.int("border_class", default: d.borderClass, in: -1...255),
                   upsampling: Upsampling(rawValue: try r.choice("upsampling", default: d.upsampling.rawValue,
                                                                  from: Upsampling.allCases.map(\.rawValue)))
@@ -178,6 +183,8 @@ public struct BeliefPropagator: Propagator {
                                  grid: encoded.grid, keysAlreadyAdapted: adapted.keysAdapted)
         let rounds = emIterations
         var fixed = [Float](repeating: 0, count: h * (k + 1))
+        var update = [Float](repeating: 0, count: k)
+        let omega = Float(relaxation)
         for _ in 0..<rounds {
             for t in 0..<h {
                 let o = t * (k + 1)
@@ -204,19 +211,23 @@ public struct BeliefPropagator: Propagator {
                 throw SegmentationError(.attention, "attention variant '\(attention.name)' returned "
                                             + "\(result.tokenValues.count) values, expected \(h * k)")
             }
+            // E-step result, normalised, then over-relaxed: p ← p + ω (p_new − p), projected back onto the simplex.
             for t in 0..<h {
                 var sum: Float = 0
                 for j in 0..<k {
                     let v = result.tokenValues[t * k + j]
                     let p = v.isFinite ? max(0, v) : 0
-                    posterior[t * k + j] = p
+                    update[j] = p
                     sum += p
                 }
-                if sum > 0 {
-                    for j in 0..<k { posterior[t * k + j] /= sum }
-                } else {
-                    for j in 0..<k { posterior[t * k + j] = neutral }
+                var total: Float = 0
+                for j in 0..<k {
+                    let fresh = sum > 0 ? update[j] / sum : neutral
+                    let relaxed = min(1, max(0, posterior[t * k + j] + omega * (fresh - posterior[t * k + j])))
+                    update[j] = relaxed
+                    total += relaxed
                 }
+                for j in 0..<k { posterior[t * k + j] = total > 0 ? update[j] / total : neutral }
             }
         }
         return posterior
@@ -257,8 +268,9 @@ public struct BeliefPropagator: Propagator {
         let stride = (Double(w * h) / Double(tokens)).squareRoot()
         let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
         let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
-        let converter = LabConverter()
+        let labTable = QuantisedLab.table
         var mix = [Float](repeating: 0, count: k)
+        labTable.withUnsafeBufferPointer { lab in
         image.pixels.withUnsafeBufferPointer { px in
             for y in 0..<h {
                 for x in 0..<w {
@@ -267,7 +279,8 @@ public struct BeliefPropagator: Propagator {
                         labels[i] = UInt8(tokenClass[t])
                         continue
                     }
-                    let (l, a, b) = converter.lab(px[3 * i], px[3 * i + 1], px[3 * i + 2])
+                    let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
+                    let l = lab[q], a = lab[q + 1], b = lab[q + 2]
                     let r = t / grid.cols, c = t % grid.cols
                     for j in 0..<k { mix[j] = 0 }
                     for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
@@ -275,7 +288,8 @@ public struct BeliefPropagator: Propagator {
                             let u = rr * grid.cols + cc
                             let dx = Float(x) - centres[2 * u], dy = Float(y) - centres[2 * u + 1]
                             let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
-                            let weight = expf(-spatial * (dx * dx + dy * dy) - colour * (dl * dl + da * da + db * db))
+                            let weight = NegativeExponential.value(spatial * (dx * dx + dy * dy)
+                                                                       + colour * (dl * dl + da * da + db * db))
                             for j in 0..<k { mix[j] += weight * p[u * k + j] }
                         }
                     }
@@ -285,6 +299,7 @@ public struct BeliefPropagator: Propagator {
                     labels[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
                 }
             }
+        }
         }
         return labels
     }

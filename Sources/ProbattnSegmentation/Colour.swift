@@ -42,3 +42,43 @@ struct LabConverter: Sendable {
         return (l, a, b)
     }
 }
+
+/// CIELAB of every sRGB colour quantised to 6 bits per channel (262 144 entries, built once on first use): the
+/// upsampler's per-pixel colour look-up. The quantisation error (at most about 2 ΔE) is far below the bilateral
+/// colour sigma.
+enum QuantisedLab {
+    static let table: [Float] = {
+        let converter = LabConverter()
+        var table = [Float](repeating: 0, count: 64 * 64 * 64 * 3)
+        for r in 0..<64 {
+            for g in 0..<64 {
+                for b in 0..<64 {
+                    let (l, a, bb) = converter.lab(UInt8(r * 4 + 2), UInt8(g * 4 + 2), UInt8(b * 4 + 2))
+                    let o = ((r << 12) | (g << 6) | b) * 3
+                    table[o] = l; table[o + 1] = a; table[o + 2] = bb
+                }
+            }
+        }
+        return table
+    }()
+
+    /// Index of the first of the three table entries for an 8-bit colour.
+    @inline(__always) static func index(_ r: UInt8, _ g: UInt8, _ b: UInt8) -> Int {
+        ((Int(r >> 2) << 12) | (Int(g >> 2) << 6) | Int(b >> 2)) * 3
+    }
+}
+
+/// exp(−x) for x ≥ 0 by table look-up with linear interpolation (0 beyond x = 16, where exp(−x) < 1.2e-7):
+/// the upsampler evaluates it for every pixel near a class boundary and every neighbouring token.
+enum NegativeExponential {
+    static let step: Float = 1.0 / 256
+    static let table: [Float] = (0...(16 * 256 + 1)).map { Float(exp(-Double($0) / 256)) }
+
+    @inline(__always) static func value(_ x: Float) -> Float {
+        guard x < 16 else { return 0 }
+        let position = max(0, x) * 256
+        let i = Int(position)
+        let f = position - Float(i)
+        return table[i] + f * (table[i + 1] - table[i])
+    }
+}

@@ -30,6 +30,7 @@ public enum PipelineFactory {
     /// one unit of squared distance is one "sigma" of similarity. docs/SEGMENTATION.md says how each was chosen.
     public static let defaultAttentionOptions: [String: ConfigValue] = [
         "variant": .string(defaultVariant),
+        "unit_stride": .int(2),
         "alpha": .double(1.0),
         "beta": .double(0.0),
         "magnitude_priors": .bool(false),
@@ -68,7 +69,8 @@ public enum PipelineFactory {
 
     /// The stage list with the evaluation's switches applied (`probattn eval --attention/--no-key-adaptation/
     /// --no-value-propagation`):
-    /// - `attention`: the adapter's variant is replaced; options the new variant does not declare are dropped.
+    /// - `attention`: the adapter's variant is replaced; options the new variant does not declare are dropped, and
+    ///   a variant other than the default gets one unit per token (`unit_stride: 1`).
     /// - `keyAdaptation: false`: the variant's `key_adaptation_iterations` is set to 0 (when it has that option).
     /// - `valuePropagation: false`: the variant's `value_propagation_iterations` is set to 0 (when it has that
     ///   option) and the propagator runs no propagation rounds, so a click only fixes its own tokens.
@@ -87,6 +89,9 @@ public enum PipelineFactory {
         for (key, value) in adapter.options where key != "variant" {
             if attention == nil || declared.contains(key) || adapterOwnOptions.contains(key) { options[key] = value }
         }
+        // A bank of fewer units than tokens is a probabilistic-attention notion; the other variants' label
+        // propagation puts unit j at token j, so a replaced variant gets one unit per token.
+        if let attention, attention != defaultVariant { options["unit_stride"] = .int(1) }
         if !keyAdaptation, declared.contains("key_adaptation_iterations") {
             options["key_adaptation_iterations"] = .int(0)
         }

@@ -83,6 +83,10 @@ func expectError(_ code: SegmentationError.Code, mentioning words: [String],
                                                             options: ["upsampling": .string("cubic")])],
                                          plugins: builtPlugins)
         }
+        expectError(.invalidOption, mentioning: ["unit_stride"]) {
+            try PipelineFactory.validate(stages: [StageSpec(role: .adapter, type: "attention",
+                                                            options: ["unit_stride": .int(0)])], plugins: builtPlugins)
+        }
         expectError(.invalidStages, mentioning: ["encoder"]) {
             try PipelineFactory.validate(stages: [StageSpec(role: .encoder, type: "grid_features"),
                                                   StageSpec(role: .encoder, type: "grid_features")],

@@ -95,3 +95,24 @@ import Testing
         }
     }
 }
+
+@Suite struct UnitBankTests {
+    @Test func unitStrideTakesACentredSubGrid() throws {
+        let scene = DiscScene(width: 96, height: 72)
+        let encoded = try GridFeatureEncoder(stride: 8, superpixelIterations: 0).encode(scene.image)  // 9 × 12
+        let adapter = VariantAttentionAdapter(attention: ReferenceAttention(), unitStride: 2)
+        // Rows 1, 3, 5, 7 and columns 1, 3, ..., 11.
+        let seeds = adapter.unitTokens(of: encoded)
+        #expect(seeds.count == 4 * 6)
+        #expect(seeds.first == 1 * 12 + 1 && seeds.last == 7 * 12 + 11)
+        let adapted = try adapter.adapt(encoded)
+        #expect(adapted.unitCount == 24)
+        #expect(adapted.keys.count == 24 * encoded.featureDimension)
+        // Without key adaptation the keys are the seed tokens' features.
+        let plain = try VariantAttentionAdapter(attention: ReferenceAttention(keyIterations: 0), unitStride: 2)
+            .adapt(encoded)
+        #expect(!plain.keysAdapted)
+        let c = encoded.featureDimension
+        #expect(Array(plain.keys[0..<c]) == Array(encoded.features[(13 * c)..<(14 * c)]))
+    }
+}
