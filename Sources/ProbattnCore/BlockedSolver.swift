@@ -8,7 +8,7 @@ import Darwin
 #endif
 
 /// The blocked ("flash-style") implementation of the operator on one slice. It never materialises the H×M weights:
-/// tokens are processed in row blocks of `rowBlock` rows; for each block one GEMM gives the block's logits against
+/// tokens are processed in row blocks of `rowBlock(unitCount:)` rows; for each block one GEMM gives the block's logits against
 /// every unit (a `rowBlock × M` strip), a vectorised pass normalises the strip row by row (row max, exp, sum, as the
 /// reference does), and a second GEMM folds the strip into whatever the next step needs:
 ///
@@ -28,8 +28,13 @@ struct BlockedSolver {
     let slice: AttentionSlice
     let options: ProbabilisticAttentionOptions
 
-    /// Tokens per row block.
-    static let rowBlock = 64
+    /// Tokens per row block: as many as keep one strip at about 4 Mi floats (16 MB), between 16 and 256. Larger
+    /// blocks amortise OpenBLAS's packing of the unit operand (repacked for every block); smaller ones bound the
+    /// strip's memory when M is large (M = 65536 gives 64-row blocks).
+    static func rowBlock(unitCount: Int) -> Int {
+        let rows = (4 << 20) / max(1, unitCount)
+        return min(256, max(16, rows / 16 * 16))
+    }
 
     /// Why the blocked kernel cannot run this slice (nil when it can): explicit priors, positional embeddings and
     /// weight masks are left to the plain path.
@@ -182,7 +187,7 @@ struct BlockedSolver {
     private func pass(tokens: [Float], tokenCount: Int, width K: Int, units: [Float], bias: [Float]?,
                       consumer: Consumer) -> [Float] {
         let M = self.M, Cv = self.Cv
-        let block = Self.rowBlock
+        let block = Self.rowBlock(unitCount: M)
         let blockCount = (tokenCount + block - 1) / block
         let threads = max(1, min(threadCount, blockCount))
         let resultWidth: Int
@@ -195,9 +200,11 @@ struct BlockedSolver {
         // Per-thread partial sums (or the shared output, each thread writing its own rows).
         var results = [Float](repeating: 0, count: isOutput ? tokenCount * Cv : threads * M * resultWidth)
         var strips = [Float](repeating: 0, count: threads * block * M)
-        let savedThreads = BLAS.threadCount
+        // OpenBLAS runs single-threaded inside the parallel region; afterwards it goes back to the process's
+        // initial setting (a constant, so that concurrent solves cannot leave it at 1).
+        let restoreThreads = BLAS.initialThreadCount
         if threads > 1 || options.threads != nil { BLAS.threadCount = 1 }
-        defer { if BLAS.threadCount != savedThreads { BLAS.threadCount = savedThreads } }
+        defer { if BLAS.threadCount != restoreThreads { BLAS.threadCount = restoreThreads } }
 
         tokens.withUnsafeBufferPointer { tokenBuffer in
             units.withUnsafeBufferPointer { unitBuffer in

@@ -270,3 +270,21 @@ func pipeline(_ propagator: any Propagator) -> SegmentationPipeline {
         #expect(stride(from: 0, to: 18, by: 3).map { rotated.pixels[$0] } == [4, 1, 5, 2, 6, 3])
     }
 }
+
+/// The evaluation loop with the real stages (reference attention, no plugin) on the two-region scene.
+@Suite struct EvaluationWithRealStagesTests {
+    @Test func simulatedClicksReachNinetyFivePercentWithinThree() throws {
+        let scene = DiscScene(width: 96, height: 72)
+        let attention = ReferenceAttention(keyIterations: 2)
+        let stages = SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
+                                          adapter: VariantAttentionAdapter(attention: attention),
+                                          propagator: BeliefPropagator(attention: attention))
+        let truth = try GroundTruthMask(width: 96, height: 72, values: scene.inside.map { $0 ? 1 : 0 })
+        let (result, _) = try EvaluationRunner(pipeline: stages, maxClicks: 3)
+            .evaluate(name: "disc scene", image: scene.image, truth: truth)
+        #expect(result.clicks[0].isPositive)
+        #expect(result.ious.contains { $0 >= 0.95 })
+        #expect(result.ious.last! >= 0.95)
+        #expect(result.clickedClassKept.allSatisfy { $0 })
+    }
+}
