@@ -1,3 +1,5 @@
+import CProbattnKernels
+
 /// The plain implementation of the operator on one slice: materialises the H×M weight matrix W and follows the
 /// reference layer step by step (weights → key adaptation → value belief propagation → output). Covers every option.
 ///
@@ -170,7 +172,16 @@ struct PlainSolver {
     /// Row max, exp, mask, and division by (row sum + eps), as the reference does. A row whose logits are all −∞
     /// (π = 0 everywhere) gets zero weights instead of NaN.
     private func normaliseRows(_ weights: inout [Float]) {
-        let mask = slice.weightMask
+        guard let mask = slice.weightMask else {
+            // No mask: the vectorised row pass of the blocked kernel does exactly this.
+            let (rows, columns) = (H, M)
+            weights.withUnsafeMutableBufferPointer { w in
+                guard let base = w.baseAddress else { return }
+                probattn_softmax_strip(base, Int32(rows), Int32(columns), Int32(columns), nil,
+                                       probabilisticAttentionEpsilon)
+            }
+            return
+        }
         for i in 0..<H {
             let base = i * M
             var maximum = -Float.infinity
@@ -182,7 +193,7 @@ struct PlainSolver {
             var sum: Float = 0
             for j in 0..<M {
                 var e = (weights[base + j] - maximum).exponential
-                if let mask { e *= mask[base + j] }
+                e *= mask[base + j]
                 weights[base + j] = e
                 sum += e
             }
