@@ -115,7 +115,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),
         .testTarget(name: "DaemonTests",
-                    dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation"]),
+                    dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation",
+                                   .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]
 )

@@ -10,6 +10,9 @@ public enum BLAS {
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
     }
 
+    /// OpenBLAS's thread count when ProbattnCore first asked (the process default, e.g. from OPENBLAS_NUM_THREADS).
+    public static let initialThreadCount: Int = Int(openblas_get_num_threads())
+
     /// C (m×n) ← alpha · op(A) · op(B) + beta · C, with op(A) m×k and op(B) k×n, all row-major.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (before transposition).
     @inlinable

@@ -8,7 +8,7 @@ import Darwin
 #endif
 
 /// The blocked ("flash-style") implementation of the operator on one slice. It never materialises the H×M weights:
-/// tokens are processed in row blocks of `rowBlock` rows; for each block one GEMM gives the block's logits against
+/// tokens are processed in row blocks of `rowBlock(unitCount:)` rows; for each block one GEMM gives the block's logits against
 /// every unit (a `rowBlock × M` strip), a vectorised pass normalises the strip row by row (row max, exp, sum, as the
 /// reference does), and a second GEMM folds the strip into whatever the next step needs:
 ///
@@ -28,8 +28,13 @@ struct BlockedSolver {
     let slice: AttentionSlice
     let options: ProbabilisticAttentionOptions
 
-    /// Tokens per row block.
-    static let rowBlock = 64
+    /// Tokens per row block: as many as keep one strip at about 4 Mi floats (16 MB), between 16 and 256. Larger
+    /// blocks amortise OpenBLAS's packing of the unit operand (repacked for every block); smaller ones bound the
+    /// strip's memory when M is large (M = 65536 gives 64-row blocks).
+    static func rowBlock(unitCount: Int) -> Int {
+        let rows = (4 << 20) / max(1, unitCount)
+        return min(256, max(16, rows / 16 * 16))
+    }
 
     /// Why the blocked kernel cannot run this slice (nil when it can): explicit priors, positional embeddings and
     /// weight masks are left to the plain path.
@@ -127,9 +132,27 @@ struct BlockedSolver {
             var right = [Float](repeating: 1, count: H * (C + 1))
             for i in 0..<H { for c in 0..<C { right[i * (C + 1) + c] = slice.queries[i * C + c] } }
             let (b, bias) = unitOperand(l, keys: keys, values: values)
+            var logNormalisers = [Float](repeating: 0, count: H)
             let sums = pass(tokens: a, tokenCount: H, width: l.width, units: b, bias: bias,
-                            consumer: .sums(right: right, width: C + 1))
-            let (updates, totals) = split(sums, width: C)
+                            consumer: .sums(right: right, width: C + 1), logNormalisers: &logNormalisers)
+            var (updates, totals) = split(sums, width: C)
+            for j in ResponsibilityRescue.units(totals: totals, options: options,
+                                                hasPrior: slice.keyPriorPrecision != nil) {
+                // log W_ij = A_i·B_j + bias_j − log Z_i, for every token.
+                var logWeights = [Float](repeating: 0, count: H)
+                a.withUnsafeBufferPointer { a in
+                    b.withUnsafeBufferPointer { b in
+                        logWeights.withUnsafeMutableBufferPointer { y in
+                            BLAS.sgemv(transposeA: false, rows: H, columns: l.width, alpha: 1, a: a.baseAddress!,
+                                       lda: l.width, x: b.baseAddress! + j * l.width, beta: 0, y: y.baseAddress!)
+                        }
+                    }
+                }
+                let columnBias = bias?[j] ?? 0
+                for i in 0..<H { logWeights[i] += columnBias - logNormalisers[i] }
+                ResponsibilityRescue.replace(unit: j, logWeights: logWeights, queries: slice.queries, width: C,
+                                             updates: &updates, totals: &totals)
+            }
             MeanUpdate.apply(&keys, initial: slice.keys, updates: updates, totals: totals, unitCount: M, width: C,
                              precision: slice.alpha, priorPrecision: slice.keyPriorPrecision, epsilon: 0,
                              centre: options.priorCentre, policy: options.zeroResponsibility)
@@ -179,10 +202,11 @@ struct BlockedSolver {
 
     /// One weight update over `tokenCount` rows of the augmented token operand: per row block, logits strip →
     /// normalised weights → the consumer's product. Returns the reduced M × width sums, or the H × Cv output.
+    /// `logNormalisers` (tokenCount values), when given, receives log Z_i of every row.
     private func pass(tokens: [Float], tokenCount: Int, width K: Int, units: [Float], bias: [Float]?,
-                      consumer: Consumer) -> [Float] {
+                      consumer: Consumer, logNormalisers: UnsafeMutablePointer<Float>? = nil) -> [Float] {
         let M = self.M, Cv = self.Cv
-        let block = Self.rowBlock
+        let block = Self.rowBlock(unitCount: M)
         let blockCount = (tokenCount + block - 1) / block
         let threads = max(1, min(threadCount, blockCount))
         let resultWidth: Int
@@ -195,9 +219,11 @@ struct BlockedSolver {
         // Per-thread partial sums (or the shared output, each thread writing its own rows).
         var results = [Float](repeating: 0, count: isOutput ? tokenCount * Cv : threads * M * resultWidth)
         var strips = [Float](repeating: 0, count: threads * block * M)
-        let savedThreads = BLAS.threadCount
+        // OpenBLAS runs single-threaded inside the parallel region; afterwards it goes back to the process's
+        // initial setting (a constant, so that concurrent solves cannot leave it at 1).
+        let restoreThreads = BLAS.initialThreadCount
         if threads > 1 || options.threads != nil { BLAS.threadCount = 1 }
-        defer { if BLAS.threadCount != savedThreads { BLAS.threadCount = savedThreads } }
+        defer { if BLAS.threadCount != restoreThreads { BLAS.threadCount = restoreThreads } }
 
         tokens.withUnsafeBufferPointer { tokenBuffer in
             units.withUnsafeBufferPointer { unitBuffer in
@@ -219,7 +245,8 @@ struct BlockedSolver {
                                                    a: tokens + r0 * K, lda: K, b: units, ldb: K,
                                                    beta: 0, c: strip, ldc: M)
                                         probattn_softmax_strip(strip, Int32(rows), Int32(M), Int32(M), biasBase,
-                                                               probabilisticAttentionEpsilon)
+                                                               probabilisticAttentionEpsilon,
+                                                               logNormalisers.map { $0 + r0 })
                                         if isOutput {
                                             BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: Cv, k: M,
                                                        alpha: 1, a: strip, lda: M, b: right, ldb: Cv,

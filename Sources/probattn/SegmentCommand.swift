@@ -106,7 +106,8 @@ struct SegmentCommand: ParsableCommand {
             if !keepOpen { _ = try client.closeImage(id) }
         } catch let error as ProbattnClientError {
             if !keepOpen { _ = try? client.closeImage(id) }
-            throw ValidationError("\(error)")
+            FileHandle.standardError.write(Data("probattn segment: \(error)\n".utf8))
+            throw ExitCode.failure
         }
     }
 }

@@ -18,9 +18,12 @@ final class DaemonProcess: @unchecked Sendable {
     let results: String
     private(set) var process: Process?
     private var extraEnvironment: [String: String]
+    private let imageBytes: String
 
     /// Writes the config (`extraYAML` is appended: limits, sessions, …) without starting anything.
-    init(extraYAML: String = "", environment: [String: String] = [:], folder: String? = nil) throws {
+    init(extraYAML: String = "", imageBytes: String = "inline", environment: [String: String] = [:],
+         folder: String? = nil) throws {
+        self.imageBytes = imageBytes
         let base = folder ?? Self.makeTemporaryFolder()
         self.folder = base
         configPath = base + "/probattnd.yaml"
@@ -51,6 +54,7 @@ final class DaemonProcess: @unchecked Sendable {
               results: \(results)
             store:
               path: \(storePath)
+              image_bytes: \(imageBytes)
             logging:
               level: debug
             \(extraYAML)

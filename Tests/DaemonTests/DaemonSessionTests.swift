@@ -241,3 +241,38 @@ struct DaemonSessionTests {
         #expect(mask.rgb(x: 5, y: 5).0 == 0)
     }
 }
+
+/// `store.image_bytes: path`: the store keeps the client's path, and a restart re-reads the file.
+@Suite("Daemon path store")
+struct DaemonPathStoreTests {
+    @Test func pathModeStoresThePathAndResumesFromTheFile() throws {
+        let daemon = try DaemonProcess(imageBytes: "path")
+        try daemon.start()
+        let client = try daemon.client()
+        let png = try TestImages.png(seed: 5)
+        let imagePath = daemon.folder + "/picture.png"
+        try Data(png).write(to: URL(fileURLWithPath: imagePath))
+        #expect(try client.openImage("p", bytes: png).errorCode == "bad_request", "source_path is required")
+        try client.request("open_image", ["image_id": "p", "source_path": .string(imagePath)], payloads: [png]).checked()
+        try client.feedback("p", annotator: "a", clicks: [WireClick(x: 80, y: 60, className: "object")]).checked()
+        let before = try client.getMask("p").checked()
+        daemon.signal(SIGKILL)
+        _ = try daemon.waitForExit()
+
+        let stored = try SessionStore(path: daemon.storePath).openSessions()
+        #expect(stored.count == 1)
+        #expect(stored.first?.session.bytes == nil, "no image bytes in the store")
+        #expect(stored.first?.session.sourcePath == imagePath)
+
+        let restarted = try DaemonProcess(imageBytes: "path", folder: daemon.folder)
+        try restarted.start()
+        defer { restarted.stop() }
+        let again = try restarted.client()
+        #expect(try again.getMask("p").checked()["mask"] == before["mask"])
+        // The next click needs the prepared image: it is rebuilt from the file.
+        let next = try again.feedback("p", annotator: "a", clicks: [WireClick(x: 5, y: 5, className: "background")])
+            .checked()
+        #expect(next.version == 2)
+        #expect(restarted.log.contains("Image prepared again"))
+    }
+}

@@ -38,3 +38,16 @@ enum MaskCodec {
                                                                                     backgroundClass: 1)
     }
 }
+
+/// A mask with its wire encodings, computed once per version and shared by the store, the reply and the update.
+struct EncodedMask {
+    let mask: LabelMask
+    let rle: COCORLE
+    let classMasks: [String: COCORLE]?
+
+    init(_ mask: LabelMask, classes: [String]) {
+        self.mask = mask
+        rle = MaskCodec.rle(mask)
+        classMasks = MaskCodec.classMasks(mask, classes: classes)
+    }
+}

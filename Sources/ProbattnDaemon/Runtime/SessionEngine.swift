@@ -273,30 +273,31 @@ final class SessionEngine: @unchecked Sendable {
         return result
     }
 
-    private func storedMask(_ mask: LabelMask, version: Int, annotator: String?, cause: String, request: Request,
-                            classes: [String], propagate: Double, total: Double) -> StoredMask {
+    private func storedMask(_ encoded: EncodedMask, version: Int, annotator: String?, cause: String, request: Request,
+                            propagate: Double, total: Double) -> StoredMask {
         StoredMask(version: version, annotator: annotator, cause: cause, requestID: request.requestID,
-                   rleCounts: MaskCodec.rle(mask).counts,
-                   classMasks: MaskCodec.classMasks(mask, classes: classes)?.mapValues(\.counts),
+                   rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
                    propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3)
     }
 
     /// The update frames published after a mask change.
-    private func update(_ session: ImageSession, mask: LabelMask, version: Int, annotator: String?, cause: String,
+    private func update(_ session: ImageSession, mask encoded: EncodedMask, version: Int, annotator: String?, cause: String,
                         request: Request, clickCount: Int, timings: JSONValue) throws -> [[UInt8]] {
         var header: [String: JSONValue] = [
             "protocol": .int(probattnProtocolVersion), "kind": "mask_update", "image_id": .string(session.imageID),
             "version": .int(version), "annotator": .optional(annotator), "cause": .string(cause),
             "request_id": .string(request.requestID), "width": .int(session.width), "height": .int(session.height),
-            "clicks": .int(clickCount), "mask": MaskCodec.json(MaskCodec.rle(mask)), "timings_ms": timings,
+            "clicks": .int(clickCount), "mask": MaskCodec.json(encoded.rle), "timings_ms": timings,
             "png": .bool(session.publishPNG),
         ]
-        if let perClass = MaskCodec.classMasks(mask, classes: session.classes) {
+        if let perClass = encoded.classMasks {
             header["class_masks"] = .object(perClass.mapValues(MaskCodec.json))
         }
         var frames = [ImageSession.topic(session.imageID), JSONValue.object(header).serialized()]
         if session.publishPNG {
-            frames.append(try stage("PNG encoder") { try MaskCodec.png(mask, classCount: session.classes.count) })
+            frames.append(try stage("PNG encoder") {
+                try MaskCodec.png(encoded.mask, classCount: session.classes.count)
+            })
         }
         return frames
     }
@@ -339,15 +340,15 @@ final class SessionEngine: @unchecked Sendable {
                                  mask: LabelMask(width: image.width, height: image.height, filledWith: 0),
                                  maskAnnotator: annotator)
         let result = try segment(draft, prepared: prepared, clicks: [])
+        let encodedMask = EncodedMask(result.mask, classes: classes)
         let t1 = DispatchTime.now().uptimeNanoseconds
         let record = StoredSession(storeID: -1, imageID: imageID, width: image.width, height: image.height,
                                    contentHash: hash, classes: classes,
                                    bytes: settings.imageBytes == .inline ? bytes : nil, sourcePath: sourcePath,
                                    publishPNG: publishPNG, openedBy: annotator)
         let storeID = try storeCall {
-            try store.open(record, firstMask: storedMask(result.mask, version: 0, annotator: annotator, cause: "open",
-                                                         request: request, classes: classes,
-                                                         propagate: result.seconds,
+            try store.open(record, firstMask: storedMask(encodedMask, version: 0, annotator: annotator, cause: "open",
+                                                         request: request, propagate: result.seconds,
                                                          total: Self.seconds(since: received)))
         }
         let commitSeconds = Self.seconds(since: t1)
@@ -367,7 +368,7 @@ final class SessionEngine: @unchecked Sendable {
         let body: JSONValue = ["image_id": .string(imageID), "width": .int(image.width), "height": .int(image.height),
                                "classes": .array(classes.map(JSONValue.string)), "content_hash": .string(hash),
                                "version": 0, "reopened": false, "timings_ms": timings]
-        let published = try update(session, mask: result.mask, version: 0, annotator: annotator, cause: "open",
+        let published = try update(session, mask: encodedMask, version: 0, annotator: annotator, cause: "open",
                                    request: request, clickCount: 0, timings: timings)
         return (body, [], published)
     }
@@ -390,14 +391,15 @@ final class SessionEngine: @unchecked Sendable {
         let prepared = try prepared(session)
         let tentative = newClicks.map { ActiveClick(id: -1, annotator: annotator, click: $0) }
         let result = try segment(session, prepared: prepared, clicks: session.clicks + tentative)
+        let encodedMask = EncodedMask(result.mask, classes: session.classes)
         let version = session.version + 1
         let t1 = DispatchTime.now().uptimeNanoseconds
         let stored = try storeCall {
             try store.append(
                 clicks: newClicks.map { (annotator, $0.x, $0.y, $0.classIndex, session.classes[$0.classIndex]) },
                 requestID: request.requestID, session: session.storeID,
-                mask: storedMask(result.mask, version: version, annotator: annotator, cause: "feedback",
-                                 request: request, classes: session.classes, propagate: result.seconds,
+                mask: storedMask(encodedMask, version: version, annotator: annotator, cause: "feedback",
+                                 request: request, propagate: result.seconds,
                                  total: Self.seconds(since: received)))
         }
         let commitSeconds = Self.seconds(since: t1)
@@ -415,8 +417,8 @@ final class SessionEngine: @unchecked Sendable {
         let timings: JSONValue = ["queue": .ms(queueSeconds), "propagate": .ms(result.seconds),
                                   "commit": .ms(commitSeconds), "total": .ms(total)]
         let body: JSONValue = ["image_id": .string(imageID), "version": .int(version), "clicks": .int(clickCount),
-                               "mask": MaskCodec.json(MaskCodec.rle(result.mask)), "timings_ms": timings]
-        let published = try update(session, mask: result.mask, version: version, annotator: annotator,
+                               "mask": MaskCodec.json(encodedMask.rle), "timings_ms": timings]
+        let published = try update(session, mask: encodedMask, version: version, annotator: annotator,
                                    cause: "feedback", request: request, clickCount: clickCount, timings: timings)
         return (body, [], published)
     }
@@ -432,12 +434,13 @@ final class SessionEngine: @unchecked Sendable {
         remaining.remove(at: position)
         let prepared = try prepared(session)
         let result = try segment(session, prepared: prepared, clicks: remaining)
+        let encodedMask = EncodedMask(result.mask, classes: session.classes)
         let version = session.version + 1
         let t1 = DispatchTime.now().uptimeNanoseconds
         try storeCall {
             try store.undo(click: removed.id, session: session.storeID,
-                           mask: storedMask(result.mask, version: version, annotator: annotator, cause: "undo",
-                                            request: request, classes: session.classes, propagate: result.seconds,
+                           mask: storedMask(encodedMask, version: version, annotator: annotator, cause: "undo",
+                                            request: request, propagate: result.seconds,
                                             total: Self.seconds(since: received)))
         }
         let commitSeconds = Self.seconds(since: t1)
@@ -452,11 +455,11 @@ final class SessionEngine: @unchecked Sendable {
                                   "commit": .ms(commitSeconds), "total": .ms(Self.seconds(since: received))]
         let body: JSONValue = [
             "image_id": .string(imageID), "version": .int(version), "clicks": .int(remaining.count),
-            "mask": MaskCodec.json(MaskCodec.rle(result.mask)), "timings_ms": timings,
+            "mask": MaskCodec.json(encodedMask.rle), "timings_ms": timings,
             "undone": ["x": .int(removed.click.x), "y": .int(removed.click.y),
                        "class": .string(session.classes[removed.click.classIndex])],
         ]
-        let published = try update(session, mask: result.mask, version: version, annotator: annotator,
+        let published = try update(session, mask: encodedMask, version: version, annotator: annotator,
                                    cause: "undo", request: request, clickCount: remaining.count, timings: timings)
         return (body, [], published)
     }

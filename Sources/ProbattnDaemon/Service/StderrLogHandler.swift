@@ -10,12 +10,16 @@ public struct StderrLogHandler: LogHandler {
     public var logLevel: Logger.Level
     private let label: String
     private let journal: Bool
+    private let output: @Sendable (String) -> Void
 
+    /// `output` receives each finished line (with its newline); the default writes it to stderr.
     public init(label: String, level: Logger.Level = .info,
-                environment: [String: String] = ProcessInfo.processInfo.environment) {
+                environment: [String: String] = ProcessInfo.processInfo.environment,
+                output: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) {
         self.label = label
         logLevel = level
         journal = !(environment["JOURNAL_STREAM"] ?? "").isEmpty
+        self.output = output
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -47,7 +51,7 @@ public struct StderrLogHandler: LogHandler {
         let line = journal
             ? "<\(Self.priority(level))>\(text)\n"
             : "\(Self.timestamp()) \(level.rawValue.uppercased()) \(text)\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        output(line)
     }
 
     private static func quoted(_ value: String) -> String {
