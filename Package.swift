@@ -109,8 +109,7 @@ let package = Package(
                           ],
                           swiftSettings: swiftSettings),
 
-        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"],
-                    exclude: ["Fixtures"]),
+        .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),

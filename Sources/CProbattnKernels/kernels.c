@@ -41,7 +41,8 @@ void probattn_exp(float *x, int n) {
 }
 
 PROBATTN_CLONES
-void probattn_softmax_strip(float *x, int rows, int cols, int ld, const float *bias, float eps) {
+void probattn_softmax_strip(float *x, int rows, int cols, int ld, const float *bias, float eps,
+                            float *row_log_normaliser) {
     enum { LANES = 16 };
     for (int r = 0; r < rows; r++) {
         float *row = x + (long)r * ld;
@@ -59,6 +60,7 @@ void probattn_softmax_strip(float *x, int rows, int cols, int ld, const float *b
         for (; j < cols; j++) m = row[j] > m ? row[j] : m;
         if (m == -INFINITY) {
             for (int c = 0; c < cols; c++) row[c] = 0.0f;
+            if (row_log_normaliser) row_log_normaliser[r] = -INFINITY;
             continue;
         }
         for (int c = 0; c < cols; c++) row[c] = exp_poly(row[c] - m);
@@ -71,6 +73,7 @@ void probattn_softmax_strip(float *x, int rows, int cols, int ld, const float *b
         float sum = 0.0f;
         for (int k = 0; k < LANES; k++) sum += lane_sum[k];
         for (; j < cols; j++) sum += row[j];
+        if (row_log_normaliser) row_log_normaliser[r] = m + logf(sum + eps);
         float scale = 1.0f / (sum + eps);
         for (int c = 0; c < cols; c++) row[c] *= scale;
     }

@@ -132,9 +132,27 @@ struct BlockedSolver {
             var right = [Float](repeating: 1, count: H * (C + 1))
             for i in 0..<H { for c in 0..<C { right[i * (C + 1) + c] = slice.queries[i * C + c] } }
             let (b, bias) = unitOperand(l, keys: keys, values: values)
+            var logNormalisers = [Float](repeating: 0, count: H)
             let sums = pass(tokens: a, tokenCount: H, width: l.width, units: b, bias: bias,
-                            consumer: .sums(right: right, width: C + 1))
-            let (updates, totals) = split(sums, width: C)
+                            consumer: .sums(right: right, width: C + 1), logNormalisers: &logNormalisers)
+            var (updates, totals) = split(sums, width: C)
+            for j in ResponsibilityRescue.units(totals: totals, options: options,
+                                                hasPrior: slice.keyPriorPrecision != nil) {
+                // log W_ij = A_i·B_j + bias_j − log Z_i, for every token.
+                var logWeights = [Float](repeating: 0, count: H)
+                a.withUnsafeBufferPointer { a in
+                    b.withUnsafeBufferPointer { b in
+                        logWeights.withUnsafeMutableBufferPointer { y in
+                            BLAS.sgemv(transposeA: false, rows: H, columns: l.width, alpha: 1, a: a.baseAddress!,
+                                       lda: l.width, x: b.baseAddress! + j * l.width, beta: 0, y: y.baseAddress!)
+                        }
+                    }
+                }
+                let columnBias = bias?[j] ?? 0
+                for i in 0..<H { logWeights[i] += columnBias - logNormalisers[i] }
+                ResponsibilityRescue.replace(unit: j, logWeights: logWeights, queries: slice.queries, width: C,
+                                             updates: &updates, totals: &totals)
+            }
             MeanUpdate.apply(&keys, initial: slice.keys, updates: updates, totals: totals, unitCount: M, width: C,
                              precision: slice.alpha, priorPrecision: slice.keyPriorPrecision, epsilon: 0,
                              centre: options.priorCentre, policy: options.zeroResponsibility)
@@ -184,8 +202,9 @@ struct BlockedSolver {
 
     /// One weight update over `tokenCount` rows of the augmented token operand: per row block, logits strip →
     /// normalised weights → the consumer's product. Returns the reduced M × width sums, or the H × Cv output.
+    /// `logNormalisers` (tokenCount values), when given, receives log Z_i of every row.
     private func pass(tokens: [Float], tokenCount: Int, width K: Int, units: [Float], bias: [Float]?,
-                      consumer: Consumer) -> [Float] {
+                      consumer: Consumer, logNormalisers: UnsafeMutablePointer<Float>? = nil) -> [Float] {
         let M = self.M, Cv = self.Cv
         let block = Self.rowBlock(unitCount: M)
         let blockCount = (tokenCount + block - 1) / block
@@ -226,7 +245,8 @@ struct BlockedSolver {
                                                    a: tokens + r0 * K, lda: K, b: units, ldb: K,
                                                    beta: 0, c: strip, ldc: M)
                                         probattn_softmax_strip(strip, Int32(rows), Int32(M), Int32(M), biasBase,
-                                                               probabilisticAttentionEpsilon)
+                                                               probabilisticAttentionEpsilon,
+                                                               logNormalisers.map { $0 + r0 })
                                         if isOutput {
                                             BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: Cv, k: M,
                                                        alpha: 1, a: strip, lda: M, b: right, ldb: Cv,

@@ -34,9 +34,14 @@ public enum PriorCentre: String, Sendable, Equatable, CaseIterable {
     case initial
 }
 
-/// What to do when a unit's total responsibility Σ_i W_ij is zero (or too small to divide by) in an M-step.
+/// What to do when a unit's total responsibility Σ_i W_ij underflows (below `negligibleResponsibility`) in an
+/// ML key-adaptation step (no key prior). The reference divides 0/0 there and returns NaN.
 public enum ZeroResponsibilityPolicy: String, Sendable, Equatable, CaseIterable {
-    /// Keep the unit's previous key/value: the answer stays finite (default).
+    /// Recompute that unit's responsibilities in the log domain, log W_ij = logit_ij − log Z_i, and take the
+    /// softmax-weighted mean of the queries over i: the exact ML update that float64 arithmetic gives, without the
+    /// float32 underflow. A unit no token can reach at all (every log W_ij = −∞) keeps its key. (Default.)
+    case logDomain
+    /// Keep the unit's previous key.
     case keepPrevious
     /// Divide anyway as the reference does; 0/0 gives NaN.
     case divide
@@ -81,7 +86,7 @@ public struct ProbabilisticAttentionOptions: Sendable, Equatable {
     public init(magnitudePriors: Bool = false, keyAdaptation: Bool = false, keyAdaptationIterations: Int = 0,
                 valuePropagationIterations: Int = 0, priorCentre: PriorCentre = .previousIterate,
                 clampFixedOutputs: Bool = false, maskFixedValuesByIndicator: Bool = false,
-                zeroResponsibility: ZeroResponsibilityPolicy = .keepPrevious, kernel: AttentionKernel = .automatic,
+                zeroResponsibility: ZeroResponsibilityPolicy = .logDomain, kernel: AttentionKernel = .automatic,
                 threads: Int? = nil) {
         self.magnitudePriors = magnitudePriors
         self.keyAdaptation = keyAdaptation

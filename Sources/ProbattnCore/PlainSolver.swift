@@ -1,3 +1,5 @@
+import CProbattnKernels
+
 /// The plain implementation of the operator on one slice: materialises the H×M weight matrix W and follows the
 /// reference layer step by step (weights → key adaptation → value belief propagation → output). Covers every option.
 ///
@@ -20,11 +22,11 @@ struct PlainSolver {
         var keys = slice.keys
         var values = slice.values
         var weights = [Float](repeating: 0, count: H * M)
-        computeWeights(into: &weights, keys: keys, values: values)
+        var logNormalisers = computeWeights(into: &weights, keys: keys, values: values)
 
         for _ in 0..<options.effectiveKeyAdaptationIterations {
-            adaptKeys(&keys, weights: weights)
-            computeWeights(into: &weights, keys: keys, values: values)
+            adaptKeys(&keys, weights: weights, logNormalisers: logNormalisers, values: values)
+            logNormalisers = computeWeights(into: &weights, keys: keys, values: values)
         }
 
         var positionalValues: [Float]? = slice.positional?.value != nil ? [Float](repeating: 0, count: H * Cv) : nil
@@ -59,7 +61,15 @@ struct PlainSolver {
     }
 
     /// W ← the responsibilities for the current keys and values (spec §1.3, with the reference's numerics).
-    func computeWeights(into weights: inout [Float], keys: [Float], values: [Float]) {
+    /// Returns the row log-normalisers log Z_i (log W_ij = logit_ij + log mask_ij − log Z_i).
+    @discardableResult
+    func computeWeights(into weights: inout [Float], keys: [Float], values: [Float]) -> [Float] {
+        computeLogits(into: &weights, keys: keys, values: values)
+        return normaliseRows(&weights)
+    }
+
+    /// The unnormalised logits (the log of the weights before the row normalisation), H × M.
+    func computeLogits(into weights: inout [Float], keys: [Float], values: [Float]) {
         let magnitude = magnitudePriorsActive
         let positional = slice.positional
         let hasQueryPositions = positional?.query != nil
@@ -96,7 +106,6 @@ struct PlainSolver {
         if let priors = slice.priors {
             for index in 0..<(H * M) { weights[index] += priors[index].logarithm }
         }
-        normaliseRows(&weights)
     }
 
     /// Adds Σ_c q_ic R[c,i,j] and Σ_c ζ_jc S[c,j,i] to the dot products (both through BLAS matrix-vector products).
@@ -169,8 +178,20 @@ struct PlainSolver {
 
     /// Row max, exp, mask, and division by (row sum + eps), as the reference does. A row whose logits are all −∞
     /// (π = 0 everywhere) gets zero weights instead of NaN.
-    private func normaliseRows(_ weights: inout [Float]) {
-        let mask = slice.weightMask
+    private func normaliseRows(_ weights: inout [Float]) -> [Float] {
+        var logNormalisers = [Float](repeating: -.infinity, count: H)
+        guard let mask = slice.weightMask else {
+            // No mask: the vectorised row pass of the blocked kernel does exactly this.
+            let (rows, columns) = (H, M)
+            weights.withUnsafeMutableBufferPointer { w in
+                logNormalisers.withUnsafeMutableBufferPointer { z in
+                    guard let base = w.baseAddress else { return }
+                    probattn_softmax_strip(base, Int32(rows), Int32(columns), Int32(columns), nil,
+                                           probabilisticAttentionEpsilon, z.baseAddress)
+                }
+            }
+            return logNormalisers
+        }
         for i in 0..<H {
             let base = i * M
             var maximum = -Float.infinity
@@ -182,23 +203,39 @@ struct PlainSolver {
             var sum: Float = 0
             for j in 0..<M {
                 var e = (weights[base + j] - maximum).exponential
-                if let mask { e *= mask[base + j] }
+                e *= mask[base + j]
                 weights[base + j] = e
                 sum += e
             }
             let scale = 1 / (sum + probabilisticAttentionEpsilon)
             for j in 0..<M { weights[base + j] *= scale }
+            logNormalisers[i] = maximum + (sum + probabilisticAttentionEpsilon).logarithm
         }
+        return logNormalisers
     }
 
     /// One M-step of key adaptation (spec §1.6).
-    private func adaptKeys(_ keys: inout [Float], weights: [Float]) {
+    private func adaptKeys(_ keys: inout [Float], weights: [Float], logNormalisers: [Float], values: [Float]) {
         var columnSums = [Float](repeating: 0, count: M)
         for i in 0..<H {
             for j in 0..<M { columnSums[j] += weights[i * M + j] }
         }
         var updates = [Float](repeating: 0, count: M * C)   // Wᵀ Q
         multiplyTransposedLeft(weights, rows: H, columns: M, by: slice.queries, width: C, into: &updates)
+        let underflowed = ResponsibilityRescue.units(totals: columnSums, options: options,
+                                                     hasPrior: slice.keyPriorPrecision != nil)
+        if !underflowed.isEmpty {
+            var logits = [Float](repeating: 0, count: H * M)
+            computeLogits(into: &logits, keys: keys, values: values)
+            for j in underflowed {
+                let logWeights = (0..<H).map { i -> Float in
+                    let mask = slice.weightMask.map { $0[i * M + j].logarithm } ?? 0
+                    return logits[i * M + j] + mask - logNormalisers[i]
+                }
+                ResponsibilityRescue.replace(unit: j, logWeights: logWeights, queries: slice.queries, width: C,
+                                             updates: &updates, totals: &columnSums)
+            }
+        }
         updateMeans(&keys, initial: slice.keys, updates: updates, totals: columnSums, width: C,
                     precision: slice.alpha, priorPrecision: slice.keyPriorPrecision, epsilon: 0)
     }
@@ -226,12 +263,12 @@ struct PlainSolver {
 /// The M-step formula shared by key adaptation and value propagation, by the plain and blocked paths.
 enum MeanUpdate {
     /// means[j, c] ← (λ_jc·centre_jc + p_j·S_jc) / (λ_jc + p_j·(T_j + ε)) with a prior λ, else S_jc / (T_j + ε).
-    /// `centre` is the previous iterate (reference) or `initial`. Under `.keepPrevious` a unit whose denominator
+    /// `centre` is the previous iterate (reference) or `initial`. Unless the policy is `.divide`, a unit whose denominator
     /// vanishes (no prior and T_j below `negligibleResponsibility` with ε = 0, or a zero denominator) keeps its mean.
     static func apply(_ means: inout [Float], initial: [Float], updates: [Float], totals: [Float], unitCount: Int,
                       width: Int, precision: [Float], priorPrecision: [Float]?, epsilon: Float,
                       centre: PriorCentre, policy: ZeroResponsibilityPolicy) {
-        let guardZero = policy == .keepPrevious
+        let guardZero = policy != .divide
         for j in 0..<unitCount {
             let total = totals[j] + epsilon
             if let lambda = priorPrecision {
@@ -248,6 +285,34 @@ enum MeanUpdate {
                 for c in 0..<width { means[j * width + c] = updates[j * width + c] / total }
             }
         }
+    }
+}
+
+/// The log-domain M-step for units whose total responsibility underflows (`ZeroResponsibilityPolicy.logDomain`).
+enum ResponsibilityRescue {
+    /// The units to rescue: ML key steps (no prior) under `.logDomain` with Σ_i W_ij below `negligibleResponsibility`.
+    static func units(totals: [Float], options: ProbabilisticAttentionOptions, hasPrior: Bool) -> [Int] {
+        guard options.zeroResponsibility == .logDomain, !hasPrior else { return [] }
+        return totals.indices.filter { !(totals[$0] >= negligibleResponsibility) }
+    }
+
+    /// Replaces unit j's update by the softmax_i(log W_ij)-weighted mean of the queries (and its total by 1), so
+    /// that the M-step's update / total is that mean. Leaves both unchanged when every log W_ij is −∞.
+    static func replace(unit j: Int, logWeights: [Float], queries: [Float], width C: Int,
+                        updates: inout [Float], totals: inout [Float]) {
+        var maximum = -Float.infinity
+        for t in logWeights where t > maximum { maximum = t }
+        guard maximum > -.infinity, maximum.isFinite else { return }
+        var mean = [Double](repeating: 0, count: C)
+        var total = 0.0
+        for (i, t) in logWeights.enumerated() {
+            let w = Double((t - maximum).exponential)
+            if w == 0 { continue }
+            total += w
+            for c in 0..<C { mean[c] += w * Double(queries[i * C + c]) }
+        }
+        for c in 0..<C { updates[j * C + c] = Float(mean[c] / total) }
+        totals[j] = 1
     }
 }
 

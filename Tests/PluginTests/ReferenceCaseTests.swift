@@ -1,5 +1,5 @@
 // The `probabilistic` plugin reproduces the reference layer's outputs (../shared/reference/probattn, or the subset
-// the core tests keep in Tests/ProbattnCoreTests/Fixtures), one (n, g) slice at a time through the C ABI in
+// the core tests keep in Tests/Fixtures/probattn), one (n, g) slice at a time through the C ABI in
 // token-major layout. Only cases the plugin's options can express are used: uniform scalar precisions, no π, no
 // positional embeddings, no mask, no per-element priors.
 
@@ -10,7 +10,7 @@ import Testing
 /// The folders that may hold reference cases, best first.
 private let referenceFolders: [URL] = [
     repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/reference/probattn"),
-    repositoryRoot.appendingPathComponent("Tests/ProbattnCoreTests/Fixtures"),
+    repositoryRoot.appendingPathComponent("Tests/Fixtures/probattn"),
 ]
 
 /// The cases the plugin can express.

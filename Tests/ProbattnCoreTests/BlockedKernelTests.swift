@@ -46,17 +46,25 @@ import Testing
         #expect(automatic == plain)
     }
 
-    @Test("the blocked kernel keeps the zero-responsibility guard")
+    @Test("the blocked kernel applies the same zero-responsibility policies as the plain path")
     func blockedGuard() throws {
         var g = SeededGenerator(seed: 4200)
         let d = RandomProblem.Dims(H: 100, M: 100, C: 8, Cv: 3)
         var inputs = RandomProblem.inputs(&g, d)
         for c in 0..<d.C { inputs.keys[7, c] = -40 }
         inputs.alpha = .uniform(2)
-        let options = ProbabilisticAttentionOptions(magnitudePriors: false, keyAdaptation: true,
-                                                    keyAdaptationIterations: 3, kernel: .blocked, threads: 2)
-        let result = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
-        #expect(result.tokenValues.isFinite)
-        for c in 0..<d.C { #expect(result.adaptedKeys[7, c] == -40) }
+        for policy in [ZeroResponsibilityPolicy.logDomain, .keepPrevious] {
+            var options = ProbabilisticAttentionOptions(magnitudePriors: false, keyAdaptation: true,
+                                                        keyAdaptationIterations: 3, zeroResponsibility: policy,
+                                                        kernel: .blocked, threads: 2)
+            let blocked = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
+            options.kernel = .plain
+            let plain = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
+            #expect(blocked.tokenValues.isFinite)
+            #expect(Double(try blocked.adaptedKeys.maxAbsDifference(plain.adaptedKeys)) <= tolerance(plain.adaptedKeys))
+            #expect(Double(try blocked.tokenValues.maxAbsDifference(plain.tokenValues)) <= tolerance(plain.tokenValues))
+            if policy == .keepPrevious { for c in 0..<d.C { #expect(blocked.adaptedKeys[7, c] == -40) } }
+            else { #expect(blocked.adaptedKeys[7, 0] != -40) }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import ProbattnCore
 import Testing
 
@@ -57,20 +58,38 @@ import Testing
         }
     }
 
-    @Test("a unit whose responsibility underflows keeps its key (finite); dividing as the reference does gives NaN")
-    func zeroResponsibilityGuard() throws {
+    @Test("a unit whose responsibility underflows: log-domain ML update (default), keep its key, or NaN when dividing")
+    func zeroResponsibilityPolicies() throws {
         var g = SeededGenerator(seed: 3200)
         let d = RandomProblem.Dims(H: 24, M: 24, C: 8, Cv: 3)
         var inputs = RandomProblem.inputs(&g, d)
-        // One key far from every query: its responsibility is exactly 0 in float32.
+        // One key far from every query: its responsibility is exactly 0 in float32 (and in float64).
         for c in 0..<d.C { inputs.keys[5, c] = -40 }
-        inputs.alpha = .uniform(2)
+        let alpha = 2.0
+        inputs.alpha = .uniform(Float(alpha))
         var options = ProbabilisticAttentionOptions(magnitudePriors: false, keyAdaptation: true,
-                                                    keyAdaptationIterations: 3)
-        let guarded = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
-        #expect(guarded.tokenValues.isFinite)
-        #expect(guarded.adaptedKeys.isFinite)
-        for c in 0..<d.C { #expect(guarded.adaptedKeys[5, c] == -40) }
+                                                    keyAdaptationIterations: 1)
+        #expect(options.zeroResponsibility == .logDomain)
+        let rescued = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
+        #expect(rescued.tokenValues.isFinite && rescued.adaptedKeys.isFinite)
+        // Oracle: softmax over tokens of log W_i5 = −α/2‖q_i − ζ_5‖² − log Z_i, then the weighted mean of the queries.
+        let q = doubleRows(inputs.queries), k = doubleRows(inputs.keys)
+        let logW = q.map { qi -> Double in
+            let logits = k.map { -0.5 * alpha * DoubleOracle.squaredDistance(qi, $0) }
+            let m = logits.max()!
+            return logits[5] - (m + log(logits.reduce(0) { $0 + exp($1 - m) }))
+        }
+        let top = logW.max()!
+        let w = logW.map { exp($0 - top) }
+        let expected = (0..<d.C).map { c in (0..<d.H).reduce(0) { $0 + w[$1] * q[$1][c] } / w.reduce(0, +) }
+        for c in 0..<d.C { #expect(abs(Double(rescued.adaptedKeys[5, c]) - expected[c]) <= 2e-5 * max(1, abs(expected[c]))) }
+
+        options.keyAdaptationIterations = 3
+        #expect(try ProbabilisticAttention(options: options).attendTokenMajor(inputs).tokenValues.isFinite)
+        options.zeroResponsibility = .keepPrevious
+        let kept = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
+        #expect(kept.tokenValues.isFinite)
+        for c in 0..<d.C { #expect(kept.adaptedKeys[5, c] == -40) }
         options.zeroResponsibility = .divide
         let divided = try ProbabilisticAttention(options: options).attendTokenMajor(inputs)
         #expect(!divided.adaptedKeys.isFinite)

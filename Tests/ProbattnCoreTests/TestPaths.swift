@@ -7,8 +7,7 @@ enum TestPaths {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The copied subset of reference cases that runs everywhere.
-    static let fixtures: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
+    static let fixtures: URL = repositoryRoot.appendingPathComponent("Tests/Fixtures/probattn")
 
     /// `../shared/reference/probattn` next to the repository, when present.
     static var sharedReferenceCases: URL? {

@@ -33,7 +33,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
         try config.validate(plugins: plugins)
-        let pipeline = try PipelineFactory.make(stages: FactoryStages.translate(config.pipeline), plugins: plugins)
+        let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -80,7 +80,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
                 ? engine.currentSettings.pipeline
-                : try PipelineFactory.make(stages: FactoryStages.translate(new.pipeline), plugins: plugins)
+                : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
             if new.store != current.store { restartOnly.append("store") }
@@ -109,8 +109,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// Graceful stop: new requests get `shutting_down`, accepted ones are answered, then the workers end and the
     /// store's WAL is checkpointed. Blocks (call it off the cooperative pool).
     public func stop() {
-        logger.notice("Stopping: answering the requests in flight")
         sockets.beginDraining()
+        logger.notice("Stopping: answering the requests in flight")
         sockets.waitUntilFinished()
         scheduler.shutdown()
         do { try store.checkpoint() } catch {

@@ -7,6 +7,11 @@ public struct SimulatedClick: Sendable, Equatable, Codable {
     public var isPositive: Bool
     public init(x: Int, y: Int, isPositive: Bool) { self.x = x; self.y = y; self.isPositive = isPositive }
 
+    enum CodingKeys: String, CodingKey {
+        case x, y
+        case isPositive = "positive"
+    }
+
     /// The pipeline click: class 0 (object) when positive, class 1 (background) when negative.
     public var click: Click { Click(x: x, y: y, classIndex: isPositive ? 0 : 1) }
 }

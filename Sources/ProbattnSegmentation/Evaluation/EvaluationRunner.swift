@@ -31,13 +31,6 @@ public struct InstanceResult: Sendable, Equatable, Codable {
     }
 }
 
-extension SimulatedClick {
-    enum CodingKeys: String, CodingKey {
-        case x, y
-        case isPositive = "positive"
-    }
-}
-
 /// Why an evaluation could not run.
 public struct EvaluationError: Error, Equatable, Sendable, CustomStringConvertible {
     public let message: String
