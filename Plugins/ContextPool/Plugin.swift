@@ -125,19 +125,8 @@ let contextPoolVariant = VariantDefinition(
                                                  inner: call.channels, scale: scale)
             }
             DenseAttention.softmaxRows(&weights, rows: call.tokens, cols: call.units)
-            weights.withUnsafeBufferPointer { w in
-                values.withUnsafeBufferPointer { v in
-                    DenseAttention.product(w, rows: call.tokens, inner: call.units, v, cols: call.valueChannels,
-                                           into: call.tokenValues)
-                }
-            }
-            try DenseAttention.propagateLabels(call.tokenValues, call: call, iterations: iterations) { current, next in
-                weights.withUnsafeBufferPointer { w in
-                    current.withUnsafeBufferPointer { v in
-                        DenseAttention.product(w, rows: call.tokens, inner: call.tokens, v,
-                                               cols: call.valueChannels, into: next)
-                    }
-                }
+            try values.withUnsafeBufferPointer { v in
+                try DenseAttention.attend(weights: weights, values: v, call: call, iterations: iterations)
             }
         }
     })

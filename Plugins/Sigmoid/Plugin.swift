@@ -35,18 +35,7 @@ let sigmoidVariant = VariantDefinition(
                     logits[k] = 1 / (1 + expf(-(logits[k] + shift)))
                 }
             }
-            weights.withUnsafeBufferPointer { w in
-                DenseAttention.product(w, rows: call.tokens, inner: call.units, call.values,
-                                       cols: call.valueChannels, into: call.tokenValues)
-            }
-            try DenseAttention.propagateLabels(call.tokenValues, call: call, iterations: iterations) { current, next in
-                weights.withUnsafeBufferPointer { w in
-                    current.withUnsafeBufferPointer { v in
-                        DenseAttention.product(w, rows: call.tokens, inner: call.tokens, v,
-                                               cols: call.valueChannels, into: next)
-                    }
-                }
-            }
+            try DenseAttention.attend(weights: weights, values: call.values, call: call, iterations: iterations)
         }
     })
 

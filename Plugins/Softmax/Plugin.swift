@@ -19,18 +19,7 @@ let softmaxVariant = VariantDefinition(
             let scale = try DenseAttention.scale(requested: try call.options.float("scale"), channels: call.channels)
             let iterations = try call.options.int("iterations")
             let weights = try DenseAttention.softmaxWeights(call, scale: scale)
-            weights.withUnsafeBufferPointer { w in
-                DenseAttention.product(w, rows: call.tokens, inner: call.units, call.values,
-                                       cols: call.valueChannels, into: call.tokenValues)
-            }
-            try DenseAttention.propagateLabels(call.tokenValues, call: call, iterations: iterations) { current, next in
-                weights.withUnsafeBufferPointer { w in
-                    current.withUnsafeBufferPointer { v in
-                        DenseAttention.product(w, rows: call.tokens, inner: call.tokens, v,
-                                               cols: call.valueChannels, into: next)
-                    }
-                }
-            }
+            try DenseAttention.attend(weights: weights, values: call.values, call: call, iterations: iterations)
         }
     })
 

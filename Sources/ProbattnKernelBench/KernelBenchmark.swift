@@ -69,7 +69,7 @@ public enum KernelBenchmark {
 
     /// The benchmark's inputs for one size (seeded).
     public static func inputs(H: Int, M: Int, settings: KernelBenchmarkSettings) throws -> TokenMajorInputs {
-        var generator = BenchmarkGenerator(seed: settings.seed &+ UInt64(H) &* 31 &+ UInt64(M))
+        var generator = SplitMix64(seed: settings.seed &+ UInt64(H) &* 31 &+ UInt64(M))
         let C = settings.C, Cv = settings.Cv
         let queries = try Tensor(shape: [H, C], storage: generator.normals(H * C))
         let keys = try Tensor(shape: [M, C], storage: generator.normals(M * C))
@@ -202,7 +202,7 @@ final class SameShapeProduct {
         self.M = M
         self.C = C
         chunkRows = max(1, min(H, (16 << 20) / max(1, M)))
-        var generator = BenchmarkGenerator(seed: 7)
+        var generator = SplitMix64(seed: 7)
         a = generator.normals(chunkRows * C)
         b = generator.normals(M * C)
         c = [Float](repeating: 0, count: chunkRows * M)
@@ -247,32 +247,6 @@ public enum PeakMemory {
             if let kilobytes = digits.first { return kilobytes / 1024 }
         }
         return 0
-    }
-}
-
-/// Seeded normal numbers for the benchmark inputs (SplitMix64 + Box–Muller).
-struct BenchmarkGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func normals(_ count: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        var index = 0
-        while index < count {
-            let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300)
-            let u2 = Double(next() >> 11) / Double(1 << 53)
-            let r = (-2 * log(u1)).squareRoot()
-            out[index] = Float(r * cos(2 * .pi * u2))
-            if index + 1 < count { out[index + 1] = Float(r * sin(2 * .pi * u2)) }
-            index += 2
-        }
-        return out
     }
 }
 

@@ -121,4 +121,23 @@ public enum DenseAttention {
             clamp(values, fixed: fixed, tokens: call.tokens, valueChannels: call.valueChannels)
         }
     }
+
+    /// The output of every variant that builds its dense H×M weights explicitly (softmax, sigmoid, context pooling):
+    /// writes W·V into the call's token values, then, when tokens are fixed, runs `iterations` label-propagation
+    /// steps v ← W·v with the fixed tokens clamped (`propagateLabels`). Called once per `attend`, after the variant
+    /// has computed `weights` (row-major H×M) and the unit values it attends over (M×Cv: the call's own values, or
+    /// pooled ones).
+    public static func attend(weights: [Float], values: UnsafeBufferPointer<Float>, call: AttendCall,
+                              iterations: Int) throws {
+        weights.withUnsafeBufferPointer { w in
+            product(w, rows: call.tokens, inner: call.units, values, cols: call.valueChannels, into: call.tokenValues)
+        }
+        try propagateLabels(call.tokenValues, call: call, iterations: iterations) { current, next in
+            weights.withUnsafeBufferPointer { w in
+                current.withUnsafeBufferPointer { v in
+                    product(w, rows: call.tokens, inner: call.tokens, v, cols: call.valueChannels, into: next)
+                }
+            }
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ProbattnCore
 import ProbattnDaemon
 import ProbattnImaging
 import ProbattnSegmentation

@@ -1,3 +1,4 @@
+import ProbattnCore
 import ProbattnImaging
 
 /// A synthetic photograph-like test image with a known object, for benchmarks: a smooth two-tone gradient
@@ -12,16 +13,16 @@ struct SyntheticScene {
         var random = SplitMix64(seed: seed)
         struct Ellipse { var cx, cy, rx, ry: Double; var colour: (Double, Double, Double) }
         func ellipse() -> Ellipse {
-            let rx = Double(width) * random.unit(0.10, 0.22)
-            let ry = Double(height) * random.unit(0.10, 0.22)
-            return Ellipse(cx: random.unit(rx, Double(width) - rx), cy: random.unit(ry, Double(height) - ry),
+            let rx = Double(width) * random.uniform(0.10, 0.22)
+            let ry = Double(height) * random.uniform(0.10, 0.22)
+            return Ellipse(cx: random.uniform(rx, Double(width) - rx), cy: random.uniform(ry, Double(height) - ry),
                            rx: rx, ry: ry,
-                           colour: (random.unit(0, 255), random.unit(0, 255), random.unit(0, 255)))
+                           colour: (random.uniform(0, 255), random.uniform(0, 255), random.uniform(0, 255)))
         }
         let object = ellipse()
         let distractors = (0..<3).map { _ in ellipse() }
-        let top = (random.unit(20, 120), random.unit(20, 120), random.unit(60, 200))
-        let bottom = (random.unit(60, 200), random.unit(40, 160), random.unit(20, 120))
+        let top = (random.uniform(20, 120), random.uniform(20, 120), random.uniform(60, 200))
+        let bottom = (random.uniform(60, 200), random.uniform(40, 160), random.uniform(20, 120))
 
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
         var mask = [Bool](repeating: false, count: width * height)
@@ -40,7 +41,7 @@ struct SyntheticScene {
                     mask[y * width + x] = true
                 }
                 // Texture: a fine stripe pattern plus noise, so the encoder sees more than flat regions.
-                let texture = 12 * Double((x / 3 + y / 5) % 2) + random.unit(-10, 10)
+                let texture = 12 * Double((x / 3 + y / 5) % 2) + random.uniform(-10, 10)
                 let index = (y * width + x) * 3
                 pixels[index] = UInt8(clamping: Int((colour.0 + texture).rounded()))
                 pixels[index + 1] = UInt8(clamping: Int((colour.1 + texture).rounded()))
@@ -49,24 +50,5 @@ struct SyntheticScene {
         }
         image = RGBImage(width: width, height: height, pixels: pixels)
         isObject = mask
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64), so benchmark runs repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform double in `low...high`.
-    mutating func unit(_ low: Double, _ high: Double) -> Double {
-        low + (high - low) * Double(next() >> 11) / Double(1 << 53)
     }
 }

@@ -1,3 +1,4 @@
+import ProbattnCore
 // Shared helpers of the plugin tests: where the built plugins are, compiling throwaway C plugins, random inputs.
 
 import Foundation
@@ -47,19 +48,9 @@ func compileSharedObject(_ source: String, named fileName: String, in directory:
     try FileManager.default.removeItem(at: sourceURL)
 }
 
-/// A small deterministic-per-seed generator (SplitMix64); each test seeds it from the system generator so inputs are
-/// fresh on every run, and prints the seed in failure messages.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The tests' generator: ProbattnCore's SplitMix64; each test seeds it from the system generator so inputs are fresh
+/// on every run, and prints the seed in failure messages.
+typealias SeededGenerator = SplitMix64
 
 /// `count` uniform random floats in [-scale, scale].
 func randomFloats(_ count: Int, scale: Float = 1, using generator: inout SeededGenerator) -> [Float] {

@@ -1,29 +1,18 @@
 import ProbattnCore
 
-/// A small seeded PRNG (SplitMix64) so that every property test draws reproducible random shapes and values.
+/// ProbattnCore's SplitMix64 with the shape and tensor helpers the tests need, so that every property test draws reproducible random shapes and values.
 struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
+    private var base: SplitMix64
 
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    init(seed: UInt64) { base = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { base.next() }
 
     /// Uniform in [low, high).
-    mutating func uniform(_ low: Double = 0, _ high: Double = 1) -> Double {
-        low + (high - low) * Double(next() >> 11) / Double(1 << 53)
-    }
+    mutating func uniform(_ low: Double = 0, _ high: Double = 1) -> Double { base.uniform(low, high) }
 
     /// Standard normal (Box–Muller).
-    mutating func normal() -> Double {
-        let u1 = max(uniform(), 1e-300), u2 = uniform()
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    }
+    mutating func normal() -> Double { base.normal() }
 
     mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
 
