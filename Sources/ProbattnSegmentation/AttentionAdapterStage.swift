@@ -6,17 +6,76 @@
 /// attention's online EM: soft k-means of the queries, anchored to the initial keys by the key prior) does so here;
 /// its adapted keys are kept for every later click of the image. For a variant that does not adapt, the keys stay
 /// the selected tokens' features. Called once per image; immutable and thread-safe.
+///
+/// With `queryEmbedding: .distance` the variant sees the features through the distance embedding below instead of
+/// as they are (`QueryEmbedding` says when and why); the embedded queries are kept in `AdaptedImage.queries` so that
+/// the propagator's calls see the same space.
 public struct VariantAttentionAdapter: AttentionAdapter {
     /// The stage type name in the config.
     public static let typeName = "attention"
 
+    /// How the encoder's features are presented to the attention variant as queries and keys.
+    public enum QueryEmbedding: String, Sendable, CaseIterable {
+        /// The features as they are: for variants that compare features by distance themselves (probabilistic
+        /// attention in its RBF form, W_ij ∝ exp(−(α/2)‖q_i − ζ_j‖²), translation-invariant).
+        case features
+        /// The features centred on the image's mean feature f̄ and lifted by two channels, so that a variant whose
+        /// similarity is the scaled dot product q·k/√C' (softmax, sigmoid, neighbourhood, context pooling; C' = C + 2)
+        /// compares distances instead of magnitudes. With d_i = f_i − f̄, n_i = ½‖d_i‖² and s = C'^(1/4):
+        ///
+        ///     query q'_i = s·[d_i, 1, −n_i],   key k'_j = s·[d_j, −n_j, 1],
+        ///     q'_i·k'_j / √C' = d_i·d_j − ½‖d_i‖² − ½‖d_j‖² = −½‖f_i − f_j‖²   (exactly).
+        ///
+        /// A dot product of the raw features mostly measures their magnitude (this encoder's positions grow with x
+        /// and y, so every token would attend to the bottom-right corner); in the embedded space the variant's logits
+        /// are those of RBF attention with α = 1, the precision the encoder's feature scaling is built for. For a
+        /// softmax over keys the −½‖d_i‖² term is a per-query constant and cancels; it matters for unnormalised
+        /// weights (sigmoid attention), where the logit is then exactly the negative half squared distance. Centring
+        /// changes no distance; it keeps the lifted values small, so the cancellation in Float32 loses little.
+        /// The variant's own `scale` option keeps its meaning relative to 1/√C' (scale s gives α = s·√C').
+        case distance
+    }
+
     public let attention: any TokenAttention
     /// Grid step between the tokens that seed the units (1 = one unit per token).
     public let unitStride: Int
+    /// How the features are presented to the variant.
+    public let queryEmbedding: QueryEmbedding
 
-    public init(attention: any TokenAttention, unitStride: Int = 1) {
+    public init(attention: any TokenAttention, unitStride: Int = 1, queryEmbedding: QueryEmbedding = .features) {
         self.attention = attention
         self.unitStride = max(1, unitStride)
+        self.queryEmbedding = queryEmbedding
+    }
+
+    /// The distance embedding of `QueryEmbedding.distance`: queries H × (C + 2) for every token and keys
+    /// M × (C + 2) for the `seeds` tokens. Sums in Double.
+    public static func distanceEmbedding(features: [Float], tokens h: Int, channels c: Int, seeds: [Int])
+        -> (queries: [Float], keys: [Float], channels: Int) {
+        let lifted = c + 2
+        let s = Double(lifted).squareRoot().squareRoot()
+        var mean = [Double](repeating: 0, count: c)
+        for t in 0..<h { for x in 0..<c { mean[x] += Double(features[t * c + x]) } }
+        for x in 0..<c { mean[x] /= Double(max(1, h)) }
+        var centred = [Double](repeating: 0, count: c)
+        /// Writes s·[d, first, second] with d the centred features of token t (`first`/`second` given ½‖d‖²).
+        func embed(_ t: Int, into out: inout [Float], at row: Int, isQuery: Bool) {
+            var half = 0.0
+            for x in 0..<c {
+                centred[x] = Double(features[t * c + x]) - mean[x]
+                half += centred[x] * centred[x]
+            }
+            half /= 2
+            let o = row * lifted
+            for x in 0..<c { out[o + x] = Float(s * centred[x]) }
+            out[o + c] = Float(isQuery ? s : -s * half)
+            out[o + c + 1] = Float(isQuery ? -s * half : s)
+        }
+        var queries = [Float](repeating: 0, count: h * lifted)
+        for t in 0..<h { embed(t, into: &queries, at: t, isQuery: true) }
+        var keys = [Float](repeating: 0, count: seeds.count * lifted)
+        for (j, t) in seeds.enumerated() { embed(t, into: &keys, at: j, isQuery: false) }
+        return (queries, keys, lifted)
     }
 
     /// The tokens whose features seed the units.
@@ -45,20 +104,36 @@ public struct VariantAttentionAdapter: AttentionAdapter {
         }
         let seeds = unitTokens(of: encoded)
         let m = seeds.count
-        var keys = [Float](repeating: 0, count: m * c)
-        for (j, t) in seeds.enumerated() {
-            for x in 0..<c { keys[j * c + x] = encoded.features[t * c + x] }
+        let queries: [Float]?
+        var keys: [Float]
+        let channels: Int
+        switch queryEmbedding {
+        case .features:
+            queries = nil
+            channels = c
+            keys = [Float](repeating: 0, count: m * c)
+            for (j, t) in seeds.enumerated() {
+                for x in 0..<c { keys[j * c + x] = encoded.features[t * c + x] }
+            }
+        case .distance:
+            let embedded = Self.distanceEmbedding(features: encoded.features, tokens: h, channels: c, seeds: seeds)
+            queries = embedded.queries
+            keys = embedded.keys
+            channels = embedded.channels
         }
         // Two neutral value channels: the values do not matter for key adaptation (no value evidence is given).
         let valueChannels = 2
-        let call = AttentionCall(tokens: h, units: m, channels: c, valueChannels: valueChannels,
-                                 queries: encoded.features, keys: keys,
+        let call = AttentionCall(tokens: h, units: m, channels: channels, valueChannels: valueChannels,
+                                 queries: queries ?? encoded.features, keys: keys,
                                  values: [Float](repeating: 1 / Float(valueChannels), count: m * valueChannels),
                                  fixed: nil, grid: encoded.grid, keysAlreadyAdapted: false)
         let result = try attention.attend(call)
-        if let adapted = result.adaptedKeys, adapted.count == m * c, adapted.allSatisfy(\.isFinite) {
-            return AdaptedImage(unitCount: m, keys: adapted, keysAdapted: true)
+        let embeddedChannels: Int? = queries == nil ? nil : channels
+        if let adapted = result.adaptedKeys, adapted.count == m * channels, adapted.allSatisfy(\.isFinite) {
+            return AdaptedImage(unitCount: m, keys: adapted, keysAdapted: true, queries: queries,
+                                channels: embeddedChannels)
         }
-        return AdaptedImage(unitCount: m, keys: keys, keysAdapted: false)
+        return AdaptedImage(unitCount: m, keys: keys, keysAdapted: false, queries: queries,
+                            channels: embeddedChannels)
     }
 }

@@ -5,7 +5,7 @@ import ProbattnPluginHost
 /// | role       | type                 | implementation             |
 /// | ---------- | -------------------- | -------------------------- |
 /// | encoder    | `grid_features`      | `GridFeatureEncoder`       |
-/// | adapter    | `attention`          | `VariantAttentionAdapter` (option `variant` + the variant's own options) |
+/// | adapter    | `attention`          | `VariantAttentionAdapter` (options `variant`, `unit_stride`, `query_embedding` + the variant's own options) |
 /// | propagator | `belief_propagation` | `BeliefPropagator` (uses the adapter's attention variant) |
 ///
 /// The `writer` role belongs to the daemon and is ignored here. A role that is absent takes its entry from
@@ -16,7 +16,15 @@ public enum PipelineFactory {
     public static let defaultVariant = "probabilistic"
 
     /// Options of the `attention` adapter itself (every other option goes to the variant).
-    public static let adapterOwnOptions: Set<String> = ["variant", "unit_stride"]
+    public static let adapterOwnOptions: Set<String> = ["variant", "unit_stride", "query_embedding"]
+
+    /// The query embedding the adapter uses when its `query_embedding` option is `auto` (the default): the features
+    /// as they are for probabilistic attention, which compares them by distance itself (its RBF form), and the
+    /// distance embedding for every other variant, whose similarity is a scaled dot product
+    /// (`VariantAttentionAdapter.QueryEmbedding` explains why).
+    public static func automaticQueryEmbedding(variant: String) -> VariantAttentionAdapter.QueryEmbedding {
+        variant == defaultVariant ? .features : .distance
+    }
 
     /// The stage types each role accepts.
     public static let stageTypes: [StageRole: [String]] = [
@@ -55,10 +63,12 @@ public enum PipelineFactory {
     public static func make(stages: [StageSpec], plugins: PluginRegistry?) throws -> SegmentationPipeline {
         let chosen = try resolveRoles(stages)
         let encoder = try makeEncoder(chosen[.encoder]!)
-        let (attention, unitStride) = try makeAttention(chosen[.adapter]!, plugins: plugins ?? loadDefaultRegistry())
+        let (attention, unitStride, embedding) = try makeAttention(chosen[.adapter]!,
+                                                                   plugins: plugins ?? loadDefaultRegistry())
         let propagator = try makePropagator(chosen[.propagator]!, attention: attention)
         return SegmentationPipeline(encoder: encoder,
-                                    adapter: VariantAttentionAdapter(attention: attention, unitStride: unitStride),
+                                    adapter: VariantAttentionAdapter(attention: attention, unitStride: unitStride,
+                                                                     queryEmbedding: embedding),
                                     propagator: propagator)
     }
 
@@ -151,9 +161,10 @@ public enum PipelineFactory {
         }
     }
 
-    /// The adapter's attention and its own option `unit_stride`; every other option goes to the variant.
+    /// The adapter's attention and its own options `unit_stride` and `query_embedding` (`auto`, `features` or
+    /// `distance`; `auto` = `automaticQueryEmbedding`); every other option goes to the variant.
     private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws
-        -> (any TokenAttention, Int) {
+        -> (any TokenAttention, Int, VariantAttentionAdapter.QueryEmbedding) {
         guard spec.type == VariantAttentionAdapter.typeName else { throw unknownType(.adapter, spec.type) }
         var options = spec.options
         var unitStride = 1
@@ -172,7 +183,17 @@ public enum PipelineFactory {
             throw SegmentationError(.invalidOption, "adapter 'attention': option 'variant' = \(other) is invalid "
                                         + "(expected the name of an attention variant)")
         }
-        return (try PluginAttention(variant: try lookUp(name, in: plugins), options: options), unitStride)
+        let embedding: VariantAttentionAdapter.QueryEmbedding
+        let embeddingChoices = ["auto"] + VariantAttentionAdapter.QueryEmbedding.allCases.map(\.rawValue)
+        switch options.removeValue(forKey: "query_embedding") {
+        case nil, .string("auto")?: embedding = automaticQueryEmbedding(variant: name)
+        case .string(let value)? where VariantAttentionAdapter.QueryEmbedding(rawValue: value) != nil:
+            embedding = VariantAttentionAdapter.QueryEmbedding(rawValue: value) ?? .features
+        case let other?:
+            throw SegmentationError(.invalidOption, "adapter 'attention': option 'query_embedding' = \(other) is "
+                                        + "invalid (expected one of \(embeddingChoices.joined(separator: ", ")))")
+        }
+        return (try PluginAttention(variant: try lookUp(name, in: plugins), options: options), unitStride, embedding)
     }
 
     private static func makePropagator(_ spec: StageSpec, attention: any TokenAttention) throws -> any Propagator {

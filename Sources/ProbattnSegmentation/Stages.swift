@@ -102,14 +102,22 @@ public struct AdaptedImage: Sendable {
     public var keys: [Float]
     /// True when `keys` were adapted (so the propagator must not adapt them again).
     public var keysAdapted: Bool
+    /// H × `channels`, row-major: the queries the attention variant compares with `keys`, when the adapter
+    /// re-embedded the encoder's features for the variant (`VariantAttentionAdapter.QueryEmbedding.distance`); nil
+    /// when the variant works on the encoder's features themselves.
+    public var queries: [Float]?
+    /// The query/key dimension when `queries` is set (nil: the encoder's `featureDimension`).
+    public var channels: Int?
 
-    public init(unitCount: Int, keys: [Float], keysAdapted: Bool) {
+    public init(unitCount: Int, keys: [Float], keysAdapted: Bool, queries: [Float]? = nil, channels: Int? = nil) {
         self.unitCount = unitCount
         self.keys = keys
         self.keysAdapted = keysAdapted
+        self.queries = queries
+        self.channels = channels
     }
 
-    public var memoryBytes: Int { keys.count * 4 }
+    public var memoryBytes: Int { (keys.count + (queries?.count ?? 0)) * 4 }
 }
 
 /// One annotator click in image pixel coordinates, with the index of its class in the session's class list.
