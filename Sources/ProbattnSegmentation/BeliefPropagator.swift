@@ -39,10 +39,6 @@ public struct BeliefPropagator: Propagator {
     /// Over-relaxation factor ω of the EM rounds (1 = plain EM; in (1, 2) it extrapolates each round's change, which
     /// speeds up the slow, diffusion-like modes of the fixed-point iteration).
     public var relaxation: Double
-    /// Weight κ of the neighbour prior (0 = none): a contrast-sensitive Potts prior between grid-neighbour tokens,
-    /// applied in mean-field form to every round's E-step, p_t(c) ∝ p̂_t(c) · exp(κ Σ_n s_tn p_n(c)) with the
-    /// neighbours' posteriors p_n of the previous round and s_tn = exp(−½‖f_t − f_n‖²) their feature similarity.
-    public var neighbourWeight: Double
     /// The class the image border is weak evidence for; -1 = the last class (background in the default class list).
     public var borderClass: Int
     public var upsampling: Upsampling
@@ -53,7 +49,7 @@ public struct BeliefPropagator: Propagator {
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.05, borderWeight: Double = 0.02,
-                relaxation: Double = 1.9, neighbourWeight: Double = 0, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 0.75,
+                relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 0.75,
                 upsampleColourSigma: Double = 8) {
         self.attention = attention
         self.clickRadius = clickRadius
@@ -62,7 +58,6 @@ public struct BeliefPropagator: Propagator {
         self.unlabelledWeight = unlabelledWeight
         self.borderWeight = borderWeight
         self.relaxation = relaxation
-        self.neighbourWeight = neighbourWeight
         self.borderClass = borderClass
         self.upsampling = upsampling
         self.upsampleSpatialSigma = upsampleSpatialSigma
@@ -80,7 +75,6 @@ public struct BeliefPropagator: Propagator {
                   unlabelledWeight: try r.double("unlabelled_weight", default: d.unlabelledWeight, in: 0...1),
                   borderWeight: try r.double("border_weight", default: d.borderWeight, in: 0...1),
                   relaxation: try r.double("relaxation", default: d.relaxation, in: 0.1...1.99),
-                  neighbourWeight: try r.double("neighbour_weight", default: d.neighbourWeight, in: 0...100),
                   borderClass: try r.int("border_class", default: d.borderClass, in: -1...255),
                   upsampling: Upsampling(rawValue: try r.choice("upsampling", default: d.upsampling.rawValue,
                                                                  from: Upsampling.allCases.map(\.rawValue)))
@@ -196,16 +190,7 @@ public struct BeliefPropagator: Propagator {
         var fixed = [Float](repeating: 0, count: h * (k + 1))
         var update = [Float](repeating: 0, count: k)
         let omega = Float(relaxation)
-        let neighbours = neighbourWeight > 0 ? neighbourSimilarities(encoded: encoded) : nil
-        let kappa = Float(neighbourWeight)
-        var previous = posterior
         for _ in 0..<rounds {
-            if neighbours != nil {
-                previous = posterior
-                for t in 0..<h where clicked[t] >= 0 {
-                    for j in 0..<k { previous[t * k + j] = j == Int(clicked[t]) ? 1 : 0 }
-                }
-            }
             for t in 0..<h {
                 let o = t * (k + 1)
                 let c = Int(clicked[t])
@@ -240,18 +225,6 @@ public struct BeliefPropagator: Propagator {
                     update[j] = p
                     sum += p
                 }
-                if let neighbours, sum > 0 {
-                    // Mean-field neighbour prior: multiply by exp(κ Σ_n s_tn p_n(c)), renormalise.
-                    var largest = -Float.infinity
-                    for j in 0..<k {
-                        var field: Float = 0
-                        for (n, similarity) in neighbours[t] { field += similarity * previous[n * k + j] }
-                        update[j] = logf(max(update[j] / sum, 1e-20)) + kappa * field
-                        largest = max(largest, update[j])
-                    }
-                    sum = 0
-                    for j in 0..<k { update[j] = expf(update[j] - largest); sum += update[j] }
-                }
                 var total: Float = 0
                 for j in 0..<k {
                     let fresh = sum > 0 ? update[j] / sum : neutral
@@ -263,30 +236,6 @@ public struct BeliefPropagator: Propagator {
             }
         }
         return posterior
-    }
-
-    /// For every token, its 8 grid neighbours with their feature similarity exp(−½‖f_t − f_n‖²) (the RBF
-    /// similarity at α = 1); empty lists when the tokens are not on a grid.
-    func neighbourSimilarities(encoded: EncodedImage) -> [[(Int, Float)]] {
-        let h = encoded.tokenCount, c = encoded.featureDimension, f = encoded.features
-        guard let grid = encoded.grid, grid.rows * grid.cols == h else {
-            return [[(Int, Float)]](repeating: [], count: h)
-        }
-        var out = [[(Int, Float)]](repeating: [], count: h)
-        for r in 0..<grid.rows {
-            for col in 0..<grid.cols {
-                let t = r * grid.cols + col
-                for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
-                    for cc in max(0, col - 1)...min(grid.cols - 1, col + 1) where rr != r || cc != col {
-                        let n = rr * grid.cols + cc
-                        var d: Float = 0
-                        for x in 0..<c { let e = f[t * c + x] - f[n * c + x]; d += e * e }
-                        out[t].append((n, expf(-d / 2)))
-                    }
-                }
-            }
-        }
-        return out
     }
 
     // MARK: - Step 3: token distributions → pixel labels
