@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
-        .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging"]),
+        .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging", "ProbattnPluginHost"]),
         .testTarget(name: "DaemonTests",
                     dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation",
                                    .product(name: "Logging", package: "swift-log")]),

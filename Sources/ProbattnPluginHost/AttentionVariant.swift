@@ -4,7 +4,7 @@ import CProbattnPlugin
 import Foundation
 
 /// The inputs of one attention call (one image, one head), token-major as in probattn_plugin.h.
-public struct AttentionInput {
+public struct AttentionInput: Sendable {
     /// H, the number of tokens (queries).
     public var tokens: Int
     /// M, the number of units (keys and values).
@@ -45,7 +45,7 @@ public struct AttentionInput {
 }
 
 /// What a variant returned.
-public struct AttentionOutput {
+public struct AttentionOutput: Sendable {
     /// H×Cv token values.
     public var tokenValues: [Float]
     /// M×C adapted keys, when the variant adapts keys (cacheable: they do not depend on feedback).

@@ -1,3 +1,4 @@
+import ProbattnPluginHost
 /// The adapter stage (`type: attention`): prepares the units of the mixture once per image.
 ///
 /// The initial unit bank is the tokens on every `unitStride`-th row and column of the token grid (1 = every token,
@@ -123,7 +124,7 @@ public struct VariantAttentionAdapter: AttentionAdapter {
         }
         // Two neutral value channels: the values do not matter for key adaptation (no value evidence is given).
         let valueChannels = 2
-        let call = AttentionCall(tokens: h, units: m, channels: channels, valueChannels: valueChannels,
+        let call = AttentionInput(tokens: h, units: m, channels: channels, valueChannels: valueChannels,
                                  queries: queries ?? encoded.features, keys: keys,
                                  values: [Float](repeating: 1 / Float(valueChannels), count: m * valueChannels),
                                  fixed: nil, grid: encoded.grid, keysAlreadyAdapted: false)

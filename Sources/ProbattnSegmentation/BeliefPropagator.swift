@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnImaging
+import ProbattnPluginHost
 
 /// The propagator stage (`type: belief_propagation`): turns the clicks of an image into a full-resolution mask.
 ///
@@ -182,7 +183,7 @@ public struct BeliefPropagator: Propagator {
         let values = [Float](repeating: neutral, count: m * k)
         // The queries the adapter prepared for the variant (re-embedded for a dot-product variant), else the
         // encoder's features.
-        var call = AttentionCall(tokens: h, units: m, channels: adapted.channels ?? encoded.featureDimension,
+        var call = AttentionInput(tokens: h, units: m, channels: adapted.channels ?? encoded.featureDimension,
                                  valueChannels: k, queries: adapted.queries ?? encoded.features,
                                  keys: adapted.keys, values: values, fixed: nil,
                                  grid: encoded.grid, keysAlreadyAdapted: adapted.keysAdapted)

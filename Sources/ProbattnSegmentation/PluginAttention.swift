@@ -34,14 +34,9 @@ public struct PluginAttention: TokenAttention {
         }
     }
 
-    public func attend(_ call: AttentionCall) throws -> AttentionResult {
-        let input = AttentionInput(tokens: call.tokens, units: call.units, channels: call.channels,
-                                   valueChannels: call.valueChannels, queries: call.queries, keys: call.keys,
-                                   values: call.values, fixed: call.fixed, gridRows: call.grid?.rows ?? 0,
-                                   gridCols: call.grid?.cols ?? 0, keysAlreadyAdapted: call.keysAlreadyAdapted)
+    public func attend(_ input: AttentionInput) throws -> AttentionOutput {
         do {
-            let output = try variant.attend(input, options: options)
-            return AttentionResult(tokenValues: output.tokenValues, adaptedKeys: output.adaptedKeys)
+            return try variant.attend(input, options: options)
         } catch let error as PluginHostError {
             throw SegmentationError(.attention, error.description)
         }

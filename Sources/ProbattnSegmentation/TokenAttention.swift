@@ -1,55 +1,28 @@
-/// One attention call as the adapter and propagator stages make it (one image, one head). The stages talk to
-/// attention only through this protocol; `PluginAttention` implements it over a loaded plugin variant.
+import ProbattnPluginHost
+
+/// Attention as the adapter and propagator stages call it (one image, one head). The stages talk to attention only
+/// through this protocol, over the plugin host's own call types (`AttentionInput`, `AttentionOutput`):
+/// `PluginAttention` implements it over a loaded plugin variant, and tests substitute plain reference code.
 public protocol TokenAttention: Sendable {
     /// The variant's name (for messages and reports).
     var name: String { get }
-    /// True when the variant needs tokens on a grid (`grid` must then be given).
+    /// True when the variant needs tokens on a grid (`gridRows`/`gridCols` must then be given).
     var needsGrid: Bool { get }
     /// True when the variant needs one unit per token (M = H, unit j at token j).
     var needsUnitsEqualTokens: Bool { get }
 
-    /// Runs attention. `queries` H×C, `keys` M×C, `values` M×Cv, `fixed` H×(Cv+1) or nil (last column = indicator
+    /// Runs attention: `queries` H×C, `keys` M×C, `values` M×Cv, `fixed` H×(Cv+1) or nil (last column = indicator
     /// or soft observation weight). Returns the token values H×Cv and, when the variant adapted them, the keys M×C.
-    func attend(_ call: AttentionCall) throws -> AttentionResult
+    /// Called once per image by the adapter and once per EM round by the propagator; must be reentrant.
+    func attend(_ input: AttentionInput) throws -> AttentionOutput
 }
 
-/// The inputs of one `TokenAttention.attend` call.
-public struct AttentionCall: Sendable {
-    public var tokens: Int
-    public var units: Int
-    public var channels: Int
-    public var valueChannels: Int
-    public var queries: [Float]
-    public var keys: [Float]
-    public var values: [Float]
-    public var fixed: [Float]?
-    public var grid: TokenGrid?
-    public var keysAlreadyAdapted: Bool
-
-    public init(tokens: Int, units: Int, channels: Int, valueChannels: Int, queries: [Float], keys: [Float],
-                values: [Float], fixed: [Float]?, grid: TokenGrid?, keysAlreadyAdapted: Bool) {
-        self.tokens = tokens
-        self.units = units
-        self.channels = channels
-        self.valueChannels = valueChannels
-        self.queries = queries
-        self.keys = keys
-        self.values = values
-        self.fixed = fixed
-        self.grid = grid
-        self.keysAlreadyAdapted = keysAlreadyAdapted
-    }
-}
-
-/// What one attention call returns.
-public struct AttentionResult: Sendable {
-    /// H × Cv.
-    public var tokenValues: [Float]
-    /// M × C when the variant adapted the keys, else nil.
-    public var adaptedKeys: [Float]?
-
-    public init(tokenValues: [Float], adaptedKeys: [Float]?) {
-        self.tokenValues = tokenValues
-        self.adaptedKeys = adaptedKeys
+extension AttentionInput {
+    /// The host's call with the grid given as a `TokenGrid` (nil when tokens have no grid).
+    init(tokens: Int, units: Int, channels: Int, valueChannels: Int, queries: [Float], keys: [Float],
+         values: [Float], fixed: [Float]?, grid: TokenGrid?, keysAlreadyAdapted: Bool) {
+        self.init(tokens: tokens, units: units, channels: channels, valueChannels: valueChannels, queries: queries,
+                  keys: keys, values: values, fixed: fixed, gridRows: grid?.rows ?? 0, gridCols: grid?.cols ?? 0,
+                  keysAlreadyAdapted: keysAlreadyAdapted)
     }
 }

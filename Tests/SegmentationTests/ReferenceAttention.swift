@@ -1,3 +1,4 @@
+import ProbattnPluginHost
 @testable import ProbattnSegmentation
 
 /// A plain double-precision probabilistic attention in RBF form (uniform priors, no magnitude priors), written for
@@ -28,7 +29,7 @@ struct ReferenceAttention: TokenAttention {
         return w
     }
 
-    func attend(_ call: AttentionCall) throws -> AttentionResult {
+    func attend(_ call: AttentionInput) throws -> AttentionOutput {
         let (h, m, c, cv) = (call.tokens, call.units, call.channels, call.valueChannels)
         var keys = call.keys
         var adapted: [Float]? = nil
@@ -74,7 +75,7 @@ struct ReferenceAttention: TokenAttention {
                 out[i * cv + v] = Float(s)
             }
         }
-        return AttentionResult(tokenValues: out, adaptedKeys: adapted)
+        return AttentionOutput(tokenValues: out, adaptedKeys: adapted)
     }
 }
 
