@@ -10,7 +10,9 @@
 //     the reference layer does (they agree for one iteration);
 //   - `clamp_fixed`: outputs at fixed tokens are blended to their fixed values by their indicator weight.
 // The fixed values' channels are masked by the indicator, so free tokens' channels are ignored. With
-// PROBATTN_KEYS_ALREADY_ADAPTED the keys are used as given (no adaptation). Returns the adapted keys and values.
+// PROBATTN_KEYS_ALREADY_ADAPTED the keys are used as given (no adaptation). Returns the adapted keys and values, and,
+// when the host asks (ABI 2) and the output is the two-hop propagation through weights that depend on queries and keys
+// alone (beta = 0 or no magnitude priors, at least one propagation step, no value prior, no clamping), the weights W.
 
 import CProbattnPlugin
 import ProbattnCore
@@ -91,7 +93,8 @@ let probabilisticVariant = VariantDefinition(
                                                    option: "key_prior_precision"),
                 valuePriorPrecision: try priorTensor(try options.float("value_prior_precision"), rows: m,
                                                      columns: cv, option: "value_prior_precision"))
-            let result = try ProbabilisticAttention(options: operatorOptions).attendTokenMajor(inputs)
+            let attention = ProbabilisticAttention(options: operatorOptions)
+            let result = try attention.attendTokenMajor(inputs)
             guard result.tokenValues.count == h * cv, result.adaptedKeys.count == m * c,
                   result.adaptedValues.count == m * cv else {
                 throw PluginFailure("the operator returned unexpected shapes")
@@ -104,6 +107,19 @@ let probabilisticVariant = VariantDefinition(
             if let values = call.adaptedValues {
                 _ = values.initialize(from: result.adaptedValues.storage)
                 call.markValuesAdapted()
+            }
+            // The weights, when the host asks and they determine the output for any fixed values (see the header).
+            let weightsDependOnValues = beta > 0 && operatorOptions.magnitudePriors
+            if let weights = call.weights, !weightsDependOnValues, valueIterations >= 1,
+               inputs.valuePriorPrecision == nil, !operatorOptions.clampFixedOutputs {
+                var adapted = inputs
+                adapted.keys = result.adaptedKeys
+                adapted.values = result.adaptedValues
+                adapted.fixed = nil
+                let w = try attention.responsibilities(adapted)
+                guard w.count == h * m else { throw PluginFailure("the operator returned unexpected weight shapes") }
+                _ = weights.initialize(from: w.storage)
+                call.markWeightsWritten()
             }
         }
     })

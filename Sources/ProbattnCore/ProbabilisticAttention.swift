@@ -98,6 +98,19 @@ public struct ProbabilisticAttention: Sendable {
             })
     }
 
+    /// The responsibilities W (H × M, rows summing to 1; spec §1.3) of the given inputs' tokens for their units, as the
+    /// operator computes them from the keys and values it is given (no adaptation happens here: pass the adapted keys
+    /// and values of `attendTokenMajor` to get the weights of its output). Materialises W, so it is meant for the
+    /// sizes an application caches per image, not for the kernel's largest inputs.
+    public func responsibilities(_ inputs: TokenMajorInputs) throws -> Tensor {
+        try options.validate()
+        let slice = try SliceBuilder.tokenMajor(inputs, options: options)
+        var weights = [Float](repeating: 0, count: slice.tokenCount * slice.unitCount)
+        PlainSolver(slice: slice, options: options).computeWeights(into: &weights, keys: slice.keys,
+                                                                    values: slice.values)
+        return try Tensor(shape: [slice.tokenCount, slice.unitCount], storage: weights)
+    }
+
     /// Convenience form of `attendTokenMajor(_:)` for the common inputs.
     public func attendTokenMajor(queries: Tensor, keys: Tensor, values: Tensor, fixed: Tensor? = nil,
                                  alpha: Precision, beta: Precision = .uniform(0), keyPriorPrecision: Tensor? = nil,

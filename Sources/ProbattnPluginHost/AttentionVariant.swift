@@ -26,10 +26,14 @@ public struct AttentionInput: Sendable {
     public var gridCols: Int
     /// The keys are already adapted (cached from an earlier call): a variant that adapts keys must not do it again.
     public var keysAlreadyAdapted: Bool
+    /// Ask the variant for its token-to-unit weights W (H×M; `probattn_attend_output.weights`, ABI ≥ 2). Only
+    /// variants whose output is the two-hop mixture propagation through a W that depends on queries and keys alone
+    /// give them (`AttentionOutput.weights`); the others ignore the request.
+    public var wantsWeights: Bool
 
     public init(tokens: Int, units: Int, channels: Int, valueChannels: Int,
                 queries: [Float], keys: [Float], values: [Float], fixed: [Float]? = nil,
-                gridRows: Int = 0, gridCols: Int = 0, keysAlreadyAdapted: Bool = false) {
+                gridRows: Int = 0, gridCols: Int = 0, keysAlreadyAdapted: Bool = false, wantsWeights: Bool = false) {
         self.tokens = tokens
         self.units = units
         self.channels = channels
@@ -41,6 +45,7 @@ public struct AttentionInput: Sendable {
         self.gridRows = gridRows
         self.gridCols = gridCols
         self.keysAlreadyAdapted = keysAlreadyAdapted
+        self.wantsWeights = wantsWeights
     }
 }
 
@@ -52,11 +57,16 @@ public struct AttentionOutput: Sendable {
     public var adaptedKeys: [Float]?
     /// M×Cv adapted values, when the variant adapts values.
     public var adaptedValues: [Float]?
+    /// H×M token-to-unit weights, when they were asked for (`AttentionInput.wantsWeights`) and the variant gives
+    /// them: its output for any fixed values is then μ_j = Σ_i W_ij m_i v*_i / Σ_i W_ij m_i, out_i = Σ_j W_ij μ_j.
+    public var weights: [Float]?
 
-    public init(tokenValues: [Float], adaptedKeys: [Float]? = nil, adaptedValues: [Float]? = nil) {
+    public init(tokenValues: [Float], adaptedKeys: [Float]? = nil, adaptedValues: [Float]? = nil,
+                weights: [Float]? = nil) {
         self.tokenValues = tokenValues
         self.adaptedKeys = adaptedKeys
         self.adaptedValues = adaptedValues
+        self.weights = weights
     }
 }
 
@@ -73,7 +83,7 @@ public final class AttentionVariant: @unchecked Sendable {
     public let summary: String
     /// The file name of the plugin that registered it (e.g. `libprobattn-softmax.so`).
     public let file: String
-    /// The ABI version the plugin exported (equal to the host's when loaded).
+    /// The ABI version the plugin exported (one of `PluginRegistry.supportedABIVersions`).
     public let abiVersion: UInt32
     /// The options the variant accepts, in the plugin's order.
     public let options: [PluginOptionSpec]
@@ -137,6 +147,13 @@ public final class AttentionVariant: @unchecked Sendable {
         var tokenValues = [Float](repeating: 0, count: h * cv)
         var adaptedKeys = [Float](repeating: 0, count: m * c)
         var adaptedValues = [Float](repeating: 0, count: m * cv)
+        // Only plugins of ABI ≥ 2 know the weights field; the buffer is allocated only when asked for.
+        let askWeights = input.wantsWeights && abiVersion >= 2
+        let (weightCount, overflow) = h.multipliedReportingOverflow(by: m)
+        if askWeights && overflow {
+            throw PluginHostError.invalidInput(variant: name, reason: "an H×M weight matrix of \(h)×\(m) is too large")
+        }
+        var weights = [Float](repeating: 0, count: askWeights ? weightCount : 0)
 
         // C strings for option names and string values; freed after the call.
         var cStrings: [UnsafeMutablePointer<CChar>] = []
@@ -175,6 +192,7 @@ public final class AttentionVariant: @unchecked Sendable {
                             tokenValues.withUnsafeMutableBufferPointer { tokenOut in
                                 adaptedKeys.withUnsafeMutableBufferPointer { keysOut in
                                     adaptedValues.withUnsafeMutableBufferPointer { valuesOut in
+                                      weights.withUnsafeMutableBufferPointer { weightsOut in
                                         var cInput = probattn_attend_input()
                                         cInput.tokens = Int64(h)
                                         cInput.units = Int64(m)
@@ -193,7 +211,9 @@ public final class AttentionVariant: @unchecked Sendable {
                                         output.token_values = tokenOut.baseAddress
                                         output.adapted_keys = keysOut.baseAddress
                                         output.adapted_values = valuesOut.baseAddress
+                                        output.weights = askWeights ? weightsOut.baseAddress : nil
                                         return attendFunction(&cInput, &output)
+                                      }
                                     }
                                 }
                             }
@@ -207,9 +227,14 @@ public final class AttentionVariant: @unchecked Sendable {
             throw PluginHostError.pluginFailed(
                 variant: name, message: text.isEmpty ? "returned \(status) without a message" : text)
         }
+        let weightsWritten = askWeights && output.weights_written != 0
+        if weightsWritten, !weights.allSatisfy({ $0.isFinite && $0 >= 0 }) {
+            throw PluginHostError.pluginFailed(variant: name, message: "returned weights that are negative or not finite")
+        }
         return AttentionOutput(tokenValues: tokenValues,
                                adaptedKeys: output.keys_adapted != 0 ? adaptedKeys : nil,
-                               adaptedValues: output.values_adapted != 0 ? adaptedValues : nil)
+                               adaptedValues: output.values_adapted != 0 ? adaptedValues : nil,
+                               weights: weightsWritten ? weights : nil)
     }
 
     /// The shape and requirement checks `attend` runs before calling the plugin (public so that a stage can check a

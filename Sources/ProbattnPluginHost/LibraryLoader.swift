@@ -71,8 +71,8 @@ final class LoadedLibraries: @unchecked Sendable {
                             + " (not a probattn plugin)")
         }
         let version = versionSymbol.load(as: UInt32.self)
-        guard version == PluginRegistry.hostABIVersion else {
-            return .failure("ABI version \(version), host speaks \(PluginRegistry.hostABIVersion)"
+        guard PluginRegistry.supportedABIVersions.contains(version) else {
+            return .failure("ABI version \(version), host speaks \(PluginRegistry.supportedABIVersionsText)"
                             + " (rebuild the plugin against this probattn_plugin.h)")
         }
         let entry = unsafeBitCast(entrySymbol, to: probattn_plugin_register_fn.self)

@@ -7,7 +7,7 @@ import Foundation
 public struct PluginLoadFailure: Sendable, CustomStringConvertible {
     /// The file name inside the plugin folder (or the folder itself when it cannot be read).
     public let file: String
-    /// One line: "not a shared object (…)", "missing entry symbols: …", "ABI version N, host speaks M",
+    /// One line: "not a shared object (…)", "missing entry symbols: …", "ABI version N, host speaks A to B",
     /// "variant name 'x' already registered by FILE", …
     public let reason: String
 
@@ -24,6 +24,15 @@ public struct PluginLoadFailure: Sendable, CustomStringConvertible {
 public final class PluginRegistry: @unchecked Sendable {
     /// The ABI version this host speaks (PROBATTN_PLUGIN_ABI_VERSION of the header it was compiled with).
     public static let hostABIVersion: UInt32 = UInt32(PROBATTN_PLUGIN_ABI_VERSION)
+    /// The plugin ABI versions this host loads: every version from PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED to its own
+    /// (later versions only append fields that older plugins never touch; see probattn_plugin.h).
+    public static let supportedABIVersions: ClosedRange<UInt32> =
+        UInt32(PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED)...hostABIVersion
+    /// "1 to 2" (or "2" when only one version is supported), for messages.
+    static var supportedABIVersionsText: String {
+        supportedABIVersions.count == 1 ? "\(hostABIVersion)"
+            : "\(supportedABIVersions.lowerBound) to \(supportedABIVersions.upperBound)"
+    }
     /// The folder an installed daemon loads plugins from.
     public static let installedDirectory = "/usr/lib/probattn/plugins"
     /// The environment variable that overrides the plugin folder.

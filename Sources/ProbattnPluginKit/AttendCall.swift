@@ -78,6 +78,9 @@ public struct AttendCall {
     /// `markValuesAdapted` after writing them.
     public let adaptedKeys: UnsafeMutableBufferPointer<Float>?
     public let adaptedValues: UnsafeMutableBufferPointer<Float>?
+    /// H×M buffer for the token-to-unit weights when the host asks for them (nil otherwise); see
+    /// `probattn_attend_output.weights` for when a variant may write them. Call `markWeightsWritten` after writing.
+    public let weights: UnsafeMutableBufferPointer<Float>?
     private let output: UnsafeMutablePointer<probattn_attend_output>
 
     public var hasGrid: Bool { gridRows > 0 && gridCols > 0 }
@@ -92,6 +95,7 @@ public struct AttendCall {
 
     public func markKeysAdapted() { output.pointee.keys_adapted = 1 }
     public func markValuesAdapted() { output.pointee.values_adapted = 1 }
+    public func markWeightsWritten() { output.pointee.weights_written = 1 }
 
     fileprivate init(input: UnsafePointer<probattn_attend_input>, output: UnsafeMutablePointer<probattn_attend_output>)
         throws {
@@ -127,6 +131,7 @@ public struct AttendCall {
         self.tokenValues = UnsafeMutableBufferPointer(start: tokenValues, count: h * cv)
         adaptedKeys = output.pointee.adapted_keys.map { UnsafeMutableBufferPointer(start: $0, count: m * c) }
         adaptedValues = output.pointee.adapted_values.map { UnsafeMutableBufferPointer(start: $0, count: m * cv) }
+        weights = output.pointee.weights.map { UnsafeMutableBufferPointer(start: $0, count: h * m) }
         self.output = output
     }
 }
@@ -139,6 +144,7 @@ public func runAttend(_ input: UnsafePointer<probattn_attend_input>?,
     guard let output else { return 2 }
     output.pointee.keys_adapted = 0
     output.pointee.values_adapted = 0
+    output.pointee.weights_written = 0
     do {
         guard let input else { throw PluginFailure("input is NULL") }
         try body(try AttendCall(input: input, output: output))

@@ -6,7 +6,9 @@ import ProbattnPluginHost
 /// The variant is then called once without any fixed value, so that a variant which adapts keys (probabilistic
 /// attention's online EM: soft k-means of the queries, anchored to the initial keys by the key prior) does so here;
 /// its adapted keys are kept for every later click of the image. For a variant that does not adapt, the keys stay
-/// the selected tokens' features. Called once per image; immutable and thread-safe.
+/// the selected tokens' features. The same call asks for the variant's token-to-unit weights W (kept in
+/// `AdaptedImage.weights` when the variant gives them), so that the propagator can spread clicks through W without
+/// calling the variant again. Called once per image; immutable and thread-safe.
 ///
 /// With `queryEmbedding: .distance` the variant sees the features through the distance embedding below instead of
 /// as they are (`QueryEmbedding` says when and why); the embedded queries are kept in `AdaptedImage.queries` so that
@@ -124,17 +126,19 @@ public struct VariantAttentionAdapter: AttentionAdapter {
         }
         // Two neutral value channels: the values do not matter for key adaptation (no value evidence is given).
         let valueChannels = 2
-        let call = AttentionInput(tokens: h, units: m, channels: channels, valueChannels: valueChannels,
+        var call = AttentionInput(tokens: h, units: m, channels: channels, valueChannels: valueChannels,
                                  queries: queries ?? encoded.features, keys: keys,
                                  values: [Float](repeating: 1 / Float(valueChannels), count: m * valueChannels),
                                  fixed: nil, grid: encoded.grid, keysAlreadyAdapted: false)
+        call.wantsWeights = true
         let result = try attention.attend(call)
         let embeddedChannels: Int? = queries == nil ? nil : channels
+        let weights = result.weights.flatMap { $0.count == h * m ? $0 : nil }
         if let adapted = result.adaptedKeys, adapted.count == m * channels, adapted.allSatisfy(\.isFinite) {
             return AdaptedImage(unitCount: m, keys: adapted, keysAdapted: true, queries: queries,
-                                channels: embeddedChannels)
+                                channels: embeddedChannels, weights: weights)
         }
         return AdaptedImage(unitCount: m, keys: keys, keysAdapted: false, queries: queries,
-                            channels: embeddedChannels)
+                            channels: embeddedChannels, weights: weights)
     }
 }

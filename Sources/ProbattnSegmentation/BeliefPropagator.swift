@@ -11,7 +11,9 @@ import ProbattnPluginHost
 ///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image
 ///    border, the background class at weight `border_weight`); the variant's M-step re-estimates the unit values from
 ///    these and its output (E-step) is each token's new class posterior. The first round starts from the neutral
-///    posterior 1/K, which also acts as a neutral value prior.
+///    posterior 1/K, which also acts as a neutral value prior. When the adapter cached the variant's weights W
+///    (`AdaptedImage.weights`), each round is the same two-hop propagation computed here through W
+///    (`MixturePropagation`), without calling the variant.
 /// 3. Token class distributions become a pixel mask: pixels inside a token whose grid neighbours all agree take that
 ///    class; the others are classified by a joint-bilateral average of the neighbouring tokens' distributions
 ///    (weights from the pixel's distance to each token's centre and its CIELAB distance to the token's colour).
@@ -187,6 +189,9 @@ public struct BeliefPropagator: Propagator {
                                  valueChannels: k, queries: adapted.queries ?? encoded.features,
                                  keys: adapted.keys, values: values, fixed: nil,
                                  grid: encoded.grid, keysAlreadyAdapted: adapted.keysAdapted)
+        // W cached by the adapter (the variant's output is then the two-hop propagation through it): every round is
+        // two small products here instead of a call of the variant.
+        let cached = MixturePropagation(weights: adapted.weights, tokens: h, units: m)
         let rounds = emIterations
         var fixed = [Float](repeating: 0, count: h * (k + 1))
         var update = [Float](repeating: 0, count: k)
@@ -211,17 +216,22 @@ public struct BeliefPropagator: Propagator {
                 }
                 fixed[o + k] = min(1, weight)
             }
-            call.fixed = fixed
-            let result = try attention.attend(call)
-            guard result.tokenValues.count == h * k else {
+            let tokenValues: [Float]
+            if let cached {
+                tokenValues = cached.propagate(fixed: fixed, valueChannels: k)
+            } else {
+                call.fixed = fixed
+                tokenValues = try attention.attend(call).tokenValues
+            }
+            guard tokenValues.count == h * k else {
                 throw SegmentationError(.attention, "attention variant '\(attention.name)' returned "
-                                            + "\(result.tokenValues.count) values, expected \(h * k)")
+                                            + "\(tokenValues.count) values, expected \(h * k)")
             }
             // E-step result, normalised, then over-relaxed: p ← p + ω (p_new − p), projected back onto the simplex.
             for t in 0..<h {
                 var sum: Float = 0
                 for j in 0..<k {
-                    let v = result.tokenValues[t * k + j]
+                    let v = tokenValues[t * k + j]
                     let p = v.isFinite ? max(0, v) : 0
                     update[j] = p
                     sum += p

@@ -57,6 +57,35 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         #expect(try builtPlugins.variant(named: "softmax").file == "libprobattn-softmax.so")
     }
 
+    /// ABI 2 only appended output fields, so a plugin built for ABI 1 still loads, and the host never hands it the
+    /// ABI-2 weights buffer (this plugin fails the call if it sees one).
+    @Test func aVersionOnePluginStillLoadsAndIsNeverAskedForWeights() throws {
+        let folder = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = """
+            #include <stdio.h>
+            #include "probattn_plugin.h"
+            const uint32_t probattn_plugin_abi_version = 1u;
+            static int32_t attend(const probattn_attend_input *in, probattn_attend_output *out) {
+                if (out->weights != NULL) { snprintf(out->error, sizeof out->error, "got a weights buffer"); return 1; }
+                for (int64_t k = 0; k < in->tokens * in->value_channels; k++) out->token_values[k] = 7;
+                return 0;
+            }
+            static const probattn_variant variant = {"old_variant", "built for ABI 1", NULL, 0, 0, attend};
+            int32_t probattn_plugin_register(const probattn_registrar *r) { return r->register_variant(r->host, &variant); }
+            """
+        try compileSharedObject(source, named: "old.so", in: folder)
+        let registry = PluginRegistry.load(directory: folder.path)
+        #expect(registry.failures.isEmpty, "\(registry.failures)")
+        let variant = try registry.variant(named: "old_variant")
+        #expect(variant.abiVersion == 1)
+        var input = echoInput
+        input.wantsWeights = true
+        let output = try variant.attend(input, options: try variant.resolveOptions([:]))
+        #expect(output.tokenValues == [7, 7, 7, 7])
+        #expect(output.weights == nil)
+    }
+
     @Test func loadingTheSameFolderTwiceGivesTheSameVariants() {
         let again = PluginRegistry.load(directory: productsDirectory)
         #expect(again.failures.isEmpty, "\(again.failures)")
@@ -90,7 +119,7 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         #expect(reasons["x.so"]?.hasPrefix("not a shared object") == true, "\(reasons)")
         #expect(reasons["nosymbols.so"] == "missing entry symbols: probattn_plugin_abi_version, "
                 + "probattn_plugin_register (not a probattn plugin)")
-        #expect(reasons["future.so"]?.hasPrefix("ABI version 99, host speaks \(PluginRegistry.hostABIVersion)")
+        #expect(reasons["future.so"]?.hasPrefix("ABI version 99, host speaks 1 to \(PluginRegistry.hostABIVersion)")
                 == true, "\(reasons)")
         #expect(reasons["b_echo.so"] == "variant name 'echo_options' already registered by a_echo.so")
 

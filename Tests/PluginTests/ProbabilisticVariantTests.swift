@@ -110,3 +110,76 @@ private func attend(_ p: Problem, _ options: [String: PluginOptionValue], keysAl
         }
     }
 }
+
+/// ABI 2: the weights the probabilistic variant gives when asked, and when it must refuse to give them.
+@Suite struct ProbabilisticWeightsTests {
+    private func call(_ p: Problem, _ options: [String: PluginOptionValue]) throws -> AttentionOutput {
+        let variant = try builtPlugins.variant(named: "probabilistic")
+        #expect(variant.abiVersion == PluginRegistry.hostABIVersion)
+        let input = AttentionInput(tokens: p.tokens, units: p.units, channels: p.channels,
+                                   valueChannels: p.valueChannels, queries: p.queries, keys: p.keys,
+                                   values: p.values, fixed: p.fixed, wantsWeights: true)
+        return try variant.attend(input, options: try variant.resolveOptions(options))
+    }
+
+    @Test(arguments: [true, false]) func weightsAreTheOraclesAfterKeyAdaptation(magnitudePriors: Bool) throws {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var generator = SeededGenerator(seed: seed)
+        let p = problem(tokens: 30, units: 17, fixed: true, using: &generator)
+        let options: [String: PluginOptionValue] = [
+            "magnitude_priors": .bool(magnitudePriors), "alpha": .float(0.6), "key_adaptation_iterations": .int(2),
+            "key_prior_precision": .float(0.5), "value_propagation_iterations": .int(1), "clamp_fixed": .bool(false)]
+        let output = try call(p, options)
+        let weights = try #require(output.weights, "seed \(seed)")
+        let oracle = ProbabilisticOracle(alpha: 0.6, magnitudePriors: magnitudePriors, keyIterations: 2, keyPrior: 0.5,
+                                         valueIterations: 1)
+        let expected = oracle.run(p)
+        // W of the adapted keys, from the oracle's own weight function.
+        let w = oracle.weights(p, keys: expected.keys, values: expected.values)
+        let check = withinTolerance(weights, w.flatMap { $0 })
+        #expect(check.ok, "weights: max error \(check.error) > \(check.bound) (seed \(seed))")
+        // The contract: the output is the two-hop propagation through these weights.
+        var twoHop = [Double](repeating: 0, count: p.tokens * p.valueChannels)
+        for j in 0..<p.units {
+            var total = 0.0
+            var sums = [Double](repeating: 0, count: p.valueChannels)
+            for i in 0..<p.tokens {
+                total += w[i][j] * p.weight(i)
+                for c in 0..<p.valueChannels { sums[c] += w[i][j] * p.weight(i) * p.fixedValue(i, c) }
+            }
+            for i in 0..<p.tokens {
+                for c in 0..<p.valueChannels { twoHop[i * p.valueChannels + c] += w[i][j] * sums[c] / total }
+            }
+        }
+        let outputCheck = withinTolerance(output.tokenValues, twoHop)
+        #expect(outputCheck.ok, "two-hop: max error \(outputCheck.error) > \(outputCheck.bound) (seed \(seed))")
+    }
+
+    @Test func noWeightsWhenTheyDoNotDetermineTheOutput() throws {
+        var generator = SeededGenerator(seed: 5)
+        let p = problem(tokens: 12, units: 12, fixed: true, using: &generator)
+        let base: [String: PluginOptionValue] = ["clamp_fixed": .bool(false)]
+        #expect(try call(p, base).weights != nil)
+        // W depends on the values (β > 0 with magnitude priors), a value prior, clamping, or no propagation step.
+        for change in [["beta": PluginOptionValue.float(0.5)], ["value_prior_precision": .float(1)],
+                       ["clamp_fixed": .bool(true)], ["value_propagation_iterations": .int(0)]] {
+            let options = base.merging(change) { $1 }
+            #expect(try call(p, options).weights == nil, "\(change)")
+        }
+        // β > 0 without magnitude priors leaves W independent of the values.
+        #expect(try call(p, ["beta": .float(0.5), "magnitude_priors": .bool(false), "clamp_fixed": .bool(false)])
+                    .weights != nil)
+    }
+
+    @Test func variantsWithoutTheTwoHopFormGiveNoWeights() throws {
+        var generator = SeededGenerator(seed: 6)
+        let p = problem(tokens: 16, units: 16, fixed: true, using: &generator)
+        for name in ["softmax", "uniform"] {
+            let variant = try builtPlugins.variant(named: name)
+            let input = AttentionInput(tokens: 16, units: 16, channels: p.channels, valueChannels: p.valueChannels,
+                                       queries: p.queries, keys: p.keys, values: p.values, fixed: p.fixed,
+                                       gridRows: 4, gridCols: 4, wantsWeights: true)
+            #expect(try variant.attend(input, options: try variant.resolveOptions([:])).weights == nil, "\(name)")
+        }
+    }
+}

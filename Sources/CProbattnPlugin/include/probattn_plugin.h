@@ -48,8 +48,12 @@
 extern "C" {
 #endif
 
-/** Bump when any struct or function signature in this header changes. */
-#define PROBATTN_PLUGIN_ABI_VERSION 1u
+/** Bump when any struct or function signature in this header changes.
+ *  Version 2 appended `weights` and `weights_written` to probattn_attend_output (after `error`). Nothing before them
+ *  moved, and the host zero-fills the struct, so a host of version 2 also loads version-1 plugins (which never see
+ *  the new fields); PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED is the oldest version the host accepts. */
+#define PROBATTN_PLUGIN_ABI_VERSION 2u
+#define PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED 1u
 
 /** Names of the two symbols every plugin exports. */
 #define PROBATTN_PLUGIN_ABI_SYMBOL "probattn_plugin_abi_version"
@@ -113,6 +117,18 @@ typedef struct probattn_attend_output {
     int32_t keys_adapted;
     int32_t values_adapted;
     char error[256];             /* on failure: a NUL-terminated message for the operator */
+    /* ABI >= 2. H x M, or NULL when the host does not ask. The host asks once per image (when it prepares the image)
+     * so that it can spread feedback through the mixture itself, many times per click, without calling the variant
+     * again. A variant writes here the token-to-unit weights W of its output and sets weights_written = 1 only when
+     * both hold:
+     *   - W depends on the queries and keys alone (not on values nor on `fixed`), and these are the weights after
+     *     any key adaptation of this call;
+     *   - for every `fixed` input its token values are the two-hop mixture propagation through W (spec 1.7):
+     *       mu_j = sum_i W_ij m_i v*_i / sum_i W_ij m_i,   output_i = sum_j W_ij mu_j
+     *     (no value prior, no clamping), and the plain output sum_j W_ij values_j when `fixed` is NULL.
+     * Otherwise it leaves weights_written at 0 (the default) and the host calls `attend` for every propagation. */
+    float *weights;
+    int32_t weights_written;
 } probattn_attend_output;
 
 /** Requirements a variant states about its inputs. */
