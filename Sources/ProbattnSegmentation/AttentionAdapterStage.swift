@@ -40,6 +40,9 @@ public struct VariantAttentionAdapter: AttentionAdapter {
     }
 
     public let attention: any TokenAttention
+    /// Entries of W below this are dropped when it is cached (each row sums to 1; `SparseWeights.droppedMass`
+    /// records what was dropped, and a test holds the propagation to the plugin's own within 1e-3).
+    public static let weightThreshold: Float = 1e-4
     /// Grid step between the tokens that seed the units (1 = one unit per token).
     public let unitStride: Int
     /// How the features are presented to the variant.
@@ -133,7 +136,9 @@ public struct VariantAttentionAdapter: AttentionAdapter {
         call.wantsWeights = true
         let result = try attention.attend(call)
         let embeddedChannels: Int? = queries == nil ? nil : channels
-        let weights = result.weights.flatMap { $0.count == h * m ? $0 : nil }
+        let weights = result.weights.flatMap {
+            SparseWeights(dense: $0, tokens: h, units: m, threshold: Self.weightThreshold)
+        }
         if let adapted = result.adaptedKeys, adapted.count == m * channels, adapted.allSatisfy(\.isFinite) {
             return AdaptedImage(unitCount: m, keys: adapted, keysAdapted: true, queries: queries,
                                 channels: embeddedChannels, weights: weights)

@@ -1,60 +1,121 @@
-import ProbattnCore
+/// The token-to-unit weights W of an image in compressed sparse rows: for token i, the units
+/// `columns[rowStart[i]..<rowStart[i + 1]]` with weights `values[...]`. Built once per image by the adapter from the
+/// variant's dense W, dropping the entries below `threshold` (a token's weights sum to 1 and fall off like a
+/// Gaussian with the feature distance, so almost all of the H × M entries are negligible: the largest dropped mass
+/// of any row is recorded in `droppedMass`).
+public struct SparseWeights: Sendable {
+    public let tokens: Int
+    public let units: Int
+    public let rowStart: [Int32]
+    public let columns: [Int32]
+    public let values: [Float]
+    /// The largest total weight dropped from one row.
+    public let droppedMass: Float
+
+    /// Keeps every entry of the dense row-major `dense` (H × M) that is at least `threshold`.
+    public init?(dense: [Float], tokens h: Int, units m: Int, threshold: Float) {
+        guard h > 0, m > 0, dense.count == h * m, h * m < Int(Int32.max) else { return nil }
+        var rowStart = [Int32](repeating: 0, count: h + 1)
+        var columns: [Int32] = []
+        var values: [Float] = []
+        var dropped: Float = 0
+        dense.withUnsafeBufferPointer { w in
+            for i in 0..<h {
+                var rowDropped: Float = 0
+                for j in 0..<m {
+                    let v = w[i * m + j]
+                    if v >= threshold && v > 0 {
+                        columns.append(Int32(j))
+                        values.append(v)
+                    } else {
+                        rowDropped += v
+                    }
+                }
+                rowStart[i + 1] = Int32(columns.count)
+                dropped = max(dropped, rowDropped)
+            }
+        }
+        self.tokens = h
+        self.units = m
+        self.rowStart = rowStart
+        self.columns = columns
+        self.values = values
+        self.droppedMass = dropped
+    }
+
+    /// Bytes held, for the cache's memory budget.
+    public var memoryBytes: Int { rowStart.count * 4 + columns.count * 4 + values.count * 4 }
+
+    /// The dense H × M matrix (for tests and diagnostics).
+    public func dense() -> [Float] {
+        var out = [Float](repeating: 0, count: tokens * units)
+        for i in 0..<tokens {
+            for e in Int(rowStart[i])..<Int(rowStart[i + 1]) { out[i * units + Int(columns[e])] = values[e] }
+        }
+        return out
+    }
+}
 
 /// Value belief propagation through cached token-to-unit weights (spec §1.7, the closed form with no value prior):
 ///
 ///     μ_j = Σ_i W_ij m_i v*_i / (Σ_i W_ij m_i + ε),    out_i = Σ_j W_ij μ_j
 ///
-/// This is exactly what an attention variant that gives its weights (`AdaptedImage.weights`) computes in one call
-/// with the same `fixed` input, so the propagator can run its EM rounds through it instead of calling the variant on
-/// every round: two (H × M)·(M × K) products per round, with W computed once per image. Called by `BeliefPropagator`
-/// on every EM round; stateless.
+/// This is what an attention variant that gives its weights (`AdaptedImage.weights`) computes in one call with the
+/// same `fixed` input (exactly, up to the entries `SparseWeights` dropped), so the propagator can run its EM rounds
+/// through it instead of calling the variant on every round: two sparse passes over W per round, with W computed once
+/// per image. Called by `BeliefPropagator` on every EM round; stateless.
 struct MixturePropagation {
-    /// H × M, row-major.
-    let weights: [Float]
-    let tokens: Int
-    let units: Int
+    let weights: SparseWeights
     /// The ε of the reference's ML update (a unit no observed token reaches gets the value 0).
     static let epsilon: Float = 1e-20
 
-    init?(weights: [Float]?, tokens: Int, units: Int) {
-        guard let weights, tokens > 0, units > 0, weights.count == tokens * units else { return nil }
+    init?(weights: SparseWeights?, tokens: Int, units: Int) {
+        guard let weights, weights.tokens == tokens, weights.units == units else { return nil }
         self.weights = weights
-        self.tokens = tokens
-        self.units = units
     }
 
     /// The token values H × K for the observations `fixed` (H × (K + 1): values, then the weight m_i).
     func propagate(fixed: [Float], valueChannels k: Int) -> [Float] {
-        let h = tokens, m = units, width = k + 1
+        let h = weights.tokens, m = weights.units, width = k + 1
         precondition(fixed.count == h * width, "fixed must be H × (K + 1)")
-        // Σ_i W_ij [m_i v*_i, m_i] for every unit j: Wᵀ · fixed (the value columns are pre-multiplied by m_i).
-        var observed = fixed
-        for i in 0..<h {
-            let weight = fixed[i * width + k]
-            for c in 0..<k { observed[i * width + c] *= weight }
-        }
         var sums = [Float](repeating: 0, count: m * width)
         var means = [Float](repeating: 0, count: m * k)
         var output = [Float](repeating: 0, count: h * k)
-        weights.withUnsafeBufferPointer { w in
-            observed.withUnsafeBufferPointer { b in
-                sums.withUnsafeMutableBufferPointer { s in
-                    BLAS.sgemm(transposeA: true, transposeB: false, m: m, n: width, k: h, alpha: 1,
-                               a: w.baseAddress!, lda: m, b: b.baseAddress!, ldb: width, beta: 0,
-                               c: s.baseAddress!, ldc: width)
+        weights.rowStart.withUnsafeBufferPointer { start in
+        weights.columns.withUnsafeBufferPointer { column in
+        weights.values.withUnsafeBufferPointer { value in
+        fixed.withUnsafeBufferPointer { f in
+        sums.withUnsafeMutableBufferPointer { s in
+        means.withUnsafeMutableBufferPointer { mu in
+        output.withUnsafeMutableBufferPointer { out in
+            // Σ_i W_ij [m_i v*_i, m_i] for every unit j (tokens with m_i = 0 add nothing).
+            for i in 0..<h {
+                let o = i * width
+                let observed = f[o + k]
+                if observed == 0 { continue }
+                for e in Int(start[i])..<Int(start[i + 1]) {
+                    let w = value[e] * observed, so = Int(column[e]) * width
+                    for c in 0..<k { s[so + c] += w * f[o + c] }
+                    s[so + k] += w
                 }
             }
             for j in 0..<m {
-                let total = sums[j * width + k] + Self.epsilon
-                for c in 0..<k { means[j * k + c] = sums[j * width + c] / total }
+                let total = s[j * width + k] + Self.epsilon
+                for c in 0..<k { mu[j * k + c] = s[j * width + c] / total }
             }
-            means.withUnsafeBufferPointer { mu in
-                output.withUnsafeMutableBufferPointer { o in
-                    BLAS.sgemm(transposeA: false, transposeB: false, m: h, n: k, k: m, alpha: 1,
-                               a: w.baseAddress!, lda: m, b: mu.baseAddress!, ldb: k, beta: 0,
-                               c: o.baseAddress!, ldc: k)
+            for i in 0..<h {
+                let o = i * k
+                for e in Int(start[i])..<Int(start[i + 1]) {
+                    let w = value[e], mo = Int(column[e]) * k
+                    for c in 0..<k { out[o + c] += w * mu[mo + c] }
                 }
             }
+        }
+        }
+        }
+        }
+        }
+        }
         }
         return output
     }

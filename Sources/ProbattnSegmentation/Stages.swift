@@ -108,13 +108,13 @@ public struct AdaptedImage: Sendable {
     public var queries: [Float]?
     /// The query/key dimension when `queries` is set (nil: the encoder's `featureDimension`).
     public var channels: Int?
-    /// H × M, row-major: the variant's token-to-unit weights W, when it gives them (`AttentionOutput.weights`: its
+    /// The variant's token-to-unit weights W (H × M, sparse), when it gives them (`AttentionOutput.weights`: its
     /// output for any clicks is then the two-hop propagation through W, so the propagator spreads clicks through W
     /// itself instead of calling the variant on every EM round). nil for variants that do not.
-    public var weights: [Float]?
+    public var weights: SparseWeights?
 
     public init(unitCount: Int, keys: [Float], keysAdapted: Bool, queries: [Float]? = nil, channels: Int? = nil,
-                weights: [Float]? = nil) {
+                weights: SparseWeights? = nil) {
         self.unitCount = unitCount
         self.keys = keys
         self.keysAdapted = keysAdapted
@@ -123,7 +123,7 @@ public struct AdaptedImage: Sendable {
         self.weights = weights
     }
 
-    public var memoryBytes: Int { (keys.count + (queries?.count ?? 0) + (weights?.count ?? 0)) * 4 }
+    public var memoryBytes: Int { (keys.count + (queries?.count ?? 0)) * 4 + (weights?.memoryBytes ?? 0) }
 }
 
 /// One annotator click in image pixel coordinates, with the index of its class in the session's class list.

@@ -16,13 +16,17 @@ import Testing
     @Test func theDefaultAdapterCachesRowStochasticWeights() throws {
         let prepared = try defaultPipeline().prepare(scene.image)
         let h = prepared.encoded.tokenCount, m = prepared.adapted.unitCount
-        let weights = try #require(prepared.adapted.weights)
+        let sparse = try #require(prepared.adapted.weights)
+        let weights = sparse.dense()
         #expect(weights.count == h * m)
         #expect(m < h)
+        // Sparse: a small fraction of the H × M entries, and little mass dropped from any row.
+        #expect(sparse.values.count < h * m / 4, "\(sparse.values.count) of \(h * m) entries kept")
+        #expect(sparse.droppedMass < 0.02)
         for i in 0..<h {
             let row = weights[(i * m)..<((i + 1) * m)]
             #expect(row.allSatisfy { $0 >= 0 })
-            #expect(abs(row.reduce(0, +) - 1) < 1e-4)
+            #expect(abs(row.reduce(0, +) - 1) <= sparse.droppedMass + 1e-4)
         }
         // The cache budget counts them.
         #expect(prepared.adapted.memoryBytes >= h * m * 4)
@@ -75,7 +79,10 @@ import Testing
         let w: [Float] = [1, 0,
                           0.5, 0.5,
                           0, 1]
-        let propagation = MixturePropagation(weights: w, tokens: 3, units: 2)!
+        let sparse = SparseWeights(dense: w, tokens: 3, units: 2, threshold: 1e-4)!
+        #expect(sparse.values == [1, 0.5, 0.5, 1] && sparse.columns == [0, 0, 1, 1] && sparse.rowStart == [0, 1, 3, 4])
+        #expect(sparse.dense() == w)
+        let propagation = MixturePropagation(weights: sparse, tokens: 3, units: 2)!
         // Token 0 observed as class 0 (weight 1), token 2 as class 1 with weight 0.5, token 1 free.
         let fixed: [Float] = [1, 0, 1,
                               0, 0, 0,
@@ -83,6 +90,7 @@ import Testing
         let out = propagation.propagate(fixed: fixed, valueChannels: 2)
         // Unit 0 sees only token 0 → (1, 0); unit 1 only token 2 → (0, 1); token 1 mixes them half and half.
         #expect(out == [1, 0, 0.5, 0.5, 0, 1])
-        #expect(MixturePropagation(weights: [1, 2], tokens: 3, units: 2) == nil)
+        #expect(SparseWeights(dense: [1, 2], tokens: 3, units: 2, threshold: 0) == nil)
+        #expect(MixturePropagation(weights: sparse, tokens: 4, units: 2) == nil)
     }
 }
