@@ -42,7 +42,7 @@ public struct VariantAttentionAdapter: AttentionAdapter {
     public let attention: any TokenAttention
     /// Entries of W below this are dropped when it is cached (each row sums to 1; `SparseWeights.droppedMass`
     /// records what was dropped, and a test holds the propagation to the plugin's own within 1e-3).
-    public static let weightThreshold: Float = 1e-4
+    public static let weightThreshold: Float = 1e-5
     /// Grid step between the tokens that seed the units (1 = one unit per token).
     public let unitStride: Int
     /// How the features are presented to the variant.

@@ -51,8 +51,8 @@ public struct BeliefPropagator: Propagator {
     public var upsampleColourSigma: Double
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
-                emIterations: Int = 20, unlabelledWeight: Double = 0.05, borderWeight: Double = 0.02,
-                relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 0.75,
+                emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
+                relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 1.2,
                 upsampleColourSigma: Double = 8) {
         self.attention = attention
         self.clickRadius = clickRadius

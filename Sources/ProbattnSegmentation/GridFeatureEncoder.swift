@@ -29,8 +29,8 @@ public struct GridFeatureEncoder: ImageEncoder {
     /// The feature dimension C of this encoder.
     public static let featureDimension = 8
 
-    public init(stride: Int = 12, maxTokens: Int = 1000, superpixelIterations: Int = 4, compactness: Double = 10,
-                colourSigma: Double = 10, positionSigma: Double = 0.03, textureSigma: Double = 8) {
+    public init(stride: Int = 8, maxTokens: Int = 5000, superpixelIterations: Int = 4, compactness: Double = 10,
+                colourSigma: Double = 7, positionSigma: Double = 0.03, textureSigma: Double = 8) {
         self.stride = stride
         self.maxTokens = maxTokens
         self.superpixelIterations = superpixelIterations
