@@ -30,7 +30,7 @@ public struct GridFeatureEncoder: ImageEncoder {
     public static let featureDimension = 8
 
     public init(stride: Int = 8, maxTokens: Int = 5000, superpixelIterations: Int = 4, compactness: Double = 10,
-                colourSigma: Double = 7, positionSigma: Double = 0.03, textureSigma: Double = 8) {
+                colourSigma: Double = 7, positionSigma: Double = 0.03, textureSigma: Double = 4) {
         self.stride = stride
         self.maxTokens = maxTokens
         self.superpixelIterations = superpixelIterations
