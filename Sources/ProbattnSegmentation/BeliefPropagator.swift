@@ -182,16 +182,15 @@ public struct BeliefPropagator: Propagator {
         let border = borderWeight > 0 && k > 1 ? borderTokens(encoded: encoded) : [Bool](repeating: false, count: h)
         let background = borderClass < 0 ? k - 1 : min(borderClass, k - 1)
         let wU = Float(unlabelledWeight), wB = Float(borderWeight)
-        let values = [Float](repeating: neutral, count: m * k)
-        // The queries the adapter prepared for the variant (re-embedded for a dot-product variant), else the
-        // encoder's features.
-        var call = AttentionInput(tokens: h, units: m, channels: adapted.channels ?? encoded.featureDimension,
-                                 valueChannels: k, queries: adapted.queries ?? encoded.features,
-                                 keys: adapted.keys, values: values, fixed: nil,
-                                 grid: encoded.grid, keysAlreadyAdapted: adapted.keysAdapted)
-        // W cached by the adapter (the variant's output is then the two-hop propagation through it): every round is
-        // two small products here instead of a call of the variant.
-        let cached = MixturePropagation(weights: adapted.weights, tokens: h, units: m)
+        // Each round's propagation: through W cached by the adapter (the variant's output is then the two-hop
+        // propagation through it: two sparse passes here), else a call of the variant, with the queries the adapter
+        // prepared for it (re-embedded for a dot-product variant) or the encoder's features.
+        let propagation: any ValuePropagation = MixturePropagation(weights: adapted.weights, tokens: h, units: m)
+            ?? VariantPropagation(attention: attention, call: AttentionInput(
+                tokens: h, units: m, channels: adapted.channels ?? encoded.featureDimension, valueChannels: k,
+                queries: adapted.queries ?? encoded.features, keys: adapted.keys,
+                values: [Float](repeating: neutral, count: m * k), fixed: nil, grid: encoded.grid,
+                keysAlreadyAdapted: adapted.keysAdapted))
         let rounds = emIterations
         var fixed = [Float](repeating: 0, count: h * (k + 1))
         var update = [Float](repeating: 0, count: k)
@@ -216,13 +215,7 @@ public struct BeliefPropagator: Propagator {
                 }
                 fixed[o + k] = min(1, weight)
             }
-            let tokenValues: [Float]
-            if let cached {
-                tokenValues = cached.propagate(fixed: fixed, valueChannels: k)
-            } else {
-                call.fixed = fixed
-                tokenValues = try attention.attend(call).tokenValues
-            }
+            let tokenValues = try propagation.propagate(fixed: fixed, valueChannels: k)
             guard tokenValues.count == h * k else {
                 throw SegmentationError(.attention, "attention variant '\(attention.name)' returned "
                                             + "\(tokenValues.count) values, expected \(h * k)")

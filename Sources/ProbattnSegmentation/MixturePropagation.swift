@@ -1,3 +1,5 @@
+import ProbattnPluginHost
+
 /// The token-to-unit weights W of an image in compressed sparse rows: for token i, the units
 /// `columns[rowStart[i]..<rowStart[i + 1]]` with weights `values[...]`. Built once per image by the adapter from the
 /// variant's dense W, dropping the entries below `threshold` (a token's weights sum to 1 and fall off like a
@@ -56,6 +58,26 @@ public struct SparseWeights: Sendable {
     }
 }
 
+/// One EM round of `BeliefPropagator`: the token values H × K the mixture gives for the observations `fixed`
+/// (H × (K + 1): values, then the observation weight m_i). Called once per round; stateless.
+protocol ValuePropagation {
+    func propagate(fixed: [Float], valueChannels k: Int) throws -> [Float]
+}
+
+/// A round as a call of the attention variant (for variants that give no weights to cache).
+struct VariantPropagation: ValuePropagation {
+    let attention: any TokenAttention
+    /// The call without `fixed`; each round fills it in.
+    let call: AttentionInput
+
+    func propagate(fixed: [Float], valueChannels k: Int) throws -> [Float] {
+        precondition(k == call.valueChannels, "the call was prepared for \(call.valueChannels) classes")
+        var round = call
+        round.fixed = fixed
+        return try attention.attend(round).tokenValues
+    }
+}
+
 /// Value belief propagation through cached token-to-unit weights (spec §1.7, the closed form with no value prior):
 ///
 ///     μ_j = Σ_i W_ij m_i v*_i / (Σ_i W_ij m_i + ε),    out_i = Σ_j W_ij μ_j
@@ -64,7 +86,7 @@ public struct SparseWeights: Sendable {
 /// same `fixed` input (exactly, up to the entries `SparseWeights` dropped), so the propagator can run its EM rounds
 /// through it instead of calling the variant on every round: two sparse passes over W per round, with W computed once
 /// per image. Called by `BeliefPropagator` on every EM round; stateless.
-struct MixturePropagation {
+struct MixturePropagation: ValuePropagation {
     let weights: SparseWeights
     /// The ε of the reference's ML update (a unit no observed token reaches gets the value 0).
     static let epsilon: Float = 1e-20
