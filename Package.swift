@@ -9,13 +9,15 @@
 //   CProbattnKernels                 vectorised inner loops of the blocked attention kernel (C, per-ISA clones)
 //   ProbattnCore        -> CBLAS, CProbattnKernels   tensors, BLAS products, softmax, the probabilistic attention
 //                                    operator: plain and blocked implementations (no I/O)
-//   ProbattnReferenceCases -> Core    reads probattn-case-v1 reference cases (manifest.json + .f32 files)
+//   ProbattnJSON                      the package's one JSON value type (manifests, reports, the wire protocol)
+//   ProbattnReferenceCases -> Core, JSON   reads probattn-case-v1 reference cases (manifest.json + .f32 files)
 //   ProbattnKernelBench -> Core       `probattn bench kernel`: timing, FLOP count, same-shape sgemm rate, peak RSS
 //   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (options, exports, dense kernels)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
-//   ProbattnSegmentation -> Core, PluginHost, Imaging   encoder / adapter / propagator stages, click simulator, eval
+//   ProbattnSegmentation -> Core, PluginHost, Imaging, JSON   encoder / adapter / propagator stages, click simulator,
+//                                    eval (re-exports JSON)
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnDaemon      -> Segmentation, ZMQ, GRDB, Yams, Logging, ServiceLifecycle   config, protocol, store, sessions
 //   probattn, probattnd               the two executables
@@ -72,14 +74,15 @@ let package = Package(
 
         .target(name: "CProbattnKernels"),
         .target(name: "ProbattnCore", dependencies: ["CBLAS", "CProbattnKernels"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnJSON", swiftSettings: swiftSettings),
+        .target(name: "ProbattnReferenceCases", dependencies: ["ProbattnCore", "ProbattnJSON"], swiftSettings: swiftSettings),
         .target(name: "ProbattnKernelBench", dependencies: ["ProbattnCore"], swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginKit", dependencies: ["ProbattnCore", "CProbattnPlugin"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
         .target(name: "ProbattnSegmentation",
-                dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
+                dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging", "ProbattnJSON"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",

@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnCore
+import ProbattnJSON
 
 /// Why a probattn-case-v1 case could not be read.
 public enum ReferenceCaseError: Error, Equatable, CustomStringConvertible {

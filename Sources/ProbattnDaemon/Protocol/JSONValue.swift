@@ -1,7 +1,7 @@
 import Foundation
 import ProbattnSegmentation
 
-/// The wire protocol's JSON is `ProbattnSegmentation.JSONValue` (one JSON type for the whole package), extended here
+/// The wire protocol's JSON is `ProbattnJSON.JSONValue` (one JSON type for the whole package), extended here
 /// with parsing, compact sorted-key serialisation, typed accessors and literals. Decoding keeps booleans, integers and
 /// other numbers apart, so a header field typed `int` rejects `1.5` and `true`.
 extension JSONValue: CustomStringConvertible {

@@ -1,4 +1,7 @@
-/// A JSON value, for report fields whose shape is open (the pipeline's stage options in `summary.json`'s `config`).
+/// The one JSON value type of the package: reference-case manifests (`ProbattnReferenceCases`), evaluation reports
+/// (`ProbattnSegmentation`) and the daemon's wire protocol (`ProbattnDaemon`, which adds parsing, serialisation,
+/// accessors and literals) all use it. Decoding keeps booleans, integers and other numbers apart (a JSON `1` is
+/// `.int`, `1.5` is `.double`, `true` is `.bool`), so callers can check a field by kind.
 public enum JSONValue: Sendable, Equatable, Codable {
     case null
     case bool(Bool)
@@ -30,24 +33,5 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .array(let v): try container.encode(v)
         case .object(let v): try container.encode(v)
         }
-    }
-
-    /// A stage option as JSON.
-    public init(_ value: ConfigValue) {
-        switch value {
-        case .int(let v): self = .int(v)
-        case .double(let v): self = .double(v)
-        case .bool(let v): self = .bool(v)
-        case .string(let v): self = .string(v)
-        case .list(let vs): self = .array(vs.map(JSONValue.init))
-        }
-    }
-
-    /// A pipeline's stages as JSON: `[{"role": ..., "type": ..., "options": {...}}, ...]`.
-    public static func stages(_ stages: [StageSpec]) -> JSONValue {
-        .array(stages.map { stage in
-            .object(["role": .string(stage.role.rawValue), "type": .string(stage.type),
-                     "options": .object(stage.options.mapValues(JSONValue.init))])
-        })
     }
 }
