@@ -19,6 +19,10 @@ import ProbattnPluginHost
 ///    (weights from the pixel's distance to each token's centre and its CIELAB distance to the token's colour).
 /// 4. A disc of `click_disc_radius` pixels around every click is forced to the click's class (latest click wins),
 ///    so a clicked pixel always has its clicked class.
+/// 5. With `refinement: graph_cut` (off by default: it more than doubles the per-click time), the pixels of step
+///    3's band within `refinement_reach` pixels of a label change are relabelled together by a minimum cut that
+///    trades each pixel's class probability from step 3 against a contrast-sensitive smoothness term
+///    (`BoundaryRefinement`), so the mask follows the colour edges inside tokens; step 4's discs stay fixed.
 ///
 /// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
 /// clicks of the image; stateless and thread-safe.
@@ -31,6 +35,13 @@ public struct BeliefPropagator: Propagator {
         case bilateral
         /// Every pixel takes its token's class.
         case nearest
+    }
+
+    public enum Refinement: String, Sendable, CaseIterable {
+        /// The band's pixels are relabelled together by a minimum cut (`BoundaryRefinement`).
+        case graphCut = "graph_cut"
+        /// Each pixel keeps the class the upsampling gave it.
+        case none
     }
 
     public let attention: any TokenAttention
@@ -49,11 +60,19 @@ public struct BeliefPropagator: Propagator {
     public var upsampleSpatialSigma: Double
     /// Colour sigma of the bilateral upsampling, in ΔE (CIELAB).
     public var upsampleColourSigma: Double
+    /// Pixel-level refinement of the upsampled mask in the band where token classes change.
+    public var refinement: Refinement
+    /// λ of the refinement: the weight of a colour edge-aware smoothness term against the pixels' class
+    /// log-probabilities.
+    public var refinementSmoothness: Double
+    /// How far from the upsampled boundary the refinement may move it, in pixels.
+    public var refinementReach: Int
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
                 relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 1.2,
-                upsampleColourSigma: Double = 8) {
+                upsampleColourSigma: Double = 8, refinement: Refinement = .none,
+                refinementSmoothness: Double = 6, refinementReach: Int = 6) {
         self.attention = attention
         self.clickRadius = clickRadius
         self.clickDiscRadius = clickDiscRadius
@@ -65,6 +84,9 @@ public struct BeliefPropagator: Propagator {
         self.upsampling = upsampling
         self.upsampleSpatialSigma = upsampleSpatialSigma
         self.upsampleColourSigma = upsampleColourSigma
+        self.refinement = refinement
+        self.refinementSmoothness = refinementSmoothness
+        self.refinementReach = refinementReach
     }
 
     /// Builds the stage from its config options (strict: unknown options are an error).
@@ -85,7 +107,13 @@ public struct BeliefPropagator: Propagator {
                   upsampleSpatialSigma: try r.double("upsample_spatial_sigma", default: d.upsampleSpatialSigma,
                                                      in: 0.01...100),
                   upsampleColourSigma: try r.double("upsample_colour_sigma", default: d.upsampleColourSigma,
-                                                    in: 0.01...1000))
+                                                    in: 0.01...1000),
+                  refinement: Refinement(rawValue: try r.choice("refinement", default: d.refinement.rawValue,
+                                                                 from: Refinement.allCases.map(\.rawValue)))
+                      ?? .none,
+                  refinementSmoothness: try r.double("refinement_smoothness", default: d.refinementSmoothness,
+                                                     in: 0...1000),
+                  refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
         try r.finish()
     }
 
@@ -129,8 +157,15 @@ public struct BeliefPropagator: Propagator {
             for c in 0..<k { probabilities[t * k + c] = c == Int(clicked[t]) ? 1 : 0 }
         }
 
-        var labels = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k)
-        forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
+        let upsampled = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k)
+        var labels = upsampled.labels
+        let inDisc = forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
+        if refinement == .graphCut, !upsampled.band.isEmpty {
+            BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach)
+                .refine(labels: &labels, image: image, band: upsampled.band,
+                        probabilities: upsampled.bandProbabilities,
+                        fixedInBand: upsampled.band.map { inDisc[Int($0)] }, classCount: k)
+        }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds)
     }
@@ -244,7 +279,15 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 3: token distributions → pixel labels
 
-    func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int) -> [UInt8] {
+    /// What step 3 gives: a label per pixel, and the pixels classified by the bilateral mix (the band where token
+    /// classes change) with their normalised class distributions (`band.count × K`).
+    struct UpsampledLabels {
+        var labels: [UInt8]
+        var band: [Int32] = []
+        var bandProbabilities: [Float] = []
+    }
+
+    func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int) -> UpsampledLabels {
         let image = encoded.image
         let w = image.width, h = image.height, tokens = encoded.tokenCount
         var tokenClass = [Int](repeating: 0, count: tokens)
@@ -257,8 +300,10 @@ public struct BeliefPropagator: Propagator {
         var labels = [UInt8](repeating: 0, count: w * h)
         guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
             for i in 0..<(w * h) { labels[i] = UInt8(tokenClass[Int(encoded.tokenOfPixel[i])]) }
-            return labels
+            return UpsampledLabels(labels: labels)
         }
+        var band: [Int32] = []
+        var bandProbabilities: [Float] = []
         let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
         let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
         // A token is "settled" when it and all its grid neighbours have the same class.
@@ -302,15 +347,18 @@ public struct BeliefPropagator: Propagator {
                             for j in 0..<k { mix[j] += weight * p[u * k + j] }
                         }
                     }
-                    var best = 0
+                    var best = 0, total: Float = 0
                     for j in 1..<k where mix[j] >= mix[best] { best = j }
+                    for j in 0..<k { total += mix[j] }
                     // All weights underflowed (an outlier colour): fall back to the pixel's own token.
                     labels[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
+                    band.append(Int32(i))
+                    for j in 0..<k { bandProbabilities.append(total > 0 ? mix[j] / total : p[t * k + j]) }
                 }
             }
         }
         }
-        return labels
+        return UpsampledLabels(labels: labels, band: band, bandProbabilities: bandProbabilities)
     }
 
     /// Mean CIELAB colour per token, for encoders that do not provide it.
@@ -347,17 +395,21 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 4: clicked pixels keep their class
 
-    func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
+    /// Paints the click discs; returns which pixels it painted (they stay fixed in step 5).
+    @discardableResult
+    func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) -> [Bool] {
+        var painted = [Bool](repeating: false, count: w * h)
         let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
         for click in clicks {
             for y in max(0, click.y - r)...min(h - 1, click.y + r) {
                 for x in max(0, click.x - r)...min(w - 1, click.x + r) {
                     let dx = Double(x - click.x), dy = Double(y - click.y)
-                    if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex) }
+                    if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex); painted[y * w + x] = true }
                 }
             }
         }
         // The clicked pixels themselves last, so that a later click's disc never takes a clicked pixel away.
-        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
+        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex); painted[click.y * w + click.x] = true }
+        return painted
     }
 }

@@ -83,6 +83,16 @@ func expectError(_ code: SegmentationError.Code, mentioning words: [String],
                                                             options: ["upsampling": .string("cubic")])],
                                          plugins: builtPlugins)
         }
+        expectError(.invalidOption, mentioning: ["refinement", "graph_cut", "none"]) {
+            try PipelineFactory.validate(stages: [StageSpec(role: .propagator, type: "belief_propagation",
+                                                            options: ["refinement": .string("crf")])],
+                                         plugins: builtPlugins)
+        }
+        expectError(.invalidOption, mentioning: ["refinement_reach"]) {
+            try PipelineFactory.validate(stages: [StageSpec(role: .propagator, type: "belief_propagation",
+                                                            options: ["refinement_reach": .int(-1)])],
+                                         plugins: builtPlugins)
+        }
         expectError(.invalidOption, mentioning: ["unit_stride"]) {
             try PipelineFactory.validate(stages: [StageSpec(role: .adapter, type: "attention",
                                                             options: ["unit_stride": .int(0)])], plugins: builtPlugins)

@@ -1,0 +1,119 @@
+import Foundation
+import ProbattnImaging
+import Testing
+@testable import ProbattnSegmentation
+
+/// The pixel-level refinement on hand-made bands whose answer is known: a soft class ramp across a sharp colour
+/// edge must end exactly on the edge, fixed pixels keep their labels, isolated outliers in a flat region go, and
+/// three classes are handled by expansion moves.
+@Suite struct BoundaryRefinementTests {
+    /// An image whose colour changes at every x in `edges` (vertical stripes of well-separated colours).
+    func stripes(width: Int, height: Int, edges: [Int]) -> RGBImage {
+        let colours: [(UInt8, UInt8, UInt8)] = [(200, 60, 50), (60, 160, 80), (40, 60, 200), (220, 220, 40)]
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        for y in 0..<height {
+            for x in 0..<width {
+                let stripe = edges.filter { x >= $0 }.count
+                let c = colours[stripe % colours.count]
+                let o = (y * width + x) * 3
+                pixels[o] = c.0; pixels[o + 1] = c.1; pixels[o + 2] = c.2
+            }
+        }
+        return RGBImage(width: width, height: height, pixels: pixels)
+    }
+
+    /// Every pixel with x in `columns` as the band, in raster order.
+    func band(width: Int, height: Int, columns: ClosedRange<Int>) -> [Int32] {
+        var band: [Int32] = []
+        for y in 0..<height { for x in columns { band.append(Int32(y * width + x)) } }
+        return band
+    }
+
+    @Test func aSoftRampEndsOnTheColourEdge() {
+        // Colour edge at x = 17; the class probabilities fall linearly across the band, crossing 0.5 at x ≈ 19.5,
+        // so the argmax alone puts the boundary 2–3 pixels inside the second colour.
+        let w = 40, h = 12, edge = 17
+        let image = stripes(width: w, height: h, edges: [edge])
+        let pixels = band(width: w, height: h, columns: 10...29)
+        var labels = [UInt8](repeating: 0, count: w * h)
+        var probabilities: [Float] = []
+        for p in pixels {
+            let x = Int(p) % w
+            let p0 = Float(1 - Double(x - 10) / 19 * 0.9 - 0.05)
+            probabilities += [p0, 1 - p0]
+        }
+        for i in 0..<(w * h) {
+            let x = i % w
+            labels[i] = x < 10 ? 0 : x > 29 ? 1 : (Double(x - 10) / 19 * 0.9 + 0.05 > 0.5 ? 1 : 0)
+        }
+        let before = (0..<(w * h)).filter { labels[$0] != (($0 % w) < edge ? 0 : 1) }.count
+        #expect(before >= 2 * h, "the argmax should start off the edge")
+        BoundaryRefinement(smoothness: 2, reach: 20)
+            .refine(labels: &labels, image: image, band: pixels, probabilities: probabilities,
+                    fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 2)
+        for i in 0..<(w * h) { #expect(labels[i] == ((i % w) < edge ? 0 : 1), "pixel (\(i % w), \(i / w))") }
+    }
+
+    @Test func fixedPixelsKeepTheirLabels() {
+        // A flat image, a confident class-0 band, and one fixed class-1 pixel in its middle.
+        let w = 20, h = 9
+        let image = stripes(width: w, height: h, edges: [])
+        let pixels = band(width: w, height: h, columns: 0...(w - 1))
+        var labels = [UInt8](repeating: 0, count: w * h)
+        let fixedPixel = 4 * w + 10
+        labels[fixedPixel] = 1
+        let probabilities = pixels.flatMap { _ in [Float(0.9), Float(0.1)] }
+        let fixed = pixels.map { Int($0) == fixedPixel }
+        BoundaryRefinement(smoothness: 5, reach: 20)
+            .refine(labels: &labels, image: image, band: pixels, probabilities: probabilities, fixedInBand: fixed,
+                    classCount: 2)
+        #expect(labels[fixedPixel] == 1)
+        #expect(labels.filter { $0 == 1 }.count == 1, "the strong class-0 evidence keeps every other pixel")
+    }
+
+    @Test func isolatedOutliersInAFlatRegionAreRemoved() {
+        // A flat image: a single pixel whose probabilities lean to class 1 among class-0 neighbours flips back;
+        // with no smoothness it stays.
+        let w = 15, h = 15
+        let image = stripes(width: w, height: h, edges: [])
+        let pixels = band(width: w, height: h, columns: 0...(w - 1))
+        let outlier = 7 * w + 7
+        let probabilities = pixels.flatMap { Int($0) == outlier ? [Float(0.3), Float(0.7)] : [Float(0.7), Float(0.3)] }
+        let initial = (0..<(w * h)).map { UInt8($0 == outlier ? 1 : 0) }
+        var smoothed = initial
+        BoundaryRefinement(smoothness: 1, reach: 20)
+            .refine(labels: &smoothed, image: image, band: pixels, probabilities: probabilities,
+                    fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 2)
+        #expect(smoothed.allSatisfy { $0 == 0 })
+        var unsmoothed = initial
+        BoundaryRefinement(smoothness: 0, reach: 20)
+            .refine(labels: &unsmoothed, image: image, band: pixels, probabilities: probabilities,
+                    fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 2)
+        #expect(unsmoothed == initial)
+    }
+
+    @Test func threeClassesFollowTwoColourEdges() {
+        // Colour edges at x = 12 and x = 26; each class's probability is highest on its own stripe but blurred
+        // over ±4 pixels, and the starting labels are shifted by 3 pixels.
+        let w = 38, h = 8, edges = [12, 26]
+        let image = stripes(width: w, height: h, edges: edges)
+        let pixels = band(width: w, height: h, columns: 0...(w - 1))
+        func truth(_ x: Int) -> Int { edges.filter { x >= $0 }.count }
+        var probabilities: [Float] = []
+        for p in pixels {
+            let x = Int(p) % w
+            var scores = (0..<3).map { c -> Float in
+                let centre = [6, 19, 32][c]
+                return expf(-Float((x - centre) * (x - centre)) / 60)
+            }
+            let total = scores.reduce(0, +)
+            scores = scores.map { $0 / total }
+            probabilities += scores
+        }
+        var labels = (0..<(w * h)).map { UInt8(truth(min(w - 1, $0 % w + 3))) }
+        BoundaryRefinement(smoothness: 3, reach: 40)
+            .refine(labels: &labels, image: image, band: pixels, probabilities: probabilities,
+                    fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 3)
+        for i in 0..<(w * h) { #expect(Int(labels[i]) == truth(i % w), "pixel (\(i % w), \(i / w))") }
+    }
+}
