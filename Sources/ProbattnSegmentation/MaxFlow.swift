@@ -93,280 +93,259 @@ public struct MaxFlowGraph {
     }
 }
 
-/// The search-tree state of one max-flow computation, in raw buffers (the inner loops run without bounds or
-/// uniqueness checks; every index they use comes from the graph's own arcs).
+/// The search-tree state of one max-flow computation, in raw buffers of per-node and per-arc records (one cache
+/// line holds everything the inner loops read about a node; no bounds or uniqueness checks: every index they use
+/// comes from the graph's own arcs).
 private final class BoykovKolmogorovSolver {
+    typealias Capacity = MaxFlowGraph.Capacity
+
     static let none: Int32 = -1
     static let terminal: Int32 = -2
     static let orphan: Int32 = -3
     static let endOfQueue: Int32 = -4
 
+    struct Node {
+        var firstArc: Int32
+        /// The arc from the node to its parent in its search tree; `terminal` for a tree root, `none` for a node in
+        /// no tree (free), `orphan` while it is being re-attached.
+        var parent: Int32 = BoykovKolmogorovSolver.none
+        /// Next node in the active queue; `none` when not queued.
+        var nextActive: Int32 = BoykovKolmogorovSolver.none
+        var timestamp: Int32 = 0
+        var distance: Int32 = 0
+        /// Residual terminal capacity: > 0 toward the source, < 0 toward the sink.
+        var terminalResidual: Capacity
+        var inSinkTree = false
+    }
+
+    struct Arc {
+        var head: Int32
+        var next: Int32
+        var residual: Capacity
+    }
+
     let nodeCount: Int
-    let arcHead: UnsafeMutablePointer<Int32>
-    let arcNext: UnsafeMutablePointer<Int32>
-    let arcResidual: UnsafeMutablePointer<Capacity>
-    let firstArc: UnsafeMutablePointer<Int32>
-    /// Residual terminal capacity: > 0 toward the source, < 0 toward the sink.
-    let terminalResidual: UnsafeMutablePointer<Capacity>
-    /// The arc from a node to its parent in its search tree; `terminal` for a tree root, `none` for a node in no
-    /// tree (free), `orphan` while a node is being re-attached.
-    let parentArc: UnsafeMutablePointer<Int32>
-    let inSinkTree: UnsafeMutablePointer<Bool>
-    let timestamp: UnsafeMutablePointer<Int32>
-    let distance: UnsafeMutablePointer<Int32>
-    let nextActive: UnsafeMutablePointer<Int32>
+    let nodes: UnsafeMutablePointer<Node>
+    let arcs: UnsafeMutablePointer<Arc>
     var queueHead = endOfQueue
     var queueTail = endOfQueue
-    var orphans: [Int] = []
+    var orphans: [Int32] = []
     var flow: Int64 = 0
-
-    typealias Capacity = MaxFlowGraph.Capacity
 
     init(firstArc: [Int32], arcHead: [Int32], arcNext: [Int32], arcResidual: [Capacity],
          terminalResidual: [Capacity]) {
         nodeCount = firstArc.count
-        func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
-            let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, a.count))
-            _ = UnsafeMutableBufferPointer(start: p, count: a.count).initialize(from: a)
-            return p
+        nodes = .allocate(capacity: max(1, nodeCount))
+        for i in 0..<nodeCount {
+            (nodes + i).initialize(to: Node(firstArc: firstArc[i], terminalResidual: terminalResidual[i]))
         }
-        func filled<T>(_ value: T) -> UnsafeMutablePointer<T> {
-            let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, firstArc.count))
-            p.initialize(repeating: value, count: firstArc.count)
-            return p
+        arcs = .allocate(capacity: max(1, arcHead.count))
+        for a in 0..<arcHead.count {
+            (arcs + a).initialize(to: Arc(head: arcHead[a], next: arcNext[a], residual: arcResidual[a]))
         }
-        self.arcHead = copy(arcHead)
-        self.arcNext = copy(arcNext)
-        self.arcResidual = copy(arcResidual)
-        self.firstArc = copy(firstArc)
-        self.terminalResidual = copy(terminalResidual)
-        parentArc = filled(Self.none)
-        inSinkTree = filled(false)
-        timestamp = filled(0)
-        distance = filled(0)
-        nextActive = filled(Self.none)
     }
 
     deinit {
-        for p in [arcHead, arcNext, firstArc, parentArc, timestamp, distance, nextActive] { p.deallocate() }
-        arcResidual.deallocate(); terminalResidual.deallocate(); inSinkTree.deallocate()
+        nodes.deallocate()
+        arcs.deallocate()
     }
 
     /// The side of every node after `run()`: source when it is in the source tree.
     func sides() -> [Bool] {
-        (0..<nodeCount).map { parentArc[$0] != Self.none && !inSinkTree[$0] }
+        (0..<nodeCount).map { nodes[$0].parent != Self.none && !nodes[$0].inSinkTree }
     }
 
     /// Runs the algorithm; returns the flow pushed through non-terminal paths.
     func run() -> Int64 {
-        let n = nodeCount
         var time: Int32 = 0
-        for i in 0..<n where terminalResidual[i] != 0 {
-            inSinkTree[i] = terminalResidual[i] < 0
-            parentArc[i] = Self.terminal
-            distance[i] = 1
-            activate(i)
+        for i in 0..<nodeCount where nodes[i].terminalResidual != 0 {
+            nodes[i].inSinkTree = nodes[i].terminalResidual < 0
+            nodes[i].parent = Self.terminal
+            nodes[i].distance = 1
+            activate(Int32(i))
         }
-        var current: Int? = nil
+        var current = Self.none
         while true {
             // Grow the trees from an active node until an arc joins them.
-            var i: Int
-            if let c = current, parentArc[c] != Self.none {
-                i = c
+            var i: Int32
+            if current != Self.none, nodes[Int(current)].parent != Self.none {
+                i = current
             } else {
-                guard let next = popActive() else { break }
-                i = next
+                i = popActive()
+                if i == Self.none { break }
             }
-            current = nil
+            current = Self.none
+            let ni = Int(i)
+            let sinkSide = nodes[ni].inSinkTree
+            let ts = nodes[ni].timestamp, dist = nodes[ni].distance
             var joining = Self.none
-            var a = firstArc[i]
-            if !inSinkTree[i] {
-                while a != Self.none {
-                    let ai = Int(a)
-                    if arcResidual[ai] > 0 {
-                        let j = Int(arcHead[ai])
-                        if parentArc[j] == Self.none {
-                            inSinkTree[j] = false
-                            parentArc[j] = a ^ 1
-                            timestamp[j] = timestamp[i]; distance[j] = distance[i] + 1
-                            activate(j)
-                        } else if inSinkTree[j] {
-                            joining = a
-                            break
-                        } else if timestamp[j] <= timestamp[i] && distance[j] > distance[i] {
-                            parentArc[j] = a ^ 1
-                            timestamp[j] = timestamp[i]; distance[j] = distance[i] + 1
-                        }
+            var a = nodes[ni].firstArc
+            while a != Self.none {
+                let ai = Int(a)
+                // Source tree: the arc i → j must have residual capacity; sink tree: the arc j → i.
+                if arcs[sinkSide ? ai ^ 1 : ai].residual > 0 {
+                    let j = Int(arcs[ai].head)
+                    if nodes[j].parent == Self.none {
+                        nodes[j].inSinkTree = sinkSide
+                        nodes[j].parent = a ^ 1
+                        nodes[j].timestamp = ts; nodes[j].distance = dist + 1
+                        activate(Int32(j))
+                    } else if nodes[j].inSinkTree != sinkSide {
+                        joining = sinkSide ? a ^ 1 : a
+                        break
+                    } else if nodes[j].timestamp <= ts && nodes[j].distance > dist {
+                        nodes[j].parent = a ^ 1
+                        nodes[j].timestamp = ts; nodes[j].distance = dist + 1
                     }
-                    a = arcNext[ai]
                 }
-            } else {
-                while a != Self.none {
-                    let ai = Int(a)
-                    if arcResidual[ai ^ 1] > 0 {
-                        let j = Int(arcHead[ai])
-                        if parentArc[j] == Self.none {
-                            inSinkTree[j] = true
-                            parentArc[j] = a ^ 1
-                            timestamp[j] = timestamp[i]; distance[j] = distance[i] + 1
-                            activate(j)
-                        } else if !inSinkTree[j] {
-                            joining = a ^ 1
-                            break
-                        } else if timestamp[j] <= timestamp[i] && distance[j] > distance[i] {
-                            parentArc[j] = a ^ 1
-                            timestamp[j] = timestamp[i]; distance[j] = distance[i] + 1
-                        }
-                    }
-                    a = arcNext[ai]
-                }
+                a = arcs[ai].next
             }
             guard joining != Self.none else { continue }
             time += 1
             // Keep growing from this node after the augmentation (it may have more joining arcs).
             current = i
             augment(through: Int(joining))
-            // Re-attach the orphans the augmentation made, or free them.
-            // First in, first out, as in the original: an orphan's children are adopted after it.
+            // Re-attach the orphans the augmentation made, or free them; first in, first out, as in the original.
             var next = 0
-            while next < orphans.count { adopt(orphans[next], time: time); next += 1 }
+            while next < orphans.count { adopt(Int(orphans[next]), time: time); next += 1 }
             orphans.removeAll(keepingCapacity: true)
         }
         return flow
     }
 
     /// Appends a node to the queue of active nodes (those whose neighbours may still join its tree).
-    func activate(_ i: Int) {
-        guard nextActive[i] == Self.none else { return }
-        nextActive[i] = Self.endOfQueue
-        if queueTail == Self.endOfQueue { queueHead = Int32(i) } else { nextActive[Int(queueTail)] = Int32(i) }
-        queueTail = Int32(i)
+    @inline(__always) func activate(_ i: Int32) {
+        guard nodes[Int(i)].nextActive == Self.none else { return }
+        nodes[Int(i)].nextActive = Self.endOfQueue
+        if queueTail == Self.endOfQueue { queueHead = i } else { nodes[Int(queueTail)].nextActive = i }
+        queueTail = i
     }
 
-    /// The next active node still in a tree, or nil when none is left.
-    func popActive() -> Int? {
+    /// The next active node still in a tree, or `none` when none is left.
+    @inline(__always) func popActive() -> Int32 {
         while queueHead != Self.endOfQueue {
-            let i = Int(queueHead)
-            queueHead = nextActive[i]
+            let i = queueHead
+            queueHead = nodes[Int(i)].nextActive
             if queueHead == Self.endOfQueue { queueTail = Self.endOfQueue }
-            nextActive[i] = Self.none
-            if parentArc[i] != Self.none { return i }
+            nodes[Int(i)].nextActive = Self.none
+            if nodes[Int(i)].parent != Self.none { return i }
         }
-        return nil
+        return Self.none
+    }
+
+    @inline(__always) func makeOrphan(_ i: Int) {
+        nodes[i].parent = Self.orphan
+        orphans.append(Int32(i))
     }
 
     /// Pushes the bottleneck flow along source → … → tail(joining) → head(joining) → … → sink, and collects the
     /// nodes whose link to their parent became saturated as orphans.
     func augment(through joining: Int) {
-        var bottleneck = arcResidual[joining]
+        var bottleneck = arcs[joining].residual
         // Source tree: from the arc's tail up to the root.
-        var i = Int(arcHead[joining ^ 1])
+        var i = Int(arcs[joining ^ 1].head)
         while true {
-            let a = parentArc[i]
+            let a = nodes[i].parent
             if a == Self.terminal { break }
-            bottleneck = min(bottleneck, arcResidual[Int(a) ^ 1])
-            i = Int(arcHead[Int(a)])
+            bottleneck = min(bottleneck, arcs[Int(a) ^ 1].residual)
+            i = Int(arcs[Int(a)].head)
         }
-        bottleneck = min(bottleneck, terminalResidual[i])
+        bottleneck = min(bottleneck, nodes[i].terminalResidual)
         // Sink tree: from the arc's head down to the root.
-        i = Int(arcHead[joining])
+        i = Int(arcs[joining].head)
         while true {
-            let a = parentArc[i]
+            let a = nodes[i].parent
             if a == Self.terminal { break }
-            bottleneck = min(bottleneck, arcResidual[Int(a)])
-            i = Int(arcHead[Int(a)])
+            bottleneck = min(bottleneck, arcs[Int(a)].residual)
+            i = Int(arcs[Int(a)].head)
         }
-        bottleneck = min(bottleneck, -terminalResidual[i])
+        bottleneck = min(bottleneck, -nodes[i].terminalResidual)
 
-        arcResidual[joining ^ 1] += bottleneck
-        arcResidual[joining] -= bottleneck
-        i = Int(arcHead[joining ^ 1])
+        arcs[joining ^ 1].residual += bottleneck
+        arcs[joining].residual -= bottleneck
+        i = Int(arcs[joining ^ 1].head)
         while true {
-            let a = parentArc[i]
+            let a = nodes[i].parent
             if a == Self.terminal { break }
             let ai = Int(a)
-            arcResidual[ai] += bottleneck
-            arcResidual[ai ^ 1] -= bottleneck
-            if arcResidual[ai ^ 1] <= 0 { arcResidual[ai ^ 1] = 0; parentArc[i] = Self.orphan; orphans.append(i) }
-            i = Int(arcHead[ai])
+            arcs[ai].residual += bottleneck
+            arcs[ai ^ 1].residual -= bottleneck
+            if arcs[ai ^ 1].residual == 0 { makeOrphan(i) }
+            i = Int(arcs[ai].head)
         }
-        terminalResidual[i] -= bottleneck
-        if terminalResidual[i] <= 0 { terminalResidual[i] = 0; parentArc[i] = Self.orphan; orphans.append(i) }
-        i = Int(arcHead[joining])
+        nodes[i].terminalResidual -= bottleneck
+        if nodes[i].terminalResidual == 0 { makeOrphan(i) }
+        i = Int(arcs[joining].head)
         while true {
-            let a = parentArc[i]
+            let a = nodes[i].parent
             if a == Self.terminal { break }
             let ai = Int(a)
-            arcResidual[ai ^ 1] += bottleneck
-            arcResidual[ai] -= bottleneck
-            if arcResidual[ai] <= 0 { arcResidual[ai] = 0; parentArc[i] = Self.orphan; orphans.append(i) }
-            i = Int(arcHead[ai])
+            arcs[ai ^ 1].residual += bottleneck
+            arcs[ai].residual -= bottleneck
+            if arcs[ai].residual == 0 { makeOrphan(i) }
+            i = Int(arcs[ai].head)
         }
-        terminalResidual[i] += bottleneck
-        if terminalResidual[i] >= 0 { terminalResidual[i] = 0; parentArc[i] = Self.orphan; orphans.append(i) }
+        nodes[i].terminalResidual += bottleneck
+        if nodes[i].terminalResidual == 0 { makeOrphan(i) }
         flow += Int64(bottleneck)
     }
 
     /// Finds `node` a new parent in its own tree with a valid path to the root (the nearest one), or frees it; its
     /// children become orphans in turn and its tree neighbours become active again.
     func adopt(_ node: Int, time: Int32) {
-        let sinkSide = inSinkTree[node]
+        let sinkSide = nodes[node].inSinkTree
         var bestArc = Self.none
         var bestDistance = Int32.max
-        var a = firstArc[node]
+        var a = nodes[node].firstArc
         while a != Self.none {
             let ai = Int(a)
             // The residual edge must point toward the node for the source tree, away from it for the sink tree.
-            let open = sinkSide ? arcResidual[ai] > 0 : arcResidual[ai ^ 1] > 0
-            let j = Int(arcHead[ai])
-            if open, inSinkTree[j] == sinkSide, parentArc[j] != Self.none {
+            let j = Int(arcs[ai].head)
+            if arcs[sinkSide ? ai : ai ^ 1].residual > 0, nodes[j].inSinkTree == sinkSide,
+               nodes[j].parent != Self.none {
                 // Walk up to the root, checking the path is still attached to a terminal.
                 var k = j
                 var steps: Int32 = 0
                 var attached = false
                 while true {
-                    if timestamp[k] == time { steps += distance[k]; attached = true; break }
-                    let pa = parentArc[k]
+                    if nodes[k].timestamp == time { steps += nodes[k].distance; attached = true; break }
+                    let pa = nodes[k].parent
                     steps += 1
-                    if pa == Self.terminal { timestamp[k] = time; distance[k] = 1; attached = true; break }
+                    if pa == Self.terminal { nodes[k].timestamp = time; nodes[k].distance = 1; attached = true; break }
                     if pa == Self.orphan || pa == Self.none { break }
-                    k = Int(arcHead[Int(pa)])
+                    k = Int(arcs[Int(pa)].head)
                 }
                 if attached {
                     if steps < bestDistance { bestArc = a; bestDistance = steps }
                     // Record distances along the path for later walks.
                     var k2 = j
                     var d = steps
-                    while timestamp[k2] != time {
-                        timestamp[k2] = time; distance[k2] = d; d -= 1
-                        k2 = Int(arcHead[Int(parentArc[k2])])
+                    while nodes[k2].timestamp != time {
+                        nodes[k2].timestamp = time; nodes[k2].distance = d; d -= 1
+                        k2 = Int(arcs[Int(nodes[k2].parent)].head)
                     }
                 }
             }
-            a = arcNext[ai]
+            a = arcs[ai].next
         }
         if bestArc != Self.none {
-            parentArc[node] = bestArc
-            timestamp[node] = time
-            distance[node] = bestDistance + 1
+            nodes[node].parent = bestArc
+            nodes[node].timestamp = time
+            nodes[node].distance = bestDistance + 1
             return
         }
         // No valid parent: the node becomes free.
-        parentArc[node] = Self.none
-        a = firstArc[node]
+        nodes[node].parent = Self.none
+        a = nodes[node].firstArc
         while a != Self.none {
             let ai = Int(a)
-            let j = Int(arcHead[ai])
-            let pa = parentArc[j]
-            if inSinkTree[j] == sinkSide, pa != Self.none {
-                let open = sinkSide ? arcResidual[ai] > 0 : arcResidual[ai ^ 1] > 0
-                if open { activate(j) }
-                if pa != Self.terminal, pa != Self.orphan, Int(arcHead[Int(pa)]) == node {
-                    parentArc[j] = Self.orphan
-                    orphans.append(j)
-                }
+            let j = Int(arcs[ai].head)
+            let pa = nodes[j].parent
+            if nodes[j].inSinkTree == sinkSide, pa != Self.none {
+                if arcs[sinkSide ? ai : ai ^ 1].residual > 0 { activate(Int32(j)) }
+                if pa != Self.terminal, pa != Self.orphan, Int(arcs[Int(pa)].head) == node { makeOrphan(j) }
             }
-            a = arcNext[ai]
+            a = arcs[ai].next
         }
     }
 }
