@@ -7,13 +7,14 @@ import ProbattnImaging
 ///
 ///     E(l) = Σ_p −log max(P_p(l_p), floor)  +  λ Σ_{p~q} [l_p ≠ l_q] · exp(−|c_p − c_q|² / (2 ⟨|c_p − c_q|²⟩)) / dist(p, q)
 ///
-/// over the band's pixels, with every pixel outside the band (and every pixel of a click disc) fixed at its label.
+/// over the band's pixels within `reach` pixels of a label change, with every other pixel (and every pixel of a
+/// click disc) fixed at its label.
 /// `P_p` is the pixel's class distribution from the joint-bilateral mix of its neighbouring tokens, `c` the CIELAB
 /// colour, `p ~ q` the 8-neighbourhood, and the contrast normaliser ⟨·⟩ the mean over the band (GrabCut's choice), so
 /// the cut follows colour edges and does not cross flat regions. Two classes: one exact minimum cut. More classes:
 /// one cycle of α-expansion moves (each an exact minimum cut over "keep or take α").
 ///
-/// Called by `BeliefPropagator.pixelLabels` once per click; stateless.
+/// Called by `BeliefPropagator.propagate` once per click, after the click discs are painted; stateless.
 struct BoundaryRefinement {
     /// λ, the weight of the contrast-sensitive smoothness term against the class log-probabilities.
     var smoothness: Float
@@ -61,8 +62,8 @@ struct BoundaryRefinement {
         }
     }
 
-    /// The positions in `band` of its pixels within `reach` 8-connected steps of a label change (a pixel whose right
-    /// or lower neighbour has another label), by breadth-first search inside the band. `bandIndex` must be all -1
+    /// The positions in `band` of its pixels within `reach` 8-connected steps of a label change (a pixel with a
+    /// 4-neighbour of another label), by breadth-first search inside the band. `bandIndex` must be all -1
     /// on entry; on return it holds every band pixel's position in `band`, for the caller to reset.
     private func nearLabelChange(labels: [UInt8], width w: Int, height h: Int, band: [Int32],
                                  bandIndex: inout [Int32]) -> [Int] {

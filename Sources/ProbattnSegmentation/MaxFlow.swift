@@ -1,4 +1,3 @@
-import Foundation
 /// Minimum s-t cut of a graph with non-negative capacities, by the Boykov–Kolmogorov augmenting-path algorithm
 /// ("An Experimental Comparison of Min-Cut/Max-Flow Algorithms for Energy Minimization in Vision", PAMI 2004): two
 /// search trees, one grown from the source and one from the sink, are reused between augmentations, which is what
@@ -8,8 +7,9 @@ import Foundation
 /// Build the graph with `addNode`, `addTerminalWeights` and `addEdge`, call `maximumFlow()` once, then read each
 /// node's side with `isOnSourceSide`. Not thread-safe; cheap to create per call.
 ///
-/// Capacities are stored as integers in units of 1/`resolution` (rounded to nearest): with floating-point residuals,
-/// rounding leaves near-zero capacities open and the algorithm spends most of its time on tiny augmentations.
+/// Capacities are stored as integers in units of 1/`resolution` (rounded to nearest), so that pushing a path's
+/// bottleneck leaves exactly zero on the saturated arcs: the algorithm detects orphans by a residual reaching zero,
+/// which floating-point sums do not guarantee.
 public struct MaxFlowGraph {
     // Arcs come in sister pairs: arc `a` and `a ^ 1` are the two directions of one edge.
     private var arcHead: [Int32] = []
