@@ -60,7 +60,8 @@ public struct BeliefPropagator: Propagator {
     public var upsampleSpatialSigma: Double
     /// Colour sigma of the bilateral upsampling, in ΔE (CIELAB).
     public var upsampleColourSigma: Double
-    /// Pixel-level refinement of the upsampled mask in the band where token classes change.
+    /// Pixel-level refinement of the upsampled mask in the band where token classes change (needs bilateral
+    /// upsampling, whose band it refines).
     public var refinement: Refinement
     /// λ of the refinement: the weight of a colour edge-aware smoothness term against the pixels' class
     /// log-probabilities.
@@ -115,6 +116,11 @@ public struct BeliefPropagator: Propagator {
                                                      in: 0...1000),
                   refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
         try r.finish()
+        if refinement == .graphCut, upsampling != .bilateral {
+            throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
+                                        + "works on the band of the bilateral upsampling (expected 'upsampling' = "
+                                        + "bilateral, or 'refinement' = none)")
+        }
     }
 
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
@@ -157,14 +163,17 @@ public struct BeliefPropagator: Propagator {
             for c in 0..<k { probabilities[t * k + c] = c == Int(clicked[t]) ? 1 : 0 }
         }
 
-        let upsampled = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k)
+        let refining = refinement == .graphCut
+        let upsampled = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k,
+                                    collectingBand: refining)
         var labels = upsampled.labels
-        let inDisc = forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
-        if refinement == .graphCut, !upsampled.band.isEmpty {
+        forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
+        if refining, !upsampled.band.isEmpty {
             BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach)
                 .refine(labels: &labels, image: image, band: upsampled.band,
                         probabilities: upsampled.bandProbabilities,
-                        fixedInBand: upsampled.band.map { inDisc[Int($0)] }, classCount: k)
+                        fixedInBand: upsampled.band.map { isInClickDisc(Int($0), width: w, clicks: clicks) },
+                        classCount: k)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds)
@@ -279,15 +288,17 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 3: token distributions → pixel labels
 
-    /// What step 3 gives: a label per pixel, and the pixels classified by the bilateral mix (the band where token
-    /// classes change) with their normalised class distributions (`band.count × K`).
+    /// What step 3 gives: a label per pixel and, when asked for (step 5 needs them), the pixels classified by the
+    /// bilateral mix (the band where token classes change) with their normalised class distributions
+    /// (`band.count × K`).
     struct UpsampledLabels {
         var labels: [UInt8]
         var band: [Int32] = []
         var bandProbabilities: [Float] = []
     }
 
-    func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int) -> UpsampledLabels {
+    func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int,
+                     collectingBand: Bool = false) -> UpsampledLabels {
         let image = encoded.image
         let w = image.width, h = image.height, tokens = encoded.tokenCount
         var tokenClass = [Int](repeating: 0, count: tokens)
@@ -347,13 +358,16 @@ public struct BeliefPropagator: Propagator {
                             for j in 0..<k { mix[j] += weight * p[u * k + j] }
                         }
                     }
-                    var best = 0, total: Float = 0
+                    var best = 0
                     for j in 1..<k where mix[j] >= mix[best] { best = j }
-                    for j in 0..<k { total += mix[j] }
                     // All weights underflowed (an outlier colour): fall back to the pixel's own token.
                     labels[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
-                    band.append(Int32(i))
-                    for j in 0..<k { bandProbabilities.append(total > 0 ? mix[j] / total : p[t * k + j]) }
+                    if collectingBand {
+                        var total: Float = 0
+                        for j in 0..<k { total += mix[j] }
+                        band.append(Int32(i))
+                        for j in 0..<k { bandProbabilities.append(total > 0 ? mix[j] / total : p[t * k + j]) }
+                    }
                 }
             }
         }
@@ -395,21 +409,26 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 4: clicked pixels keep their class
 
-    /// Paints the click discs; returns which pixels it painted (they stay fixed in step 5).
-    @discardableResult
-    func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) -> [Bool] {
-        var painted = [Bool](repeating: false, count: w * h)
+    func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
         let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
         for click in clicks {
             for y in max(0, click.y - r)...min(h - 1, click.y + r) {
                 for x in max(0, click.x - r)...min(w - 1, click.x + r) {
                     let dx = Double(x - click.x), dy = Double(y - click.y)
-                    if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex); painted[y * w + x] = true }
+                    if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex) }
                 }
             }
         }
         // The clicked pixels themselves last, so that a later click's disc never takes a clicked pixel away.
-        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex); painted[click.y * w + click.x] = true }
-        return painted
+        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
+    }
+
+    /// Whether `forceClickDiscs` paints pixel `i` (such pixels stay fixed in step 5).
+    func isInClickDisc(_ i: Int, width w: Int, clicks: [Click]) -> Bool {
+        let x = i % w, y = i / w, r2 = clickDiscRadius * clickDiscRadius
+        return clicks.contains { c in
+            let dx = Double(x - c.x), dy = Double(y - c.y)
+            return dx * dx + dy * dy <= r2
+        }
     }
 }

@@ -88,6 +88,12 @@ func expectError(_ code: SegmentationError.Code, mentioning words: [String],
                                                             options: ["refinement": .string("crf")])],
                                          plugins: builtPlugins)
         }
+        expectError(.invalidOption, mentioning: ["refinement", "graph_cut", "bilateral"]) {
+            try PipelineFactory.validate(stages: [StageSpec(role: .propagator, type: "belief_propagation",
+                                                            options: ["refinement": .string("graph_cut"),
+                                                                      "upsampling": .string("nearest")])],
+                                         plugins: builtPlugins)
+        }
         expectError(.invalidOption, mentioning: ["refinement_reach"]) {
             try PipelineFactory.validate(stages: [StageSpec(role: .propagator, type: "belief_propagation",
                                                             options: ["refinement_reach": .int(-1)])],
