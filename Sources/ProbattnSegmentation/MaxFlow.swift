@@ -10,7 +10,7 @@
 /// Capacities are stored as integers in units of 1/`resolution` (rounded to nearest), so that pushing a path's
 /// bottleneck leaves exactly zero on the saturated arcs: the algorithm detects orphans by a residual reaching zero,
 /// which floating-point sums do not guarantee.
-public struct MaxFlowGraph {
+struct MaxFlowGraph {
     // Arcs come in sister pairs: arc `a` and `a ^ 1` are the two directions of one edge.
     private var arcHead: [Int32] = []
     private var arcNext: [Int32] = []
@@ -21,13 +21,13 @@ public struct MaxFlowGraph {
     private var terminalResidual: [Capacity] = []
     private var flowValue: Int64 = 0
     /// Capacity units per unit of the callers' weights.
-    public let resolution: Float
+    let resolution: Float
     /// After `maximumFlow()`: the side of every node.
     private var sourceSide: [Bool]? = nil
 
     typealias Capacity = Int32
 
-    public init(expectedNodes: Int = 0, expectedEdges: Int = 0, resolution: Float = 4096) {
+    init(expectedNodes: Int = 0, expectedEdges: Int = 0, resolution: Float = 4096) {
         self.resolution = resolution
         firstArc.reserveCapacity(expectedNodes)
         terminalResidual.reserveCapacity(expectedNodes)
@@ -37,15 +37,15 @@ public struct MaxFlowGraph {
     }
 
     /// The number of nodes added so far.
-    public var nodeCount: Int { firstArc.count }
+    var nodeCount: Int { firstArc.count }
 
     /// The value of the maximum flow (= the minimum cut's capacity, including the constant part of terminal
     /// weights that both sides paid), valid after `maximumFlow()`.
-    public var flow: Float { Float(flowValue) / resolution }
+    var flow: Float { Float(flowValue) / resolution }
 
     /// Adds a node and returns its index.
     @discardableResult
-    public mutating func addNode() -> Int {
+    mutating func addNode() -> Int {
         firstArc.append(BoykovKolmogorovSolver.none)
         terminalResidual.append(0)
         return firstArc.count - 1
@@ -53,7 +53,7 @@ public struct MaxFlowGraph {
 
     /// Adds capacity `source` on the edge source → node and `sink` on node → sink. In energy terms: the node pays
     /// `sink` when it ends on the source side and `source` when it ends on the sink side. Both must be ≥ 0.
-    public mutating func addTerminalWeights(_ node: Int, source: Float, sink: Float) {
+    mutating func addTerminalWeights(_ node: Int, source: Float, sink: Float) {
         precondition(source >= 0 && sink >= 0, "terminal capacities must be non-negative")
         let s = quantised(source), t = quantised(sink)
         flowValue += Int64(min(s, t))
@@ -61,7 +61,7 @@ public struct MaxFlowGraph {
     }
 
     /// Adds an edge with capacity `forward` from `a` to `b` and `backward` from `b` to `a` (both ≥ 0).
-    public mutating func addEdge(_ a: Int, _ b: Int, forward: Float, backward: Float) {
+    mutating func addEdge(_ a: Int, _ b: Int, forward: Float, backward: Float) {
         precondition(a != b, "an edge needs two distinct nodes")
         precondition(forward >= 0 && backward >= 0, "edge capacities must be non-negative")
         let ab = Int32(arcHead.count)
@@ -77,14 +77,14 @@ public struct MaxFlowGraph {
 
     /// After `maximumFlow()`: whether `node` lies on the source side of the minimum cut (nodes reachable from the
     /// source in the residual graph). Nodes not decided by the flow are put on the sink side.
-    public func isOnSourceSide(_ node: Int) -> Bool {
+    func isOnSourceSide(_ node: Int) -> Bool {
         guard let sides = sourceSide else { preconditionFailure("call maximumFlow() first") }
         return sides[node]
     }
 
     /// Computes the maximum flow; returns its value. Call once, after building the graph.
     @discardableResult
-    public mutating func maximumFlow() -> Float {
+    mutating func maximumFlow() -> Float {
         let solver = BoykovKolmogorovSolver(firstArc: firstArc, arcHead: arcHead, arcNext: arcNext,
                                             arcResidual: arcResidual, terminalResidual: terminalResidual)
         flowValue += Int64(solver.run())
