@@ -6,11 +6,11 @@ import Testing
 @Suite struct PropagatorTests {
     let scene = DiscScene(width: 96, height: 72)
 
-    func pipeline(keyIterations: Int = 2) -> SegmentationPipeline {
+    func pipeline(keyIterations: Int = 2, refinement: BeliefPropagator.Refinement = .none) -> SegmentationPipeline {
         let attention = ReferenceAttention(keyIterations: keyIterations)
         return SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
                                     adapter: VariantAttentionAdapter(attention: attention),
-                                    propagator: BeliefPropagator(attention: attention))
+                                    propagator: BeliefPropagator(attention: attention, refinement: refinement))
     }
 
     @Test func oneClickInTheDiscSegmentsIt() throws {
@@ -25,13 +25,7 @@ import Testing
     @Test func boundaryRefinementKeepsClicksAndDoesNotLoseTheDisc() throws {
         // The same clicks with and without the pixel-level refinement: clicked pixels keep their classes, and the
         // refined mask is at least as good on the noisy, striped disc scene.
-        let attention = ReferenceAttention(keyIterations: 2)
-        func pipeline(_ refinement: BeliefPropagator.Refinement) -> SegmentationPipeline {
-            SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
-                                 adapter: VariantAttentionAdapter(attention: attention),
-                                 propagator: BeliefPropagator(attention: attention, refinement: refinement))
-        }
-        let plain = pipeline(.none), refined = pipeline(.graphCut)
+        let plain = pipeline(), refined = pipeline(refinement: .graphCut)
         let prepared = try plain.prepare(scene.image)
         let clicks = [Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0), Click(x: 3, y: 3, classIndex: 1),
                       Click(x: scene.centre.x + Int(scene.radius) + 4, y: scene.centre.y, classIndex: 1)]
