@@ -410,12 +410,11 @@ public struct BeliefPropagator: Propagator {
     // MARK: - Step 4: clicked pixels keep their class
 
     func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
-        let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
+        let r = Int(clickDiscRadius.rounded(.down))
         for click in clicks {
             for y in max(0, click.y - r)...min(h - 1, click.y + r) {
-                for x in max(0, click.x - r)...min(w - 1, click.x + r) {
-                    let dx = Double(x - click.x), dy = Double(y - click.y)
-                    if dx * dx + dy * dy <= r2 { labels[y * w + x] = UInt8(click.classIndex) }
+                for x in max(0, click.x - r)...min(w - 1, click.x + r) where discContains(click, x: x, y: y) {
+                    labels[y * w + x] = UInt8(click.classIndex)
                 }
             }
         }
@@ -425,10 +424,12 @@ public struct BeliefPropagator: Propagator {
 
     /// Whether `forceClickDiscs` paints pixel `i` (such pixels stay fixed in step 5).
     func isInClickDisc(_ i: Int, width w: Int, clicks: [Click]) -> Bool {
-        let x = i % w, y = i / w, r2 = clickDiscRadius * clickDiscRadius
-        return clicks.contains { c in
-            let dx = Double(x - c.x), dy = Double(y - c.y)
-            return dx * dx + dy * dy <= r2
-        }
+        clicks.contains { discContains($0, x: i % w, y: i / w) }
+    }
+
+    /// Whether pixel (x, y) lies in the disc of `click_disc_radius` around `click`.
+    @inline(__always) private func discContains(_ click: Click, x: Int, y: Int) -> Bool {
+        let dx = Double(x - click.x), dy = Double(y - click.y)
+        return dx * dx + dy * dy <= clickDiscRadius * clickDiscRadius
     }
 }

@@ -71,7 +71,6 @@ enum QuantisedLab {
 /// exp(−x) for x ≥ 0 by table look-up with linear interpolation (0 beyond x = 16, where exp(−x) < 1.2e-7):
 /// the upsampler evaluates it for every pixel near a class boundary and every neighbouring token.
 enum NegativeExponential {
-    static let step: Float = 1.0 / 256
     static let table: [Float] = (0...(16 * 256 + 1)).map { Float(exp(-Double($0) / 256)) }
 
     @inline(__always) static func value(_ x: Float) -> Float {
