@@ -23,6 +23,11 @@ struct BoundaryRefinement {
     /// Only band pixels within this many pixels (8-connected steps) of a label change are relabelled; the rest of
     /// the band keeps its labels. Bounds the cut's size and so its cost.
     var reach: Int = 6
+    /// Whether the cut is found in two passes: first over 2 × 2 blocks in the whole reach, then over single pixels
+    /// within `fineReach` of the blocks' boundary (a banded cut, about half the cost of one pass over every pixel).
+    var coarseToFine = false
+    /// The fine pass's reach around the coarse pass's boundary.
+    var fineReach = 2
 
     /// Relabels the pixels of `band` (indices into the image) in `labels`.
     /// - Parameters:
@@ -34,7 +39,9 @@ struct BoundaryRefinement {
         let w = image.width, h = image.height
         // For every pixel, its position in the band (-1 outside it).
         var bandIndex = [Int32](repeating: -1, count: w * h)
-        let near = nearLabelChange(labels: labels, width: w, height: h, band: wideBand, bandIndex: &bandIndex)
+        for (i, p) in wideBand.enumerated() { bandIndex[Int(p)] = Int32(i) }
+        let near = withinReach(reach, ofLabelChangeIn: labels, width: w, height: h, band: wideBand,
+                               bandIndex: bandIndex)
         var band: [Int32] = [], probabilities: [Float] = [], fixedInBand: [Bool] = []
         band.reserveCapacity(near.count); probabilities.reserveCapacity(near.count * k)
         for i in near {
@@ -50,24 +57,63 @@ struct BoundaryRefinement {
         for i in 0..<(band.count * k) { unary[i] = -logf(max(probabilities[i], floor)) }
 
         let context = MoveContext(width: w, height: h, band: band, bandIndex: bandIndex, weights: weights,
-                                  unary: unary, fixed: fixedInBand, classCount: k)
-        if k == 2 {
-            // Each band pixel chooses between class 0 (source side) and class 1 (sink side): one exact cut.
-            context.move(labels: &labels, sourceLabel: { _ in 0 }, sinkLabel: 1)
+                                  unary: unary, classCount: k)
+        var free = fixedInBand.map { !$0 }
+        if coarseToFine {
+            // Coarse pass: 2 × 2 blocks move together, which places the boundary to within a block at a fraction of
+            // the cost; the fine pass then only needs the pixels near where the coarse pass put it.
+            runMoves(context, labels: &labels) { sourceOf, alpha in
+                context.blockNodes(isFree: { free[$0] }, sameSource: { members in
+                    k == 2 || members.allSatisfy { sourceOf(band[$0]) == sourceOf(band[members[0]]) }
+                })
+            }
+            var nearCut = [Bool](repeating: false, count: band.count)
+            for i in withinReach(fineReach, ofLabelChangeIn: labels, width: w, height: h, band: band,
+                                 bandIndex: bandIndex) { nearCut[i] = true }
+            for i in 0..<band.count where !nearCut[i] { free[i] = false }
+        }
+        runMoves(context, labels: &labels) { _, _ in context.pixelNodes(isFree: { free[$0] }) }
+    }
+
+    /// Two classes: one move in which each node chooses between class 0 (source side) and class 1 (sink side), an
+    /// exact minimum cut. More classes: one cycle of α-expansion moves. `nodes` gives the graph nodes of a move
+    /// from its source labels and α.
+    private func runMoves(_ context: MoveContext, labels: inout [UInt8],
+                          nodes: (_ sourceLabel: (Int32) -> UInt8, _ alpha: UInt8) -> (node: [Int32], count: Int)) {
+        if context.classCount == 2 {
+            let sourceLabel: (Int32) -> UInt8 = { _ in 0 }
+            let (node, count) = nodes(sourceLabel, 1)
+            context.move(labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel, sinkLabel: 1)
         } else {
-            for alpha in 0..<k {
+            for alpha in 0..<UInt8(context.classCount) {
                 let current = labels
-                context.move(labels: &labels, sourceLabel: { current[Int($0)] }, sinkLabel: UInt8(alpha))
+                let sourceLabel: (Int32) -> UInt8 = { current[Int($0)] }
+                // A pixel already labelled α keeps it in this move.
+                var (node, count) = nodes(sourceLabel, alpha)
+                _ = count
+                for (i, p) in context.band.enumerated() where node[i] >= 0 && current[Int(p)] == alpha { node[i] = -1 }
+                let renumbered = Self.renumber(&node)
+                context.move(labels: &labels, node: node, nodeCount: renumbered, sourceLabel: sourceLabel,
+                             sinkLabel: alpha)
             }
         }
     }
 
+    /// Renumbers the non-negative entries of `node` densely (0, 1, …, in order of first appearance); returns how
+    /// many distinct nodes are left.
+    private static func renumber(_ node: inout [Int32]) -> Int {
+        var map: [Int32: Int32] = [:]
+        for i in node.indices where node[i] >= 0 {
+            if let n = map[node[i]] { node[i] = n } else { let n = Int32(map.count); map[node[i]] = n; node[i] = n }
+        }
+        return map.count
+    }
+
     /// The positions in `band` of its pixels within `reach` 8-connected steps of a label change (a pixel with a
-    /// 4-neighbour of another label), by breadth-first search inside the band. `bandIndex` must be all -1
-    /// on entry; on return it holds every band pixel's position in `band`, for the caller to reset.
-    private func nearLabelChange(labels: [UInt8], width w: Int, height h: Int, band: [Int32],
-                                 bandIndex: inout [Int32]) -> [Int] {
-        for (i, p) in band.enumerated() { bandIndex[Int(p)] = Int32(i) }
+    /// 4-neighbour of another label), by breadth-first search inside the band, in increasing order. `bandIndex`
+    /// gives every pixel's position in `band` (-1 outside it).
+    private func withinReach(_ reach: Int, ofLabelChangeIn labels: [UInt8], width w: Int, height h: Int,
+                             band: [Int32], bandIndex: [Int32]) -> [Int] {
         var frontier: [Int] = []
         var selected: [Int] = []
         var visited = [Bool](repeating: false, count: band.count)
@@ -141,6 +187,7 @@ struct BoundaryRefinement {
 }
 
 /// One binary move of the refinement: every free band pixel takes either its `sourceLabel` or `sinkLabel`.
+/// A graph node is either one free pixel or, in the coarse pass, a 2 × 2 block of free pixels that move together.
 private struct MoveContext {
     let width: Int, height: Int
     let band: [Int32]
@@ -148,24 +195,51 @@ private struct MoveContext {
     /// `band.count × 8`, see `BoundaryRefinement.neighbourWeights`.
     let weights: [Float]
     let unary: [Float]
-    let fixed: [Bool]
     let classCount: Int
 
-    /// Builds the graph of the move, cuts it, and writes the chosen labels of the free band pixels.
-    func move(labels: inout [UInt8], sourceLabel: (Int32) -> UInt8, sinkLabel alpha: UInt8) {
-        let w = width, h = height, k = classCount
-        // Free band pixels become nodes; a pixel already labelled α, or fixed, stays as it is in this move.
+    /// The graph node of every band pixel in a move where each free pixel is its own node (-1: fixed in this move).
+    func pixelNodes(isFree: (Int) -> Bool) -> (node: [Int32], count: Int) {
         var node = [Int32](repeating: -1, count: band.count)
-        var source = [UInt8](repeating: 0, count: band.count)
-        var graph = MaxFlowGraph(expectedNodes: band.count, expectedEdges: 4 * band.count)
-        for (i, p) in band.enumerated() {
-            source[i] = sourceLabel(p)
-            if fixed[i] || source[i] == alpha { continue }
-            node[i] = Int32(graph.addNode())
+        var count = 0
+        for i in 0..<band.count where isFree(i) { node[i] = Int32(count); count += 1 }
+        return (node, count)
+    }
+
+    /// The graph node of every band pixel when 2 × 2 blocks move together: a block becomes a node when its four
+    /// pixels are all free band pixels (`isFree`) and `sameSource` accepts their source labels; the other pixels are
+    /// fixed in this move (-1).
+    func blockNodes(isFree: (Int) -> Bool, sameSource: ([Int]) -> Bool) -> (node: [Int32], count: Int) {
+        let w = width, h = height
+        var node = [Int32](repeating: -1, count: band.count)
+        var count = 0
+        for p in band {
+            let pi = Int(p), x = pi % w, y = pi / w
+            // Visit each block once, from its top-left pixel.
+            guard x % 2 == 0, y % 2 == 0, x + 1 < w, y + 1 < h else { continue }
+            let members = [pi, pi + 1, pi + w, pi + w + 1].map { Int(bandIndex[$0]) }
+            guard members.allSatisfy({ $0 >= 0 && isFree($0) }), sameSource(members) else { continue }
+            for i in members { node[i] = Int32(count) }
+            count += 1
         }
-        guard graph.nodeCount > 0 else { return }
-        var sourceCapacity = [Float](repeating: 0, count: graph.nodeCount)
-        var sinkCapacity = [Float](repeating: 0, count: graph.nodeCount)
+        return (node, count)
+    }
+
+    /// Builds the graph of the move over `node` (a node per band pixel, -1 for a pixel that keeps its label), cuts
+    /// it, and writes the chosen labels.
+    func move(labels: inout [UInt8], node: [Int32], nodeCount: Int, sourceLabel: (Int32) -> UInt8,
+              sinkLabel alpha: UInt8) {
+        guard nodeCount > 0 else { return }
+        let w = width, h = height, k = classCount
+        var source = [UInt8](repeating: 0, count: band.count)
+        for (i, p) in band.enumerated() where node[i] >= 0 { source[i] = sourceLabel(p) }
+        var graph = MaxFlowGraph(expectedNodes: nodeCount, expectedEdges: 4 * nodeCount)
+        for _ in 0..<nodeCount { graph.addNode() }
+        var sourceCapacity = [Float](repeating: 0, count: nodeCount)
+        var sinkCapacity = [Float](repeating: 0, count: nodeCount)
+        // Symmetric pair terms between two nodes are summed per node pair before they become an edge (a block
+        // touches each neighbouring block through up to four pixel pairs): up to 8 (neighbour, weight) slots per node.
+        var pairNeighbour = [Int32](repeating: -1, count: nodeCount * 8)
+        var pairWeight = [Float](repeating: 0, count: nodeCount * 8)
         for (i, p) in band.enumerated() where node[i] >= 0 {
             let n = Int(node[i])
             // On the source side the pixel takes source[i] and pays its unary cost through the sink edge.
@@ -179,15 +253,19 @@ private struct MoveContext {
                 let weight = weights[i * 8 + slot]
                 let j = Int(bandIndex[q])
                 if j >= 0, node[j] >= 0 {
-                    // Both free: count the pair once, from the lower pixel index.
-                    guard q > pi else { continue }
                     let m = Int(node[j])
+                    // Both move: count the pair once, from the lower pixel index; inside one node it never pays.
+                    guard q > pi, m != n else { continue }
                     let a = source[i] != source[j] ? weight : 0      // both keep their source labels
                     let b = source[i] != alpha ? weight : 0          // p keeps, q takes α
                     let c = alpha != source[j] ? weight : 0          // p takes α, q keeps
                     // d = 0: both take α.
                     if a == 0, b == c {
-                        graph.addEdge(n, m, forward: b, backward: b)
+                        let (low, high) = n < m ? (n, Int32(m)) : (m, Int32(n))
+                        var s = low * 8
+                        while pairNeighbour[s] != high && pairNeighbour[s] != -1 { s += 1 }
+                        pairNeighbour[s] = high
+                        pairWeight[s] += b
                     } else {
                         // E = a + (c − a)·x_p − c·x_q + (b + c − a)·(1 − x_p)·x_q, with x = 1 on the sink side.
                         if c - a >= 0 { sourceCapacity[n] += c - a } else { sinkCapacity[n] += a - c }
@@ -203,7 +281,10 @@ private struct MoveContext {
                 }
             }
         }
-        for n in 0..<graph.nodeCount {
+        for s in 0..<(nodeCount * 8) where pairNeighbour[s] >= 0 && pairWeight[s] > 0 {
+            graph.addEdge(s / 8, Int(pairNeighbour[s]), forward: pairWeight[s], backward: pairWeight[s])
+        }
+        for n in 0..<nodeCount {
             graph.addTerminalWeights(n, source: sourceCapacity[n], sink: sinkCapacity[n])
         }
         graph.maximumFlow()

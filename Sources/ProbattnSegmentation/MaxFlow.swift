@@ -127,10 +127,12 @@ private final class BoykovKolmogorovSolver {
     let nodeCount: Int
     let nodes: UnsafeMutablePointer<Node>
     let arcs: UnsafeMutablePointer<Arc>
-    var queueHead = endOfQueue
-    var queueTail = endOfQueue
-    var orphans: [Int32] = []
-    var flow: Int64 = 0
+    // Unchecked: these are touched in every step of the inner loops, only by this object's own methods, one call at
+    // a time; dynamic exclusivity checks on them cost about a sixth of the refinement's time.
+    @exclusivity(unchecked) var queueHead = endOfQueue
+    @exclusivity(unchecked) var queueTail = endOfQueue
+    @exclusivity(unchecked) var orphans: [Int32] = []
+    @exclusivity(unchecked) var flow: Int64 = 0
 
     init(firstArc: [Int32], arcHead: [Int32], arcNext: [Int32], arcResidual: [Capacity],
          terminalResidual: [Capacity]) {
