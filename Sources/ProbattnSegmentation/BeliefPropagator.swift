@@ -22,9 +22,7 @@ import ProbattnPluginHost
 /// 5. With `refinement: graph_cut` (off by default: it multiplies the per-click time by 2.5–5), the pixels of step
 ///    3's band within `refinement_reach` pixels of a label change are relabelled together by a minimum cut that
 ///    trades each pixel's class probability from step 3 against a contrast-sensitive smoothness term
-///    (`BoundaryRefinement`), so the mask follows the colour edges inside tokens; step 4's discs stay fixed. With
-///    `refinement_coarse_to_fine: true` the cut is found over 2 × 2 blocks first and then over single pixels within
-///    2 pixels of the blocks' boundary (about 1.5 times faster, slightly less exact).
+///    (`BoundaryRefinement`), so the mask follows the colour edges inside tokens; step 4's discs stay fixed.
 ///
 /// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
 /// clicks of the image; stateless and thread-safe.
@@ -70,14 +68,12 @@ public struct BeliefPropagator: Propagator {
     public var refinementSmoothness: Double
     /// How far from the upsampled boundary the refinement may move it, in pixels.
     public var refinementReach: Int
-    /// Whether the refinement's cut is found coarse to fine (2 × 2 blocks, then single pixels near their boundary).
-    public var refinementCoarseToFine: Bool
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
                 relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 1.2,
                 upsampleColourSigma: Double = 8, refinement: Refinement = .none,
-                refinementSmoothness: Double = 6, refinementReach: Int = 6, refinementCoarseToFine: Bool = false) {
+                refinementSmoothness: Double = 6, refinementReach: Int = 6) {
         self.attention = attention
         self.clickRadius = clickRadius
         self.clickDiscRadius = clickDiscRadius
@@ -92,7 +88,6 @@ public struct BeliefPropagator: Propagator {
         self.refinement = refinement
         self.refinementSmoothness = refinementSmoothness
         self.refinementReach = refinementReach
-        self.refinementCoarseToFine = refinementCoarseToFine
     }
 
     /// Builds the stage from its config options (strict: unknown options are an error).
@@ -119,9 +114,7 @@ public struct BeliefPropagator: Propagator {
                       ?? .none,
                   refinementSmoothness: try r.double("refinement_smoothness", default: d.refinementSmoothness,
                                                      in: 0...1000),
-                  refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000),
-                  refinementCoarseToFine: try r.bool("refinement_coarse_to_fine",
-                                                     default: d.refinementCoarseToFine))
+                  refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
         try r.finish()
         if refinement == .graphCut, upsampling != .bilateral {
             throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
@@ -176,12 +169,11 @@ public struct BeliefPropagator: Propagator {
         var labels = upsampled.labels
         forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
         if refining, !upsampled.band.isEmpty {
-            BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach,
-                               coarseToFine: refinementCoarseToFine)
+            BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach)
                 .refine(labels: &labels, image: image, band: upsampled.band,
                         probabilities: upsampled.bandProbabilities,
                         fixedInBand: upsampled.band.map { isInClickDisc(Int($0), width: w, clicks: clicks) },
-                        classCount: k)
+                        colours: upsampled.bandColours, classCount: k)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds)
@@ -303,6 +295,8 @@ public struct BeliefPropagator: Propagator {
         var labels: [UInt8]
         var band: [Int32] = []
         var bandProbabilities: [Float] = []
+        /// `band.count × 3`: the CIELAB colour of every band pixel.
+        var bandColours: [Float] = []
     }
 
     func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int,
@@ -323,6 +317,7 @@ public struct BeliefPropagator: Propagator {
         }
         var band: [Int32] = []
         var bandProbabilities: [Float] = []
+        var bandColours: [Float] = []
         let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
         let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
         // A token is "settled" when it and all its grid neighbours have the same class.
@@ -374,13 +369,15 @@ public struct BeliefPropagator: Propagator {
                         var total: Float = 0
                         for j in 0..<k { total += mix[j] }
                         band.append(Int32(i))
+                        bandColours.append(l); bandColours.append(a); bandColours.append(b)
                         for j in 0..<k { bandProbabilities.append(total > 0 ? mix[j] / total : p[t * k + j]) }
                     }
                 }
             }
         }
         }
-        return UpsampledLabels(labels: labels, band: band, bandProbabilities: bandProbabilities)
+        return UpsampledLabels(labels: labels, band: band, bandProbabilities: bandProbabilities,
+                               bandColours: bandColours)
     }
 
     /// Mean CIELAB colour per token, for encoders that do not provide it.

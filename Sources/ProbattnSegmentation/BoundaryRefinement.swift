@@ -23,56 +23,60 @@ struct BoundaryRefinement {
     /// Only band pixels within this many pixels (8-connected steps) of a label change are relabelled; the rest of
     /// the band keeps its labels. Bounds the cut's size and so its cost.
     var reach: Int = 6
-    /// Whether the cut is found in two passes: first over 2 × 2 blocks in the whole reach, then over single pixels
-    /// within `fineReach` of the blocks' boundary (a banded cut, about half the cost of one pass over every pixel).
-    var coarseToFine = false
-    /// The fine pass's reach around the coarse pass's boundary.
-    var fineReach = 2
+    /// Square blocks of this many pixels a side, largest first, move as one graph node when they are flat (see
+    /// `flatBlockThreshold`); the cut then runs between blocks in flat regions, where no colour edge pins it down
+    /// anyway, and between single pixels across edges. Fewer, less tightly coupled nodes make the cut about twice
+    /// as fast (docs/PERFORMANCE.md).
+    var flatBlockSizes = [4, 2]
+    /// A block is flat when every pair of 8-neighbours inside it has a contrast factor exp(−|Δc|²/(2⟨|Δc|²⟩)) of at
+    /// least this; nil: every pixel is its own node (the exact minimum of the energy).
+    var flatBlockThreshold: Float? = 0.5
 
     /// Relabels the pixels of `band` (indices into the image) in `labels`.
     /// - Parameters:
     ///   - probabilities: `band.count × classCount`, the class distribution of every band pixel (row i for band[i]).
     ///   - fixedInBand: true for band pixels that must keep their label (click discs), indexed like `band`.
+    ///   - colours: `band.count × 3`, the CIELAB colour of every band pixel (as `QuantisedLab` gives it), when the
+    ///     caller has it at hand; computed here otherwise.
     func refine(labels: inout [UInt8], image: RGBImage, band wideBand: [Int32], probabilities wideProbabilities: [Float],
-                fixedInBand wideFixed: [Bool], classCount k: Int) {
+                fixedInBand wideFixed: [Bool], colours wideColours: [Float]? = nil, classCount k: Int) {
         guard k >= 2, smoothness > 0, !wideBand.isEmpty else { return }
         let w = image.width, h = image.height
+        let wideLab = wideColours?.count == wideBand.count * 3 ? wideColours! : Self.colours(of: wideBand, in: image)
         // For every pixel, its position in the band (-1 outside it).
         var bandIndex = [Int32](repeating: -1, count: w * h)
         for (i, p) in wideBand.enumerated() { bandIndex[Int(p)] = Int32(i) }
         let near = withinReach(reach, ofLabelChangeIn: labels, width: w, height: h, band: wideBand,
                                bandIndex: bandIndex)
-        var band: [Int32] = [], probabilities: [Float] = [], fixedInBand: [Bool] = []
+        let contrast = contrastScale(image: image, band: wideBand, bandIndex: bandIndex, lab: wideLab)
+        var band: [Int32] = [], probabilities: [Float] = [], fixedInBand: [Bool] = [], lab: [Float] = []
         band.reserveCapacity(near.count); probabilities.reserveCapacity(near.count * k)
+        lab.reserveCapacity(near.count * 3)
         for i in near {
             band.append(wideBand[i])
             fixedInBand.append(wideFixed[i])
             probabilities.append(contentsOf: wideProbabilities[(i * k)..<(i * k + k)])
+            lab.append(contentsOf: wideLab[(i * 3)..<(i * 3 + 3)])
         }
         for p in wideBand { bandIndex[Int(p)] = -1 }
         for (i, p) in band.enumerated() { bandIndex[Int(p)] = Int32(i) }
-        let weights = neighbourWeights(image: image, band: band, contrastBand: wideBand)
+        let weights = neighbourWeights(image: image, band: band, bandIndex: bandIndex, lab: lab, contrast: contrast)
         var unary = [Float](repeating: 0, count: band.count * k)
         let floor = max(probabilityFloor, Float.leastNormalMagnitude)
         for i in 0..<(band.count * k) { unary[i] = -logf(max(probabilities[i], floor)) }
 
         let context = MoveContext(width: w, height: h, band: band, bandIndex: bandIndex, weights: weights,
                                   unary: unary, classCount: k)
-        var free = fixedInBand.map { !$0 }
-        if coarseToFine {
-            // Coarse pass: 2 × 2 blocks move together, which places the boundary to within a block at a fraction of
-            // the cost; the fine pass then only needs the pixels near where the coarse pass put it.
-            runMoves(context, labels: &labels) { sourceOf, alpha in
-                context.blockNodes(isFree: { free[$0] }, sameSource: { members in
-                    k == 2 || members.allSatisfy { sourceOf(band[$0]) == sourceOf(band[members[0]]) }
-                })
-            }
-            var nearCut = [Bool](repeating: false, count: band.count)
-            for i in withinReach(fineReach, ofLabelChangeIn: labels, width: w, height: h, band: band,
-                                 bandIndex: bandIndex) { nearCut[i] = true }
-            for i in 0..<band.count where !nearCut[i] { free[i] = false }
+        let free = fixedInBand.map { !$0 }
+        let sizes = flatBlockThreshold == nil ? [] : flatBlockSizes
+        let threshold = flatBlockThreshold ?? 0, lambda = smoothness
+        runMoves(context, labels: &labels) { sourceOf, _ in
+            context.blockNodes(sizes: sizes, isFree: { free[$0] }, mergeable: { members, size in
+                // In an expansion move a node's pixels must share their source label.
+                (k == 2 || members.allSatisfy { sourceOf(band[$0]) == sourceOf(band[members[0]]) })
+                    && context.isFlat(members, size: size, threshold: threshold, smoothness: lambda)
+            })
         }
-        runMoves(context, labels: &labels) { _, _ in context.pixelNodes(isFree: { free[$0] }) }
     }
 
     /// Two classes: one move in which each node chooses between class 0 (source side) and class 1 (sink side), an
@@ -115,7 +119,6 @@ struct BoundaryRefinement {
     private func withinReach(_ reach: Int, ofLabelChangeIn labels: [UInt8], width w: Int, height h: Int,
                              band: [Int32], bandIndex: [Int32]) -> [Int] {
         var frontier: [Int] = []
-        var selected: [Int] = []
         var visited = [Bool](repeating: false, count: band.count)
         for (i, p) in band.enumerated() {
             let pi = Int(p), x = pi % w, y = pi / w
@@ -125,7 +128,6 @@ struct BoundaryRefinement {
         }
         var step = 0
         while !frontier.isEmpty {
-            selected.append(contentsOf: frontier)
             guard step < reach else { break }
             step += 1
             var next: [Int] = []
@@ -140,7 +142,8 @@ struct BoundaryRefinement {
             }
             frontier = next
         }
-        return selected.sorted()
+        // Every visited pixel is within reach; the band's order is kept.
+        return visited.indices.filter { visited[$0] }
     }
 
     /// The 8-neighbourhood as (dx, dy, 1/distance), in the order of `neighbourWeights`' rows.
@@ -149,45 +152,93 @@ struct BoundaryRefinement {
         (1, 0, 1), (-1, 1, Float(0.5).squareRoot()), (0, 1, 1), (1, 1, Float(0.5).squareRoot()),
     ]
 
-    /// `band.count × 8`: λ · exp(−|c_p − c_q|² / (2 ⟨|c_p − c_q|²⟩)) / dist(p, q) from every band pixel to each of
-    /// its 8 neighbours (0 off the image), with ⟨·⟩ the mean over `contrastBand`'s right and down neighbour pairs.
-    private func neighbourWeights(image: RGBImage, band: [Int32], contrastBand: [Int32]) -> [Float] {
+    /// The CIELAB colour (`QuantisedLab`) of every pixel of `band`, `band.count × 3`.
+    static func colours(of band: [Int32], in image: RGBImage) -> [Float] {
+        var lab = [Float](repeating: 0, count: band.count * 3)
+        let table = QuantisedLab.table
+        for (i, p) in band.enumerated() {
+            let pi = Int(p)
+            let q = QuantisedLab.index(image.pixels[3 * pi], image.pixels[3 * pi + 1], image.pixels[3 * pi + 2])
+            lab[3 * i] = table[q]; lab[3 * i + 1] = table[q + 1]; lab[3 * i + 2] = table[q + 2]
+        }
+        return lab
+    }
+
+    /// 1 / (2 ⟨|c_p − c_q|²⟩), the mean over `band`'s right and down neighbour pairs (GrabCut's contrast
+    /// normaliser); 0 for a band without contrast. `bandIndex` maps pixels to positions in `band`, whose colours
+    /// `lab` holds; a neighbour off the band is looked up.
+    private func contrastScale(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float]) -> Float {
         let w = image.width, h = image.height
-        var weights = [Float](repeating: 0, count: band.count * 8)
-        QuantisedLab.table.withUnsafeBufferPointer { lab in
-        image.pixels.withUnsafeBufferPointer { px in
-            @inline(__always) func squaredDifference(_ p: Int, _ q: Int) -> Float {
-                let i = QuantisedLab.index(px[3 * p], px[3 * p + 1], px[3 * p + 2])
-                let j = QuantisedLab.index(px[3 * q], px[3 * q + 1], px[3 * q + 2])
-                let dl = lab[i] - lab[j], da = lab[i + 1] - lab[j + 1], db = lab[i + 2] - lab[j + 2]
-                return dl * dl + da * da + db * db
+        let table = QuantisedLab.table
+        @inline(__always) func colour(_ q: Int) -> (Float, Float, Float) {
+            let j = Int(bandIndex[q])
+            if j >= 0 { return (lab[3 * j], lab[3 * j + 1], lab[3 * j + 2]) }
+            let t = QuantisedLab.index(image.pixels[3 * q], image.pixels[3 * q + 1], image.pixels[3 * q + 2])
+            return (table[t], table[t + 1], table[t + 2])
+        }
+        var sum: Double = 0
+        var count = 0
+        for (i, p) in band.enumerated() {
+            let pi = Int(p), x = pi % w, y = pi / w
+            let l = lab[3 * i], a = lab[3 * i + 1], b = lab[3 * i + 2]
+            if x + 1 < w {
+                let (l2, a2, b2) = colour(pi + 1)
+                sum += Double((l - l2) * (l - l2) + (a - a2) * (a - a2) + (b - b2) * (b - b2))
+                count += 1
             }
-            var sum: Double = 0
-            var count = 0
-            for p in contrastBand {
-                let pi = Int(p), x = pi % w, y = pi / w
-                if x + 1 < w { sum += Double(squaredDifference(pi, pi + 1)); count += 1 }
-                if y + 1 < h { sum += Double(squaredDifference(pi, pi + w)); count += 1 }
-            }
-            let mean = count > 0 ? Float(sum / Double(count)) : 0
-            let contrast: Float = mean > 0 ? 1 / (2 * mean) : 0
-            for (i, p) in band.enumerated() {
-                let pi = Int(p), x = pi % w, y = pi / w
-                for (n, neighbour) in Self.neighbours.enumerated() {
-                    let xx = x + neighbour.dx, yy = y + neighbour.dy
-                    guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
-                    weights[i * 8 + n] = smoothness * neighbour.inverseDistance
-                        * NegativeExponential.value(contrast * squaredDifference(pi, yy * w + xx))
-                }
+            if y + 1 < h {
+                let (l2, a2, b2) = colour(pi + w)
+                sum += Double((l - l2) * (l - l2) + (a - a2) * (a - a2) + (b - b2) * (b - b2))
+                count += 1
             }
         }
+        let mean = count > 0 ? Float(sum / Double(count)) : 0
+        return mean > 0 ? 1 / (2 * mean) : 0
+    }
+
+    /// `band.count × 8`: λ · exp(−contrast · |c_p − c_q|²) / dist(p, q) from every band pixel to each of its 8
+    /// neighbours (0 off the image). `bandIndex` gives every pixel's position in `band` (-1 outside it), whose
+    /// colours `lab` holds: a pair inside the band is computed once, a neighbour off the band is looked up.
+    private func neighbourWeights(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float], contrast: Float)
+        -> [Float] {
+        let w = image.width, h = image.height
+        var weights = [Float](repeating: 0, count: band.count * 8)
+        let exponential = NegativeExponential.table
+        let table = QuantisedLab.table
+        weights.withUnsafeMutableBufferPointer { weights in
+            for (i, p) in band.enumerated() {
+                let pi = Int(p), x = pi % w, y = pi / w
+                let l = lab[3 * i], a = lab[3 * i + 1], b = lab[3 * i + 2]
+                for (slot, neighbour) in Self.neighbours.enumerated() {
+                    let xx = x + neighbour.dx, yy = y + neighbour.dy
+                    guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
+                    let q = yy * w + xx
+                    let j = Int(bandIndex[q])
+                    // Slot 7 − s is the opposite direction of slot s: a pair inside the band is computed from its
+                    // earlier pixel (forward slots 4–7) and mirrored.
+                    if j >= 0, slot < 4 { continue }
+                    let l2, a2, b2: Float
+                    if j >= 0 {
+                        (l2, a2, b2) = (lab[3 * j], lab[3 * j + 1], lab[3 * j + 2])
+                    } else {
+                        let t = QuantisedLab.index(image.pixels[3 * q], image.pixels[3 * q + 1],
+                                                   image.pixels[3 * q + 2])
+                        (l2, a2, b2) = (table[t], table[t + 1], table[t + 2])
+                    }
+                    let squared = (l - l2) * (l - l2) + (a - a2) * (a - a2) + (b - b2) * (b - b2)
+                    let weight = smoothness * neighbour.inverseDistance
+                        * NegativeExponential.value(contrast * squared, table: exponential)
+                    weights[i * 8 + slot] = weight
+                    if j >= 0 { weights[j * 8 + 7 - slot] = weight }
+                }
+            }
         }
         return weights
     }
 }
 
 /// One binary move of the refinement: every free band pixel takes either its `sourceLabel` or `sinkLabel`.
-/// A graph node is either one free pixel or, in the coarse pass, a 2 × 2 block of free pixels that move together.
+/// A graph node is either one free pixel or a flat square block of free pixels that move together.
 private struct MoveContext {
     let width: Int, height: Int
     let band: [Int32]
@@ -197,31 +248,57 @@ private struct MoveContext {
     let unary: [Float]
     let classCount: Int
 
-    /// The graph node of every band pixel in a move where each free pixel is its own node (-1: fixed in this move).
-    func pixelNodes(isFree: (Int) -> Bool) -> (node: [Int32], count: Int) {
-        var node = [Int32](repeating: -1, count: band.count)
-        var count = 0
-        for i in 0..<band.count where isFree(i) { node[i] = Int32(count); count += 1 }
-        return (node, count)
-    }
-
-    /// The graph node of every band pixel when 2 × 2 blocks move together: a block becomes a node when its four
-    /// pixels are all free band pixels (`isFree`) and `sameSource` accepts their source labels; the other pixels are
-    /// fixed in this move (-1).
-    func blockNodes(isFree: (Int) -> Bool, sameSource: ([Int]) -> Bool) -> (node: [Int32], count: Int) {
+    /// The graph node of every band pixel when square blocks of pixels move together. For each size in `sizes`
+    /// (largest first), every aligned block none of whose pixels has a node yet becomes one node when all its pixels
+    /// are free band pixels (`isFree`) and `mergeable` accepts them (their positions in `band`, row by row, and the
+    /// block's side). Every other free pixel is a node of its own; pixels that are not free get -1 (they keep their
+    /// labels in this move).
+    func blockNodes(sizes: [Int], isFree: (Int) -> Bool, mergeable: ([Int], Int) -> Bool)
+        -> (node: [Int32], count: Int) {
         let w = width, h = height
         var node = [Int32](repeating: -1, count: band.count)
         var count = 0
-        for p in band {
-            let pi = Int(p), x = pi % w, y = pi / w
-            // Visit each block once, from its top-left pixel.
-            guard x % 2 == 0, y % 2 == 0, x + 1 < w, y + 1 < h else { continue }
-            let members = [pi, pi + 1, pi + w, pi + w + 1].map { Int(bandIndex[$0]) }
-            guard members.allSatisfy({ $0 >= 0 && isFree($0) }), sameSource(members) else { continue }
-            for i in members { node[i] = Int32(count) }
-            count += 1
+        var members: [Int] = []
+        for size in sizes {
+            for p in band {
+                let pi = Int(p), x = pi % w, y = pi / w
+                // Visit each block once, from its top-left pixel.
+                guard x % size == 0, y % size == 0, x + size <= w, y + size <= h else { continue }
+                members.removeAll(keepingCapacity: true)
+                var complete = true
+                for dy in 0..<size {
+                    for dx in 0..<size {
+                        let i = Int(bandIndex[pi + dy * w + dx])
+                        guard i >= 0, node[i] < 0, isFree(i) else { complete = false; break }
+                        members.append(i)
+                    }
+                    if !complete { break }
+                }
+                guard complete, mergeable(members, size) else { continue }
+                for i in members { node[i] = Int32(count) }
+                count += 1
+            }
         }
+        for i in 0..<band.count where node[i] < 0 && isFree(i) { node[i] = Int32(count); count += 1 }
         return (node, count)
+    }
+
+    /// Whether a block of pixels (positions in `band`, row by row, `size` × `size`) is flat: every pair of
+    /// 8-neighbours inside it has a contrast factor exp(−|Δc|²/(2⟨|Δc|²⟩)) of at least `threshold`, so no colour
+    /// edge the cut could follow runs through the block.
+    func isFlat(_ members: [Int], size: Int, threshold: Float, smoothness: Float) -> Bool {
+        // From each pixel, its pairs toward → ↙ ↓ ↘ (slots 4–7 of `BoundaryRefinement.neighbours`) that stay inside.
+        for r in 0..<size {
+            for c in 0..<size {
+                let i = members[r * size + c]
+                for slot in 4...7 {
+                    let n = BoundaryRefinement.neighbours[slot]
+                    guard c + n.dx >= 0, c + n.dx < size, r + n.dy < size else { continue }
+                    if weights[i * 8 + slot] < threshold * smoothness * n.inverseDistance { return false }
+                }
+            }
+        }
+        return true
     }
 
     /// Builds the graph of the move over `node` (a node per band pixel, -1 for a pixel that keeps its label), cuts
@@ -237,9 +314,11 @@ private struct MoveContext {
         var sourceCapacity = [Float](repeating: 0, count: nodeCount)
         var sinkCapacity = [Float](repeating: 0, count: nodeCount)
         // Symmetric pair terms between two nodes are summed per node pair before they become an edge (a block
-        // touches each neighbouring block through up to four pixel pairs): up to 8 (neighbour, weight) slots per node.
-        var pairNeighbour = [Int32](repeating: -1, count: nodeCount * 8)
-        var pairWeight = [Float](repeating: 0, count: nodeCount * 8)
+        // touches each neighbouring block through up to four pixel pairs). A node has at most 12 neighbours (the ring
+        // of 12 pixels around a block, each its own node), so 12 (neighbour, weight) slots per node.
+        let slots = 12
+        var pairNeighbour = [Int32](repeating: -1, count: nodeCount * slots)
+        var pairWeight = [Float](repeating: 0, count: nodeCount * slots)
         for (i, p) in band.enumerated() where node[i] >= 0 {
             let n = Int(node[i])
             // On the source side the pixel takes source[i] and pays its unary cost through the sink edge.
@@ -262,10 +341,15 @@ private struct MoveContext {
                     // d = 0: both take α.
                     if a == 0, b == c {
                         let (low, high) = n < m ? (n, Int32(m)) : (m, Int32(n))
-                        var s = low * 8
-                        while pairNeighbour[s] != high && pairNeighbour[s] != -1 { s += 1 }
-                        pairNeighbour[s] = high
-                        pairWeight[s] += b
+                        var s = low * slots
+                        let end = s + slots
+                        while s < end && pairNeighbour[s] != high && pairNeighbour[s] != -1 { s += 1 }
+                        if s < end {
+                            pairNeighbour[s] = high
+                            pairWeight[s] += b
+                        } else {
+                            graph.addEdge(n, m, forward: b, backward: b)   // (not reached with ≤ 12 neighbours)
+                        }
                     } else {
                         // E = a + (c − a)·x_p − c·x_q + (b + c − a)·(1 − x_p)·x_q, with x = 1 on the sink side.
                         if c - a >= 0 { sourceCapacity[n] += c - a } else { sinkCapacity[n] += a - c }
@@ -281,8 +365,8 @@ private struct MoveContext {
                 }
             }
         }
-        for s in 0..<(nodeCount * 8) where pairNeighbour[s] >= 0 && pairWeight[s] > 0 {
-            graph.addEdge(s / 8, Int(pairNeighbour[s]), forward: pairWeight[s], backward: pairWeight[s])
+        for s in 0..<(nodeCount * slots) where pairNeighbour[s] >= 0 && pairWeight[s] > 0 {
+            graph.addEdge(s / slots, Int(pairNeighbour[s]), forward: pairWeight[s], backward: pairWeight[s])
         }
         for n in 0..<nodeCount {
             graph.addTerminalWeights(n, source: sourceCapacity[n], sink: sinkCapacity[n])

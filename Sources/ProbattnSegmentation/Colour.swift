@@ -73,7 +73,10 @@ enum QuantisedLab {
 enum NegativeExponential {
     static let table: [Float] = (0...(16 * 256 + 1)).map { Float(exp(-Double($0) / 256)) }
 
-    @inline(__always) static func value(_ x: Float) -> Float {
+    @inline(__always) static func value(_ x: Float) -> Float { value(x, table: table) }
+
+    /// `value(x)` with the table passed in (hoists the lazy global's access out of a hot loop).
+    @inline(__always) static func value(_ x: Float, table: [Float]) -> Float {
         guard x < 16 else { return 0 }
         let position = max(0, x) * 256
         let i = Int(position)

@@ -5,8 +5,8 @@ import Testing
 
 /// The pixel-level refinement on hand-made bands whose answer is known: a soft class ramp across a sharp colour
 /// edge must end exactly on the edge, fixed pixels keep their labels, isolated outliers in a flat region go, and
-/// three classes are handled by expansion moves; each both in one pass over single pixels and coarse to fine (2 × 2
-/// blocks first, whose boundary can only lie on even columns, then single pixels near it).
+/// three classes are handled by expansion moves; each both with every pixel its own graph node (the exact minimum)
+/// and with flat 2 × 2 blocks moving together (the default).
 @Suite struct BoundaryRefinementTests {
     /// An image whose colour changes at every x in `edges` (vertical stripes of well-separated colours).
     func stripes(width: Int, height: Int, edges: [Int]) -> RGBImage {
@@ -30,8 +30,8 @@ import Testing
         return band
     }
 
-    @Test(arguments: [false, true]) func aSoftRampEndsOnTheColourEdge(coarseToFine: Bool) {
-        // Colour edge at x = 17 (odd: between two 2 × 2 blocks' columns); the class probabilities fall linearly across the band, crossing 0.5 at x ≈ 19.5,
+    @Test(arguments: [false, true]) func aSoftRampEndsOnTheColourEdge(flatBlocks: Bool) {
+        // Colour edge at x = 17 (odd: inside a 2 × 2 block's columns); the class probabilities fall linearly across the band, crossing 0.5 at x ≈ 19.5,
         // so the argmax alone puts the boundary 2–3 pixels inside the second colour.
         let w = 40, h = 12, edge = 17
         let image = stripes(width: w, height: h, edges: [edge])
@@ -49,13 +49,13 @@ import Testing
         }
         let before = (0..<(w * h)).filter { labels[$0] != (($0 % w) < edge ? 0 : 1) }.count
         #expect(before >= 2 * h, "the argmax should start off the edge")
-        BoundaryRefinement(smoothness: 2, reach: 20, coarseToFine: coarseToFine)
+        BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: flatBlocks ? 0.5 : nil)
             .refine(labels: &labels, image: image, band: pixels, probabilities: probabilities,
                     fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 2)
         for i in 0..<(w * h) { #expect(labels[i] == ((i % w) < edge ? 0 : 1), "pixel (\(i % w), \(i / w))") }
     }
 
-    @Test(arguments: [false, true]) func fixedPixelsKeepTheirLabels(coarseToFine: Bool) {
+    @Test(arguments: [false, true]) func fixedPixelsKeepTheirLabels(flatBlocks: Bool) {
         // A flat image, a confident class-0 band, and one fixed class-1 pixel in its middle.
         let w = 20, h = 9
         let image = stripes(width: w, height: h, edges: [])
@@ -65,14 +65,14 @@ import Testing
         labels[fixedPixel] = 1
         let probabilities = pixels.flatMap { _ in [Float(0.9), Float(0.1)] }
         let fixed = pixels.map { Int($0) == fixedPixel }
-        BoundaryRefinement(smoothness: 5, reach: 20, coarseToFine: coarseToFine)
+        BoundaryRefinement(smoothness: 5, reach: 20, flatBlockThreshold: flatBlocks ? 0.5 : nil)
             .refine(labels: &labels, image: image, band: pixels, probabilities: probabilities, fixedInBand: fixed,
                     classCount: 2)
         #expect(labels[fixedPixel] == 1)
         #expect(labels.filter { $0 == 1 }.count == 1, "the strong class-0 evidence keeps every other pixel")
     }
 
-    @Test(arguments: [false, true]) func isolatedOutliersInAFlatRegionAreRemoved(coarseToFine: Bool) {
+    @Test(arguments: [false, true]) func isolatedOutliersInAFlatRegionAreRemoved(flatBlocks: Bool) {
         // A flat image: a single pixel whose probabilities lean to class 1 among class-0 neighbours flips back;
         // with no smoothness it stays.
         let w = 15, h = 15
@@ -82,18 +82,18 @@ import Testing
         let probabilities = pixels.flatMap { Int($0) == outlier ? [Float(0.3), Float(0.7)] : [Float(0.7), Float(0.3)] }
         let initial = (0..<(w * h)).map { UInt8($0 == outlier ? 1 : 0) }
         var smoothed = initial
-        BoundaryRefinement(smoothness: 1, reach: 20, coarseToFine: coarseToFine)
+        BoundaryRefinement(smoothness: 1, reach: 20, flatBlockThreshold: flatBlocks ? 0.5 : nil)
             .refine(labels: &smoothed, image: image, band: pixels, probabilities: probabilities,
                     fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 2)
         #expect(smoothed.allSatisfy { $0 == 0 })
         var unsmoothed = initial
-        BoundaryRefinement(smoothness: 0, reach: 20, coarseToFine: coarseToFine)
+        BoundaryRefinement(smoothness: 0, reach: 20, flatBlockThreshold: flatBlocks ? 0.5 : nil)
             .refine(labels: &unsmoothed, image: image, band: pixels, probabilities: probabilities,
                     fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 2)
         #expect(unsmoothed == initial)
     }
 
-    @Test(arguments: [false, true]) func threeClassesFollowTwoColourEdges(coarseToFine: Bool) {
+    @Test(arguments: [false, true]) func threeClassesFollowTwoColourEdges(flatBlocks: Bool) {
         // Colour edges at x = 12 and x = 26; each class's probability is highest on its own stripe but blurred
         // over ±4 pixels, and the starting labels are shifted by 3 pixels.
         let w = 38, h = 8, edges = [12, 26]
@@ -112,7 +112,7 @@ import Testing
             probabilities += scores
         }
         var labels = (0..<(w * h)).map { UInt8(truth(min(w - 1, $0 % w + 3))) }
-        BoundaryRefinement(smoothness: 3, reach: 40, coarseToFine: coarseToFine)
+        BoundaryRefinement(smoothness: 3, reach: 40, flatBlockThreshold: flatBlocks ? 0.5 : nil)
             .refine(labels: &labels, image: image, band: pixels, probabilities: probabilities,
                     fixedInBand: [Bool](repeating: false, count: pixels.count), classCount: 3)
         for i in 0..<(w * h) { #expect(Int(labels[i]) == truth(i % w), "pixel (\(i % w), \(i / w))") }

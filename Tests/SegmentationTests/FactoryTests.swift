@@ -94,11 +94,6 @@ func expectError(_ code: SegmentationError.Code, mentioning words: [String],
                                                                       "upsampling": .string("nearest")])],
                                          plugins: builtPlugins)
         }
-        expectError(.invalidOption, mentioning: ["refinement_coarse_to_fine"]) {
-            try PipelineFactory.validate(stages: [StageSpec(role: .propagator, type: "belief_propagation",
-                                                            options: ["refinement_coarse_to_fine": .string("yes")])],
-                                         plugins: builtPlugins)
-        }
         expectError(.invalidOption, mentioning: ["refinement_reach"]) {
             try PipelineFactory.validate(stages: [StageSpec(role: .propagator, type: "belief_propagation",
                                                             options: ["refinement_reach": .int(-1)])],
