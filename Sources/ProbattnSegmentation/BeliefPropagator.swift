@@ -172,7 +172,7 @@ public struct BeliefPropagator: Propagator {
             BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach)
                 .refine(labels: &labels, image: image, band: upsampled.band,
                         probabilities: upsampled.bandProbabilities,
-                        fixedInBand: upsampled.band.map { isInClickDisc(Int($0), width: w, clicks: clicks) },
+                        fixedInBand: inClickDiscs(upsampled.band, width: w, height: h, clicks: clicks),
                         colours: upsampled.bandColours, classCount: k)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -315,9 +315,6 @@ public struct BeliefPropagator: Propagator {
             for i in 0..<(w * h) { labels[i] = UInt8(tokenClass[Int(encoded.tokenOfPixel[i])]) }
             return UpsampledLabels(labels: labels)
         }
-        var band: [Int32] = []
-        var bandProbabilities: [Float] = []
-        var bandColours: [Float] = []
         let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
         let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
         // A token is "settled" when it and all its grid neighbours have the same class.
@@ -337,14 +334,22 @@ public struct BeliefPropagator: Propagator {
         let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
         let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
         let labTable = QuantisedLab.table
-        var mix = [Float](repeating: 0, count: k)
+        // Large images are classified in two halves of rows in parallel (a pixel depends only on its own token's
+        // neighbourhood); each half collects its own part of the band, joined in row order afterwards.
+        let chunks = w * h >= 100_000 ? 2 : 1
+        var parts = [UpsampledLabels](repeating: UpsampledLabels(labels: []), count: chunks)
+        labels.withUnsafeMutableBufferPointer { labelsOut in
+        parts.withUnsafeMutableBufferPointer { partsOut in
         labTable.withUnsafeBufferPointer { lab in
         image.pixels.withUnsafeBufferPointer { px in
-            for y in 0..<h {
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
+            var mix = [Float](repeating: 0, count: k)
+            for y in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
                 for x in 0..<w {
                     let i = y * w + x, t = Int(encoded.tokenOfPixel[i])
                     if settled[t] {
-                        labels[i] = UInt8(tokenClass[t])
+                        labelsOut[i] = UInt8(tokenClass[t])
                         continue
                     }
                     let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
@@ -364,7 +369,7 @@ public struct BeliefPropagator: Propagator {
                     var best = 0
                     for j in 1..<k where mix[j] >= mix[best] { best = j }
                     // All weights underflowed (an outlier colour): fall back to the pixel's own token.
-                    labels[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
+                    labelsOut[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
                     if collectingBand {
                         var total: Float = 0
                         for j in 0..<k { total += mix[j] }
@@ -374,7 +379,16 @@ public struct BeliefPropagator: Propagator {
                     }
                 }
             }
+            partsOut[chunk] = UpsampledLabels(labels: [], band: band, bandProbabilities: bandProbabilities,
+                                              bandColours: bandColours)
+            }
         }
+        }
+        }
+        }
+        var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
+        for part in parts {
+            band += part.band; bandProbabilities += part.bandProbabilities; bandColours += part.bandColours
         }
         return UpsampledLabels(labels: labels, band: band, bandProbabilities: bandProbabilities,
                                bandColours: bandColours)
@@ -427,9 +441,18 @@ public struct BeliefPropagator: Propagator {
         for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
     }
 
-    /// Whether `forceClickDiscs` paints pixel `i` (such pixels stay fixed in step 5).
-    func isInClickDisc(_ i: Int, width w: Int, clicks: [Click]) -> Bool {
-        clicks.contains { discContains($0, x: i % w, y: i / w) }
+    /// For every pixel of `pixels`, whether `forceClickDiscs` paints it (such pixels stay fixed in step 5).
+    func inClickDiscs(_ pixels: [Int32], width w: Int, height h: Int, clicks: [Click]) -> [Bool] {
+        var disc = [Bool](repeating: false, count: w * h)
+        let r = Int(clickDiscRadius.rounded(.down))
+        for click in clicks {
+            for y in max(0, click.y - r)...min(h - 1, click.y + r) {
+                for x in max(0, click.x - r)...min(w - 1, click.x + r) where discContains(click, x: x, y: y) {
+                    disc[y * w + x] = true
+                }
+            }
+        }
+        return pixels.map { disc[Int($0)] }
     }
 
     /// Whether pixel (x, y) lies in the disc of `click_disc_radius` around `click`.

@@ -49,21 +49,27 @@ struct BoundaryRefinement {
         let near = withinReach(reach, ofLabelChangeIn: labels, width: w, height: h, band: wideBand,
                                bandIndex: bandIndex)
         let contrast = contrastScale(image: image, band: wideBand, bandIndex: bandIndex, lab: wideLab)
-        var band: [Int32] = [], probabilities: [Float] = [], fixedInBand: [Bool] = [], lab: [Float] = []
-        band.reserveCapacity(near.count); probabilities.reserveCapacity(near.count * k)
-        lab.reserveCapacity(near.count * 3)
-        for i in near {
-            band.append(wideBand[i])
-            fixedInBand.append(wideFixed[i])
-            probabilities.append(contentsOf: wideProbabilities[(i * k)..<(i * k + k)])
-            lab.append(contentsOf: wideLab[(i * 3)..<(i * 3 + 3)])
+        // The band from here on: the pixels within reach, with their fixedness, colours and unary costs.
+        let band = near.map { wideBand[$0] }
+        let fixedInBand = near.map { wideFixed[$0] }
+        let floor = max(probabilityFloor, Float.leastNormalMagnitude)
+        var lab = [Float](repeating: 0, count: near.count * 3)
+        var unary = [Float](repeating: 0, count: near.count * k)
+        lab.withUnsafeMutableBufferPointer { lab in
+        unary.withUnsafeMutableBufferPointer { unary in
+        wideLab.withUnsafeBufferPointer { wideLab in
+        wideProbabilities.withUnsafeBufferPointer { wideProbabilities in
+            for (j, i) in near.enumerated() {
+                for c in 0..<3 { lab[j * 3 + c] = wideLab[i * 3 + c] }
+                for c in 0..<k { unary[j * k + c] = -logf(max(wideProbabilities[i * k + c], floor)) }
+            }
+        }
+        }
+        }
         }
         for p in wideBand { bandIndex[Int(p)] = -1 }
         for (i, p) in band.enumerated() { bandIndex[Int(p)] = Int32(i) }
         let weights = neighbourWeights(image: image, band: band, bandIndex: bandIndex, lab: lab, contrast: contrast)
-        var unary = [Float](repeating: 0, count: band.count * k)
-        let floor = max(probabilityFloor, Float.leastNormalMagnitude)
-        for i in 0..<(band.count * k) { unary[i] = -logf(max(probabilities[i], floor)) }
 
         let context = MoveContext(width: w, height: h, band: band, bandIndex: bandIndex, weights: weights,
                                   unary: unary, classCount: k)
@@ -319,52 +325,77 @@ private struct MoveContext {
         let slots = 12
         var pairNeighbour = [Int32](repeating: -1, count: nodeCount * slots)
         var pairWeight = [Float](repeating: 0, count: nodeCount * slots)
-        for (i, p) in band.enumerated() where node[i] >= 0 {
-            let n = Int(node[i])
-            // On the source side the pixel takes source[i] and pays its unary cost through the sink edge.
-            sinkCapacity[n] += unary[i * k + Int(source[i])]
-            sourceCapacity[n] += unary[i * k + Int(alpha)]
-            let pi = Int(p), x = pi % w, y = pi / w
-            for (slot, neighbour) in BoundaryRefinement.neighbours.enumerated() {
-                let xx = x + neighbour.dx, yy = y + neighbour.dy
-                guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
-                let q = yy * w + xx
-                let weight = weights[i * 8 + slot]
-                let j = Int(bandIndex[q])
-                if j >= 0, node[j] >= 0 {
-                    let m = Int(node[j])
-                    // Both move: count the pair once, from the lower pixel index; inside one node it never pays.
-                    guard q > pi, m != n else { continue }
-                    let a = source[i] != source[j] ? weight : 0      // both keep their source labels
-                    let b = source[i] != alpha ? weight : 0          // p keeps, q takes α
-                    let c = alpha != source[j] ? weight : 0          // p takes α, q keeps
-                    // d = 0: both take α.
-                    if a == 0, b == c {
-                        let (low, high) = n < m ? (n, Int32(m)) : (m, Int32(n))
-                        var s = low * slots
-                        let end = s + slots
-                        while s < end && pairNeighbour[s] != high && pairNeighbour[s] != -1 { s += 1 }
-                        if s < end {
-                            pairNeighbour[s] = high
-                            pairWeight[s] += b
+        let neighbours = BoundaryRefinement.neighbours
+        var asymmetric: [(n: Int, m: Int, capacity: Float)] = []
+        band.withUnsafeBufferPointer { band in
+        bandIndex.withUnsafeBufferPointer { bandIndex in
+        weights.withUnsafeBufferPointer { weights in
+        unary.withUnsafeBufferPointer { unary in
+        node.withUnsafeBufferPointer { node in
+        source.withUnsafeBufferPointer { source in
+        labels.withUnsafeBufferPointer { labels in
+        sourceCapacity.withUnsafeMutableBufferPointer { sourceCapacity in
+        sinkCapacity.withUnsafeMutableBufferPointer { sinkCapacity in
+        pairNeighbour.withUnsafeMutableBufferPointer { pairNeighbour in
+        pairWeight.withUnsafeMutableBufferPointer { pairWeight in
+            for i in 0..<band.count where node[i] >= 0 {
+                let n = Int(node[i])
+                // On the source side the pixel takes source[i] and pays its unary cost through the sink edge.
+                sinkCapacity[n] += unary[i * k + Int(source[i])]
+                sourceCapacity[n] += unary[i * k + Int(alpha)]
+                let pi = Int(band[i]), x = pi % w, y = pi / w
+                for slot in 0..<8 {
+                    let xx = x + neighbours[slot].dx, yy = y + neighbours[slot].dy
+                    guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
+                    let q = yy * w + xx
+                    let weight = weights[i * 8 + slot]
+                    let j = Int(bandIndex[q])
+                    if j >= 0, node[j] >= 0 {
+                        let m = Int(node[j])
+                        // Both move: count the pair once, from the lower pixel index; inside one node it never pays.
+                        guard q > pi, m != n else { continue }
+                        let a = source[i] != source[j] ? weight : 0      // both keep their source labels
+                        let b = source[i] != alpha ? weight : 0          // p keeps, q takes α
+                        let c = alpha != source[j] ? weight : 0          // p takes α, q keeps
+                        // d = 0: both take α.
+                        if a == 0, b == c {
+                            let (low, high) = n < m ? (n, Int32(m)) : (m, Int32(n))
+                            var s = low * slots
+                            let end = s + slots
+                            while s < end && pairNeighbour[s] != high && pairNeighbour[s] != -1 { s += 1 }
+                            if s < end {
+                                pairNeighbour[s] = high
+                                pairWeight[s] += b
+                            } else {
+                                asymmetric.append((n, m, b)); asymmetric.append((m, n, b))   // (more neighbours)
+                            }
                         } else {
-                            graph.addEdge(n, m, forward: b, backward: b)   // (not reached with ≤ 12 neighbours)
+                            // E = a + (c − a)·x_p − c·x_q + (b + c − a)·(1 − x_p)·x_q, with x = 1 on the sink side.
+                            if c - a >= 0 { sourceCapacity[n] += c - a } else { sinkCapacity[n] += a - c }
+                            sinkCapacity[m] += c
+                            asymmetric.append((n, m, b + c - a))
                         }
                     } else {
-                        // E = a + (c − a)·x_p − c·x_q + (b + c − a)·(1 − x_p)·x_q, with x = 1 on the sink side.
-                        if c - a >= 0 { sourceCapacity[n] += c - a } else { sinkCapacity[n] += a - c }
-                        sinkCapacity[m] += c
-                        graph.addEdge(n, m, forward: b + c - a, backward: 0)
+                        // The neighbour keeps its label in this move: a unary term for p. (A fixed pixel, a band
+                        // pixel already labelled α in an expansion move, or a pixel off the band.)
+                        let fixedLabel = labels[q]
+                        if source[i] != fixedLabel { sinkCapacity[n] += weight }
+                        if alpha != fixedLabel { sourceCapacity[n] += weight }
                     }
-                } else {
-                    // The neighbour keeps its label in this move: a unary term for p.
-                    // (A fixed pixel, a band pixel already labelled α in an expansion move, or a pixel off the band.)
-                    let fixedLabel = labels[q]
-                    if source[i] != fixedLabel { sinkCapacity[n] += weight }
-                    if alpha != fixedLabel { sourceCapacity[n] += weight }
                 }
             }
         }
+        }
+        }
+        }
+        }
+        }
+        }
+        }
+        }
+        }
+        }
+        for edge in asymmetric { graph.addEdge(edge.n, edge.m, forward: edge.capacity, backward: 0) }
         for s in 0..<(nodeCount * slots) where pairNeighbour[s] >= 0 && pairWeight[s] > 0 {
             graph.addEdge(s / slots, Int(pairNeighbour[s]), forward: pairWeight[s], backward: pairWeight[s])
         }

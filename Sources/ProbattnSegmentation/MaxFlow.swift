@@ -11,33 +11,28 @@
 /// bottleneck leaves exactly zero on the saturated arcs: the algorithm detects orphans by a residual reaching zero,
 /// which floating-point sums do not guarantee.
 struct MaxFlowGraph {
-    // Arcs come in sister pairs: arc `a` and `a ^ 1` are the two directions of one edge.
-    private var arcHead: [Int32] = []
-    private var arcNext: [Int32] = []
-    private var arcResidual: [Capacity] = []
+    typealias Capacity = Int32
+    typealias Node = BoykovKolmogorovSolver.Node
+    typealias Arc = BoykovKolmogorovSolver.Arc
 
-    private var firstArc: [Int32] = []
-    /// Terminal capacity: > 0 toward the source, < 0 toward the sink (only the net difference matters).
-    private var terminalResidual: [Capacity] = []
+    // Built directly in the solver's records (no copy before solving). Arcs come in sister pairs: arc `a` and
+    // `a ^ 1` are the two directions of one edge.
+    private var nodes: [Node] = []
+    private var arcs: [Arc] = []
     private var flowValue: Int64 = 0
     /// Capacity units per unit of the callers' weights.
     let resolution: Float
     /// After `maximumFlow()`: the side of every node.
     private var sourceSide: [Bool]? = nil
 
-    typealias Capacity = Int32
-
     init(expectedNodes: Int = 0, expectedEdges: Int = 0, resolution: Float = 4096) {
         self.resolution = resolution
-        firstArc.reserveCapacity(expectedNodes)
-        terminalResidual.reserveCapacity(expectedNodes)
-        arcHead.reserveCapacity(2 * expectedEdges)
-        arcNext.reserveCapacity(2 * expectedEdges)
-        arcResidual.reserveCapacity(2 * expectedEdges)
+        nodes.reserveCapacity(expectedNodes)
+        arcs.reserveCapacity(2 * expectedEdges)
     }
 
     /// The number of nodes added so far.
-    var nodeCount: Int { firstArc.count }
+    var nodeCount: Int { nodes.count }
 
     /// The value of the maximum flow (= the minimum cut's capacity, including the constant part of terminal
     /// weights that both sides paid), valid after `maximumFlow()`.
@@ -46,9 +41,8 @@ struct MaxFlowGraph {
     /// Adds a node and returns its index.
     @discardableResult
     mutating func addNode() -> Int {
-        firstArc.append(BoykovKolmogorovSolver.none)
-        terminalResidual.append(0)
-        return firstArc.count - 1
+        nodes.append(Node(firstArc: BoykovKolmogorovSolver.none, terminalResidual: 0))
+        return nodes.count - 1
     }
 
     /// Adds capacity `source` on the edge source → node and `sink` on node → sink. In energy terms: the node pays
@@ -57,22 +51,23 @@ struct MaxFlowGraph {
         precondition(source >= 0 && sink >= 0, "terminal capacities must be non-negative")
         let s = quantised(source), t = quantised(sink)
         flowValue += Int64(min(s, t))
-        terminalResidual[node] += s - t
+        nodes[node].terminalResidual += s - t
     }
 
     /// Adds an edge with capacity `forward` from `a` to `b` and `backward` from `b` to `a` (both ≥ 0).
     mutating func addEdge(_ a: Int, _ b: Int, forward: Float, backward: Float) {
         precondition(a != b, "an edge needs two distinct nodes")
         precondition(forward >= 0 && backward >= 0, "edge capacities must be non-negative")
-        let ab = Int32(arcHead.count)
-        arcHead.append(Int32(b)); arcNext.append(firstArc[a]); arcResidual.append(quantised(forward))
-        firstArc[a] = ab
-        arcHead.append(Int32(a)); arcNext.append(firstArc[b]); arcResidual.append(quantised(backward))
-        firstArc[b] = ab + 1
+        let ab = Int32(arcs.count)
+        arcs.append(Arc(head: Int32(b), next: nodes[a].firstArc, residual: quantised(forward)))
+        nodes[a].firstArc = ab
+        arcs.append(Arc(head: Int32(a), next: nodes[b].firstArc, residual: quantised(backward)))
+        nodes[b].firstArc = ab + 1
     }
 
     private func quantised(_ capacity: Float) -> Capacity {
-        Capacity(min((capacity * resolution).rounded(), 1e9))
+        // Non-negative, so adding ½ and truncating rounds to nearest.
+        Capacity(min(capacity * resolution + 0.5, 1e9))
     }
 
     /// After `maximumFlow()`: whether `node` lies on the source side of the minimum cut (nodes reachable from the
@@ -85,10 +80,23 @@ struct MaxFlowGraph {
     /// Computes the maximum flow; returns its value. Call once, after building the graph.
     @discardableResult
     mutating func maximumFlow() -> Float {
-        let solver = BoykovKolmogorovSolver(firstArc: firstArc, arcHead: arcHead, arcNext: arcNext,
-                                            arcResidual: arcResidual, terminalResidual: terminalResidual)
-        flowValue += Int64(solver.run())
-        sourceSide = solver.sides()
+        let count = nodes.count
+        var sides: [Bool] = []
+        let pushed = nodes.withUnsafeMutableBufferPointer { nodes -> Int64 in
+            arcs.withUnsafeMutableBufferPointer { arcs -> Int64 in
+                guard let n = nodes.baseAddress, let a = arcs.baseAddress else {
+                    // No edges: each node sides with its larger terminal capacity (ties: the sink).
+                    sides = nodes.map { $0.terminalResidual > 0 }
+                    return 0
+                }
+                let solver = BoykovKolmogorovSolver(nodes: n, nodeCount: count, arcs: a)
+                let pushed = solver.run()
+                sides = solver.sides()
+                return pushed
+            }
+        }
+        flowValue += pushed
+        sourceSide = sides
         return flow
     }
 }
@@ -96,7 +104,7 @@ struct MaxFlowGraph {
 /// The search-tree state of one max-flow computation, in raw buffers of per-node and per-arc records (one cache
 /// line holds everything the inner loops read about a node; no bounds or uniqueness checks: every index they use
 /// comes from the graph's own arcs).
-private final class BoykovKolmogorovSolver {
+final class BoykovKolmogorovSolver {
     typealias Capacity = MaxFlowGraph.Capacity
 
     static let none: Int32 = -1
@@ -125,6 +133,7 @@ private final class BoykovKolmogorovSolver {
     }
 
     let nodeCount: Int
+    /// The graph's own records (owned by `MaxFlowGraph`), updated in place.
     let nodes: UnsafeMutablePointer<Node>
     let arcs: UnsafeMutablePointer<Arc>
     // Unchecked: these are touched in every step of the inner loops, only by this object's own methods, one call at
@@ -134,22 +143,10 @@ private final class BoykovKolmogorovSolver {
     @exclusivity(unchecked) var orphans: [Int32] = []
     @exclusivity(unchecked) var flow: Int64 = 0
 
-    init(firstArc: [Int32], arcHead: [Int32], arcNext: [Int32], arcResidual: [Capacity],
-         terminalResidual: [Capacity]) {
-        nodeCount = firstArc.count
-        nodes = .allocate(capacity: max(1, nodeCount))
-        for i in 0..<nodeCount {
-            (nodes + i).initialize(to: Node(firstArc: firstArc[i], terminalResidual: terminalResidual[i]))
-        }
-        arcs = .allocate(capacity: max(1, arcHead.count))
-        for a in 0..<arcHead.count {
-            (arcs + a).initialize(to: Arc(head: arcHead[a], next: arcNext[a], residual: arcResidual[a]))
-        }
-    }
-
-    deinit {
-        nodes.deallocate()
-        arcs.deallocate()
+    init(nodes: UnsafeMutablePointer<Node>, nodeCount: Int, arcs: UnsafeMutablePointer<Arc>) {
+        self.nodes = nodes
+        self.nodeCount = nodeCount
+        self.arcs = arcs
     }
 
     /// The side of every node after `run()`: source when it is in the source tree.

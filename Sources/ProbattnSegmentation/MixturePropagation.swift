@@ -1,3 +1,4 @@
+import Dispatch
 import ProbattnPluginHost
 
 /// The token-to-unit weights W of an image in compressed sparse rows: for token i, the units
@@ -90,6 +91,9 @@ struct MixturePropagation: ValuePropagation {
     let weights: SparseWeights
     /// The ε of the reference's ML update (a unit no observed token reaches gets the value 0).
     static let epsilon: Float = 1e-20
+    /// From this many tokens on, each pass is split over two threads (the machine this is tuned for has two cores;
+    /// below it the hand-off costs more than it saves).
+    static let parallelTokens = 2000
 
     init?(weights: SparseWeights?, tokens: Int, units: Int) {
         guard let weights, weights.tokens == tokens, weights.units == units else { return nil }
@@ -111,27 +115,41 @@ struct MixturePropagation: ValuePropagation {
         means.withUnsafeMutableBufferPointer { mu in
         output.withUnsafeMutableBufferPointer { out in
             if k == 2 {
-                // The common case (object/background), unrolled: the generic loops below cost twice as much.
-                for i in 0..<h {
-                    let o = i * 3, observed = f[o + 2]
-                    if observed == 0 { continue }
-                    let v0 = f[o], v1 = f[o + 1]
-                    for e in Int(start[i])..<Int(start[i + 1]) {
-                        let w = value[e] * observed, so = Int(column[e]) * 3
-                        s[so] += w * v0; s[so + 1] += w * v1; s[so + 2] += w
+                // The common case (object/background), unrolled: the generic loops below cost twice as much. Large
+                // images split the tokens into two halves done in parallel, each scattering into its own sums
+                // (`parts`, added up after), so the result does not depend on thread timing.
+                let chunks = h >= Self.parallelTokens ? 2 : 1
+                let parts = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks * m * 3)
+                defer { parts.deallocate() }
+                parts.initialize(repeating: 0)
+                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                    let p = parts.baseAddress! + chunk * m * 3
+                    for i in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
+                        let o = i * 3, observed = f[o + 2]
+                        if observed == 0 { continue }
+                        let v0 = f[o], v1 = f[o + 1]
+                        for e in Int(start[i])..<Int(start[i + 1]) {
+                            let w = value[e] * observed, so = Int(column[e]) * 3
+                            p[so] += w * v0; p[so + 1] += w * v1; p[so + 2] += w
+                        }
                     }
+                }
+                for c in 0..<chunks {
+                    for j in 0..<(m * 3) { s[j] += parts[c * m * 3 + j] }
                 }
                 for j in 0..<m {
                     let total = s[j * 3 + 2] + Self.epsilon
                     mu[j * 2] = s[j * 3] / total; mu[j * 2 + 1] = s[j * 3 + 1] / total
                 }
-                for i in 0..<h {
-                    var a: Float = 0, b: Float = 0
-                    for e in Int(start[i])..<Int(start[i + 1]) {
-                        let w = value[e], mo = Int(column[e]) * 2
-                        a += w * mu[mo]; b += w * mu[mo + 1]
+                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                    for i in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
+                        var a: Float = 0, b: Float = 0
+                        for e in Int(start[i])..<Int(start[i + 1]) {
+                            let w = value[e], mo = Int(column[e]) * 2
+                            a += w * mu[mo]; b += w * mu[mo + 1]
+                        }
+                        out[i * 2] = a; out[i * 2 + 1] = b
                     }
-                    out[i * 2] = a; out[i * 2 + 1] = b
                 }
                 return
             }

@@ -5,7 +5,7 @@ import Testing
 
 /// The propagator's fast path: the adapter caches the probabilistic variant's weights W once per image, and every EM
 /// round of a click is then computed through W in-process (`MixturePropagation`) instead of calling the plugin. It
-/// must give what calling the plugin on every round gives.
+/// must give what calling the plugin on every round gives, up to the entries of W it drops.
 @Suite struct CachedWeightsTests {
     let scene = DiscScene(width: 160, height: 120, seed: 11)
 
@@ -54,7 +54,9 @@ import Testing
                                                       clicked: clicked, classCount: k)
             #expect(fast.count == slow.count)
             let largest = zip(fast, slow).map { abs($0 - $1) }.max() ?? 0
-            #expect(largest < 1e-3, "largest posterior difference \(largest) for \(clicks)")
+            // Entries of W below `weightThreshold` (1e-3) are dropped, up to 2 % of a row's mass: over the 20 EM
+            // rounds that moves a posterior by at most about as much.
+            #expect(largest < 0.03, "largest posterior difference \(largest) for \(clicks)")
             // And the masks agree pixel for pixel except, at most, at a handful of exact ties.
             let a = try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
                                              classCount: k).mask.labels
