@@ -51,11 +51,19 @@ public enum PipelineFactory {
 
     /// The default pipeline: grid/superpixel features, probabilistic attention with key adaptation, belief
     /// propagation with the unclicked tokens as missing data.
+    /// The propagator options the default pipeline spells out (they equal the stage's own defaults; written out in
+    /// `Config/probattnd.yaml` too, so the boundary refinement and its two settings are visible where users look).
+    public static let defaultPropagatorOptions: [String: ConfigValue] = [
+        "refinement": .string(BeliefPropagator.Refinement.graphCut.rawValue),
+        "refinement_smoothness": .int(6),
+        "refinement_reach": .int(6),
+    ]
+
     public static var defaultStages: [StageSpec] {
         [
             StageSpec(role: .encoder, type: GridFeatureEncoder.typeName),
             StageSpec(role: .adapter, type: VariantAttentionAdapter.typeName, options: defaultAttentionOptions),
-            StageSpec(role: .propagator, type: BeliefPropagator.typeName),
+            StageSpec(role: .propagator, type: BeliefPropagator.typeName, options: defaultPropagatorOptions),
         ]
     }
 

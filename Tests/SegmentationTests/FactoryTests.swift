@@ -68,6 +68,19 @@ func expectError(_ code: SegmentationError.Code, mentioning words: [String],
         }
     }
 
+    @Test func theBoundaryRefinementIsOnByDefaultWithBilateralUpsamplingOnly() throws {
+        func refinement(_ options: [String: ConfigValue]) throws -> BeliefPropagator.Refinement? {
+            var stages = PipelineFactory.defaultStages
+            stages[2] = StageSpec(role: .propagator, type: "belief_propagation", options: options)
+            return (try PipelineFactory.make(stages: stages, plugins: builtPlugins).propagator as? BeliefPropagator)?
+                .refinement
+        }
+        #expect(try refinement([:]) == .graphCut)
+        // Nearest upsampling has no band to refine: the default follows it instead of making the option an error.
+        #expect(try refinement(["upsampling": .string("nearest")]) == BeliefPropagator.Refinement.none)
+        #expect(try refinement(["refinement": .string("none")]) == BeliefPropagator.Refinement.none)
+    }
+
     @Test func badValuesAreErrors() {
         expectError(.invalidOption, mentioning: ["stride"]) {
             try PipelineFactory.validate(stages: [StageSpec(role: .encoder, type: "grid_features",
