@@ -243,24 +243,28 @@ public struct BeliefPropagator: Propagator {
         var update = [Float](repeating: 0, count: k)
         let omega = Float(relaxation)
         for _ in 0..<rounds {
-            for t in 0..<h {
-                let o = t * (k + 1)
-                let c = Int(clicked[t])
-                if c >= 0 {
-                    for j in 0..<k { fixed[o + j] = j == c ? 1 : 0 }
-                    fixed[o + k] = 1
-                    continue
+            fixed.withUnsafeMutableBufferPointer { fixed in
+            posterior.withUnsafeBufferPointer { posterior in
+                for t in 0..<h {
+                    let o = t * (k + 1)
+                    let c = Int(clicked[t])
+                    if c >= 0 {
+                        for j in 0..<k { fixed[o + j] = j == c ? 1 : 0 }
+                        fixed[o + k] = 1
+                        continue
+                    }
+                    let b: Float = border[t] ? wB : 0
+                    let weight = wU + b
+                    if weight <= 0 {
+                        for j in 0...k { fixed[o + j] = 0 }
+                        continue
+                    }
+                    for j in 0..<k {
+                        fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)) / weight
+                    }
+                    fixed[o + k] = min(1, weight)
                 }
-                let b: Float = border[t] ? wB : 0
-                let weight = wU + b
-                if weight <= 0 {
-                    for j in 0...k { fixed[o + j] = 0 }
-                    continue
-                }
-                for j in 0..<k {
-                    fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)) / weight
-                }
-                fixed[o + k] = min(1, weight)
+            }
             }
             let tokenValues = try propagation.propagate(fixed: fixed, valueChannels: k)
             guard tokenValues.count == h * k else {
@@ -268,22 +272,28 @@ public struct BeliefPropagator: Propagator {
                                             + "\(tokenValues.count) values, expected \(h * k)")
             }
             // E-step result, normalised, then over-relaxed: p ← p + ω (p_new − p), projected back onto the simplex.
-            for t in 0..<h {
-                var sum: Float = 0
-                for j in 0..<k {
-                    let v = tokenValues[t * k + j]
-                    let p = v.isFinite ? max(0, v) : 0
-                    update[j] = p
-                    sum += p
+            tokenValues.withUnsafeBufferPointer { tokenValues in
+            posterior.withUnsafeMutableBufferPointer { posterior in
+            update.withUnsafeMutableBufferPointer { update in
+                for t in 0..<h {
+                    var sum: Float = 0
+                    for j in 0..<k {
+                        let v = tokenValues[t * k + j]
+                        let p = v.isFinite ? max(0, v) : 0
+                        update[j] = p
+                        sum += p
+                    }
+                    var total: Float = 0
+                    for j in 0..<k {
+                        let fresh = sum > 0 ? update[j] / sum : neutral
+                        let relaxed = min(1, max(0, posterior[t * k + j] + omega * (fresh - posterior[t * k + j])))
+                        update[j] = relaxed
+                        total += relaxed
+                    }
+                    for j in 0..<k { posterior[t * k + j] = total > 0 ? update[j] / total : neutral }
                 }
-                var total: Float = 0
-                for j in 0..<k {
-                    let fresh = sum > 0 ? update[j] / sum : neutral
-                    let relaxed = min(1, max(0, posterior[t * k + j] + omega * (fresh - posterior[t * k + j])))
-                    update[j] = relaxed
-                    total += relaxed
-                }
-                for j in 0..<k { posterior[t * k + j] = total > 0 ? update[j] / total : neutral }
+            }
+            }
             }
         }
         return posterior
