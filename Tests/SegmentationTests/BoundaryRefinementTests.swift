@@ -55,6 +55,36 @@ import Testing
         for i in 0..<(w * h) { #expect(labels[i] == ((i % w) < edge ? 0 : 1), "pixel (\(i % w), \(i / w))") }
     }
 
+    @Test func aLargeBandCutOnTwoThreadsEndsOnTheColourEdgeToo() {
+        // The ramp of the first test on an image tall enough for the two-class move to be split in two halves
+        // (every pixel its own node: 20 × 400 = 8000 nodes), with the seam mended: the same cut as on one thread.
+        let w = 40, h = 400, edge = 17
+        let image = stripes(width: w, height: h, edges: [edge])
+        let pixels = band(width: w, height: h, columns: 10...29)
+        var probabilities: [Float] = []
+        for p in pixels {
+            let x = Int(p) % w
+            let p0 = Float(1 - Double(x - 10) / 19 * 0.9 - 0.05)
+            probabilities += [p0, 1 - p0]
+        }
+        let initial = (0..<(w * h)).map { i -> UInt8 in
+            let x = i % w
+            return x < 10 ? 0 : x > 29 ? 1 : (Double(x - 10) / 19 * 0.9 + 0.05 > 0.5 ? 1 : 0)
+        }
+        var split = initial, whole = initial
+        let fixed = [Bool](repeating: false, count: pixels.count)
+        BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: nil, splitNodes: 4000)
+            .refine(labels: &split, image: image, band: pixels, probabilities: probabilities, fixedInBand: fixed,
+                    classCount: 2)
+        BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: nil, splitNodes: .max)
+            .refine(labels: &whole, image: image, band: pixels, probabilities: probabilities, fixedInBand: fixed,
+                    classCount: 2)
+        let differing = zip(split, whole).filter { $0 != $1 }.count
+        #expect(differing == 0)
+        let offEdge = (0..<(w * h)).filter { split[$0] != (($0 % w) < edge ? 0 : 1) }.count
+        #expect(offEdge == 0)
+    }
+
     @Test(arguments: [false, true]) func fixedPixelsKeepTheirLabels(flatBlocks: Bool) {
         // A flat image, a confident class-0 band, and one fixed class-1 pixel in its middle.
         let w = 20, h = 9
