@@ -11,8 +11,10 @@ import ProbattnImaging
 /// click disc) fixed at its label.
 /// `P_p` is the pixel's class distribution from the joint-bilateral mix of its neighbouring tokens, `c` the CIELAB
 /// colour, `p ~ q` the 8-neighbourhood, and the contrast normaliser ⟨·⟩ the mean over the band (GrabCut's choice), so
-/// the cut follows colour edges and does not cross flat regions. Two classes: one exact minimum cut. More classes:
-/// one cycle of α-expansion moves (each an exact minimum cut over "keep or take α").
+/// the cut follows colour edges and does not cross flat regions. Two classes: one minimum cut. More classes: one
+/// cycle of α-expansion moves (each a minimum cut over "keep or take α"). Two approximations make it affordable per
+/// click, each measured not to cost clicks (docs/RESULTS.md): flat blocks of pixels move as one node, and a large
+/// two-class cut is split over two threads with its seam cut again (`splitMove`).
 ///
 /// Called by `BeliefPropagator.propagate` once per click, after the click discs are painted; stateless.
 struct BoundaryRefinement {
@@ -26,7 +28,7 @@ struct BoundaryRefinement {
     /// Square blocks of this many pixels a side, largest first, move as one graph node when they are flat (see
     /// `flatBlockThreshold`); the cut then runs between blocks in flat regions, where no colour edge pins it down
     /// anyway, and between single pixels across edges. Fewer, less tightly coupled nodes make the cut about twice
-    /// as fast (docs/PERFORMANCE.md).
+    /// as fast (docs/RESULTS.md).
     var flatBlockSizes = [4, 2]
     /// A block is flat when every pair of 8-neighbours inside it has a contrast factor exp(−|Δc|²/(2⟨|Δc|²⟩)) of at
     /// least this; nil: every pixel is its own node (the exact minimum of the energy).
@@ -108,12 +110,9 @@ struct BoundaryRefinement {
                 let current = labels
                 let sourceLabel: (Int32) -> UInt8 = { current[Int($0)] }
                 // A pixel already labelled α keeps it in this move.
-                var (node, count) = nodes(sourceLabel, alpha)
-                _ = count
-                for (i, p) in context.band.enumerated() where node[i] >= 0 && current[Int(p)] == alpha { node[i] = -1 }
-                let renumbered = Self.renumber(&node)
-                context.move(labels: &labels, node: node, nodeCount: renumbered, sourceLabel: sourceLabel,
-                             sinkLabel: alpha)
+                let (all, count) = nodes(sourceLabel, alpha)
+                let (node, left) = Self.restrict(all, count: count) { current[Int(context.band[$0])] != alpha }
+                context.move(labels: &labels, node: node, nodeCount: left, sourceLabel: sourceLabel, sinkLabel: alpha)
             }
         }
     }
@@ -148,7 +147,7 @@ struct BoundaryRefinement {
             let p = Int(band[i])
             labels[p] = results[row(i) < middle ? 0 : 1][p]
         }
-        let seam = Self.restrict(node, count: nodeCount) { abs(row($0) - middle) <= seamRows && row($0) < middle + seamRows }
+        let seam = Self.restrict(node, count: nodeCount) { row($0) >= middle - seamRows && row($0) < middle + seamRows }
         context.move(labels: &labels, node: seam.node, nodeCount: seam.count, sourceLabel: sourceLabel, sinkLabel: 1)
     }
 
@@ -163,16 +162,6 @@ struct BoundaryRefinement {
             restricted[i] = map[n]
         }
         return (restricted, Int(next))
-    }
-
-    /// Renumbers the non-negative entries of `node` densely (0, 1, …, in order of first appearance); returns how
-    /// many distinct nodes are left.
-    private static func renumber(_ node: inout [Int32]) -> Int {
-        var map: [Int32: Int32] = [:]
-        for i in node.indices where node[i] >= 0 {
-            if let n = map[node[i]] { node[i] = n } else { let n = Int32(map.count); map[node[i]] = n; node[i] = n }
-        }
-        return map.count
     }
 
     /// The positions in `band` of its pixels within `reach` 8-connected steps of a label change (a pixel with a
