@@ -19,7 +19,7 @@ import ProbattnPluginHost
 ///    (weights from the pixel's distance to each token's centre and its CIELAB distance to the token's colour).
 /// 4. A disc of `click_disc_radius` pixels around every click is forced to the click's class (latest click wins),
 ///    so a clicked pixel always has its clicked class.
-/// 5. With `refinement: graph_cut` (the default with bilateral upsampling; `none` is about twice as fast per click
+/// 5. With `refinement: graph_cut` (the default with bilateral upsampling; `none` is about 2.5 times as fast per click
 ///    and needs a third more clicks), the pixels of step 3's band within `refinement_reach` pixels of a label change
 ///    are relabelled together by a minimum cut that trades each pixel's class probability from step 3 against a
 ///    contrast-sensitive smoothness term (`BoundaryRefinement`), so the mask follows the colour edges inside
