@@ -442,14 +442,7 @@ public struct BeliefPropagator: Propagator {
     // MARK: - Step 4: clicked pixels keep their class
 
     func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
-        let r = Int(clickDiscRadius.rounded(.down))
-        for click in clicks {
-            for y in max(0, click.y - r)...min(h - 1, click.y + r) {
-                for x in max(0, click.x - r)...min(w - 1, click.x + r) where discContains(click, x: x, y: y) {
-                    labels[y * w + x] = UInt8(click.classIndex)
-                }
-            }
-        }
+        forEachClickDiscPixel(width: w, height: h, clicks: clicks) { labels[$0] = UInt8($1.classIndex) }
         // The clicked pixels themselves last, so that a later click's disc never takes a clicked pixel away.
         for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
     }
@@ -457,15 +450,21 @@ public struct BeliefPropagator: Propagator {
     /// For every pixel of `pixels`, whether `forceClickDiscs` paints it (such pixels stay fixed in step 5).
     func inClickDiscs(_ pixels: [Int32], width w: Int, height h: Int, clicks: [Click]) -> [Bool] {
         var disc = [Bool](repeating: false, count: w * h)
+        forEachClickDiscPixel(width: w, height: h, clicks: clicks) { i, _ in disc[i] = true }
+        return pixels.map { disc[Int($0)] }
+    }
+
+    /// Calls `body` with the index of every pixel in the disc of `click_disc_radius` around each click (in click
+    /// order) and that click.
+    private func forEachClickDiscPixel(width w: Int, height h: Int, clicks: [Click], _ body: (Int, Click) -> Void) {
         let r = Int(clickDiscRadius.rounded(.down))
         for click in clicks {
             for y in max(0, click.y - r)...min(h - 1, click.y + r) {
                 for x in max(0, click.x - r)...min(w - 1, click.x + r) where discContains(click, x: x, y: y) {
-                    disc[y * w + x] = true
+                    body(y * w + x, click)
                 }
             }
         }
-        return pixels.map { disc[Int($0)] }
     }
 
     /// Whether pixel (x, y) lies in the disc of `click_disc_radius` around `click`.

@@ -58,7 +58,7 @@ struct BoundaryRefinement {
         let contrast = contrastScale(image: image, band: wideBand, bandIndex: bandIndex, lab: wideLab)
         // The band from here on: the pixels within reach, with their fixedness, colours and unary costs.
         let band = near.map { wideBand[$0] }
-        let fixedInBand = near.map { wideFixed[$0] }
+        let free = near.map { !wideFixed[$0] }
         let floor = max(probabilityFloor, Float.leastNormalMagnitude)
         var lab = [Float](repeating: 0, count: near.count * 3)
         var unary = [Float](repeating: 0, count: near.count * k)
@@ -80,7 +80,6 @@ struct BoundaryRefinement {
 
         let context = MoveContext(width: w, height: h, band: band, bandIndex: bandIndex, weights: weights,
                                   unary: unary, classCount: k)
-        let free = fixedInBand.map { !$0 }
         let sizes = flatBlockThreshold == nil ? [] : flatBlockSizes
         let threshold = flatBlockThreshold ?? 0, lambda = smoothness
         runMoves(context, labels: &labels) { sourceOf, _ in
@@ -215,31 +214,39 @@ struct BoundaryRefinement {
         return lab
     }
 
+    /// |c_p − c_q|² in CIELAB between band pixel `i` (colours in `lab`) and pixel `q`, whose colour comes from `lab`
+    /// when `bandIndex` puts it in the band and from the quantised table otherwise.
+    @inline(__always)
+    private static func squaredDistance(_ i: Int, _ q: Int, image: RGBImage, bandIndex: [Int32], lab: [Float],
+                                        table: [Float]) -> Float {
+        let j = Int(bandIndex[q])
+        let l2, a2, b2: Float
+        if j >= 0 {
+            (l2, a2, b2) = (lab[3 * j], lab[3 * j + 1], lab[3 * j + 2])
+        } else {
+            let t = QuantisedLab.index(image.pixels[3 * q], image.pixels[3 * q + 1], image.pixels[3 * q + 2])
+            (l2, a2, b2) = (table[t], table[t + 1], table[t + 2])
+        }
+        let dl = lab[3 * i] - l2, da = lab[3 * i + 1] - a2, db = lab[3 * i + 2] - b2
+        return dl * dl + da * da + db * db
+    }
+
     /// 1 / (2 ⟨|c_p − c_q|²⟩), the mean over `band`'s right and down neighbour pairs (GrabCut's contrast
     /// normaliser); 0 for a band without contrast. `bandIndex` maps pixels to positions in `band`, whose colours
     /// `lab` holds; a neighbour off the band is looked up.
     private func contrastScale(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float]) -> Float {
         let w = image.width, h = image.height
         let table = QuantisedLab.table
-        @inline(__always) func colour(_ q: Int) -> (Float, Float, Float) {
-            let j = Int(bandIndex[q])
-            if j >= 0 { return (lab[3 * j], lab[3 * j + 1], lab[3 * j + 2]) }
-            let t = QuantisedLab.index(image.pixels[3 * q], image.pixels[3 * q + 1], image.pixels[3 * q + 2])
-            return (table[t], table[t + 1], table[t + 2])
-        }
         var sum: Double = 0
         var count = 0
         for (i, p) in band.enumerated() {
             let pi = Int(p), x = pi % w, y = pi / w
-            let l = lab[3 * i], a = lab[3 * i + 1], b = lab[3 * i + 2]
             if x + 1 < w {
-                let (l2, a2, b2) = colour(pi + 1)
-                sum += Double((l - l2) * (l - l2) + (a - a2) * (a - a2) + (b - b2) * (b - b2))
+                sum += Double(Self.squaredDistance(i, pi + 1, image: image, bandIndex: bandIndex, lab: lab, table: table))
                 count += 1
             }
             if y + 1 < h {
-                let (l2, a2, b2) = colour(pi + w)
-                sum += Double((l - l2) * (l - l2) + (a - a2) * (a - a2) + (b - b2) * (b - b2))
+                sum += Double(Self.squaredDistance(i, pi + w, image: image, bandIndex: bandIndex, lab: lab, table: table))
                 count += 1
             }
         }
@@ -259,7 +266,6 @@ struct BoundaryRefinement {
         weights.withUnsafeMutableBufferPointer { weights in
             for (i, p) in band.enumerated() {
                 let pi = Int(p), x = pi % w, y = pi / w
-                let l = lab[3 * i], a = lab[3 * i + 1], b = lab[3 * i + 2]
                 for (slot, neighbour) in Self.neighbours.enumerated() {
                     let xx = x + neighbour.dx, yy = y + neighbour.dy
                     guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
@@ -268,15 +274,7 @@ struct BoundaryRefinement {
                     // Slot 7 − s is the opposite direction of slot s: a pair inside the band is computed from its
                     // earlier pixel (forward slots 4–7) and mirrored.
                     if j >= 0, slot < 4 { continue }
-                    let l2, a2, b2: Float
-                    if j >= 0 {
-                        (l2, a2, b2) = (lab[3 * j], lab[3 * j + 1], lab[3 * j + 2])
-                    } else {
-                        let t = QuantisedLab.index(image.pixels[3 * q], image.pixels[3 * q + 1],
-                                                   image.pixels[3 * q + 2])
-                        (l2, a2, b2) = (table[t], table[t + 1], table[t + 2])
-                    }
-                    let squared = (l - l2) * (l - l2) + (a - a2) * (a - a2) + (b - b2) * (b - b2)
+                    let squared = Self.squaredDistance(i, q, image: image, bandIndex: bandIndex, lab: lab, table: table)
                     let weight = smoothness * neighbour.inverseDistance
                         * NegativeExponential.value(contrast * squared, table: exponential)
                     weights[i * 8 + slot] = weight
@@ -365,8 +363,9 @@ private struct MoveContext {
         var sourceCapacity = [Float](repeating: 0, count: nodeCount)
         var sinkCapacity = [Float](repeating: 0, count: nodeCount)
         // Symmetric pair terms between two nodes are summed per node pair before they become an edge (a block
-        // touches each neighbouring block through up to four pixel pairs). A node has at most 12 neighbours (the ring
-        // of 12 pixels around a block, each its own node), so 12 (neighbour, weight) slots per node.
+        // touches each neighbouring block through up to four pixel pairs), in 12 (neighbour, weight) slots per node:
+        // enough for a pixel or a 2 × 2 block (at most 12 neighbouring nodes); a 4 × 4 block ringed by single pixels
+        // (up to 20) puts the pairs beyond them straight into the graph as separate edges.
         let slots = 12
         var pairNeighbour = [Int32](repeating: -1, count: nodeCount * slots)
         var pairWeight = [Float](repeating: 0, count: nodeCount * slots)
@@ -412,7 +411,7 @@ private struct MoveContext {
                                 pairNeighbour[s] = high
                                 pairWeight[s] += b
                             } else {
-                                asymmetric.append((n, m, b)); asymmetric.append((m, n, b))   // (more neighbours)
+                                asymmetric.append((n, m, b)); asymmetric.append((m, n, b))   // slots full
                             }
                         } else {
                             // E = a + (c − a)·x_p − c·x_q + (b + c − a)·(1 − x_p)·x_q, with x = 1 on the sink side.

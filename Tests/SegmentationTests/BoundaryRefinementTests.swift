@@ -30,23 +30,25 @@ import Testing
         return band
     }
 
-    @Test(arguments: [false, true]) func aSoftRampEndsOnTheColourEdge(flatBlocks: Bool) {
-        // Colour edge at x = 17 (odd: inside a 2 × 2 block's columns); the class probabilities fall linearly across the band, crossing 0.5 at x ≈ 19.5,
-        // so the argmax alone puts the boundary 2–3 pixels inside the second colour.
-        let w = 40, h = 12, edge = 17
-        let image = stripes(width: w, height: h, edges: [edge])
+    /// A colour edge at x = 17 (odd: inside a 2 × 2 block's columns), the band x = 10…29 and class probabilities
+    /// falling linearly across it, crossing 0.5 at x ≈ 19.5; the starting labels are their argmax, 2–3 pixels inside
+    /// the second colour.
+    func ramp(height h: Int) -> (image: RGBImage, pixels: [Int32], probabilities: [Float], labels: [UInt8]) {
+        let w = Self.rampWidth
         let pixels = band(width: w, height: h, columns: 10...29)
-        var labels = [UInt8](repeating: 0, count: w * h)
-        var probabilities: [Float] = []
-        for p in pixels {
-            let x = Int(p) % w
-            let p0 = Float(1 - Double(x - 10) / 19 * 0.9 - 0.05)
-            probabilities += [p0, 1 - p0]
-        }
-        for i in 0..<(w * h) {
+        func p0(_ x: Int) -> Double { 1 - Double(x - 10) / 19 * 0.9 - 0.05 }
+        let probabilities = pixels.flatMap { p -> [Float] in let p = Float(p0(Int(p) % w)); return [p, 1 - p] }
+        let labels = (0..<(w * h)).map { i -> UInt8 in
             let x = i % w
-            labels[i] = x < 10 ? 0 : x > 29 ? 1 : (Double(x - 10) / 19 * 0.9 + 0.05 > 0.5 ? 1 : 0)
+            return x < 10 ? 0 : x > 29 ? 1 : (p0(x) < 0.5 ? 1 : 0)
         }
+        return (stripes(width: w, height: h, edges: [Self.rampEdge]), pixels, probabilities, labels)
+    }
+    static let rampWidth = 40, rampEdge = 17
+
+    @Test(arguments: [false, true]) func aSoftRampEndsOnTheColourEdge(flatBlocks: Bool) {
+        let w = Self.rampWidth, h = 12, edge = Self.rampEdge
+        var (image, pixels, probabilities, labels) = ramp(height: h)
         let before = (0..<(w * h)).filter { labels[$0] != (($0 % w) < edge ? 0 : 1) }.count
         #expect(before >= 2 * h, "the argmax should start off the edge")
         BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: flatBlocks ? 0.5 : nil)
@@ -56,21 +58,10 @@ import Testing
     }
 
     @Test func aLargeBandCutOnTwoThreadsEndsOnTheColourEdgeToo() {
-        // The ramp of the first test on an image tall enough for the two-class move to be split in two halves
-        // (every pixel its own node: 20 × 400 = 8000 nodes), with the seam mended: the same cut as on one thread.
-        let w = 40, h = 400, edge = 17
-        let image = stripes(width: w, height: h, edges: [edge])
-        let pixels = band(width: w, height: h, columns: 10...29)
-        var probabilities: [Float] = []
-        for p in pixels {
-            let x = Int(p) % w
-            let p0 = Float(1 - Double(x - 10) / 19 * 0.9 - 0.05)
-            probabilities += [p0, 1 - p0]
-        }
-        let initial = (0..<(w * h)).map { i -> UInt8 in
-            let x = i % w
-            return x < 10 ? 0 : x > 29 ? 1 : (Double(x - 10) / 19 * 0.9 + 0.05 > 0.5 ? 1 : 0)
-        }
+        // The ramp on an image tall enough for the two-class move to be split in two halves (every pixel its own
+        // node: 20 × 400 = 8000 nodes), with the seam mended: the same cut as on one thread.
+        let w = Self.rampWidth, h = 400, edge = Self.rampEdge
+        let (image, pixels, probabilities, initial) = ramp(height: h)
         var split = initial, whole = initial
         let fixed = [Bool](repeating: false, count: pixels.count)
         BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: nil, splitNodes: 4000)
