@@ -9,18 +9,30 @@
 //   CProbattnKernels                 vectorised inner loops of the blocked attention kernel (C, per-ISA clones)
 //   ProbattnCore        -> CBLAS, CProbattnKernels   tensors, BLAS products, softmax, the probabilistic attention
 //                                    operator: plain and blocked implementations (no I/O)
-//   ProbattnJSON                      the package's one JSON value type (manifests, reports, the wire protocol)
+//   ProbattnJSON                      the package's one JSON value type, its parser and serialiser
 //   ProbattnReferenceCases -> Core, JSON   reads probattn-case-v1 reference cases (manifest.json + .f32 files)
 //   ProbattnKernelBench -> Core       `probattn bench kernel`: timing, FLOP count, same-shape sgemm rate, peak RSS
 //   ProbattnPluginKit   -> Core, C ABI  helpers for plugins written in Swift (options, exports, dense kernels)
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
-//   ProbattnSegmentation -> Core, PluginHost, Imaging, JSON   encoder / adapter / propagator stages, click simulator,
-//                                    eval (re-exports JSON)
+//   ProbattnSegmentation -> Core, PluginHost, Imaging   encoder / adapter / propagator stages and the pipeline
+//   ProbattnSession     -> Segmentation, Imaging   the session core, without I/O: sessions, conflict policy,
+//                                    commands -> results, the persistence protocol (+ an in-memory store), prepared
+//                                    cache, per-image scheduler and dispatcher; every front door runs it
+//   ProbattnEvaluation  -> Session, Segmentation, JSON   click simulator, metrics, GrabCut/Berkeley readers, the
+//                                    evaluation runner (drives the session core), reports and plots
+//   ProbattnWire        -> Session, JSON   protocol version 1: request decoding, reply and update JSON
+//   ProbattnStore       -> Session, GRDB   the SQLite persistence
+//   ProbattnConfig      -> Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
-//   ProbattnDaemon      -> Segmentation, ZMQ, GRDB, Yams, Logging, ServiceLifecycle   config, protocol, store, sessions
-//   probattn, probattnd               the two executables
+//   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests)
+//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, ServiceLifecycle   the ZeroMQ transport, runtime,
+//                                    reload, systemd notifications
+//   ProbattnTesting     -> Session, Segmentation   an in-process harness (session core + pipeline + in-memory
+//                                    store) for the project's tests and for plugin and stage authors
+//   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
+//   probattn, probattnd               the two executables (probattn links no GRDB)
 //
 // Attention plugins live in Plugins/<Name> as ordinary targets with an explicit `path:` (they are *runtime*
 // plugins loaded with dlopen, not SwiftPM package plugins), each built as its own dynamic library product.
@@ -82,31 +94,54 @@ let package = Package(
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
         .target(name: "ProbattnSegmentation",
-                dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging", "ProbattnJSON"],
+                dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnSession",
+                dependencies: ["ProbattnSegmentation", "ProbattnImaging",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnEvaluation",
+                dependencies: ["ProbattnSession", "ProbattnSegmentation", "ProbattnImaging", "ProbattnJSON"],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnWire", dependencies: ["ProbattnSession", "ProbattnImaging", "ProbattnJSON"],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnStore",
+                dependencies: ["ProbattnSession", "ProbattnJSON", .product(name: "GRDB", package: "GRDB.swift")],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnConfig",
+                dependencies: ["ProbattnSegmentation", "ProbattnSession", "ProbattnPluginHost",
+                               .product(name: "Yams", package: "Yams"),
+                               .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnClient", dependencies: ["ProbattnZMQ", "ProbattnJSON", "ProbattnSession"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
-                    "ProbattnSegmentation", "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "CBLAS",
-                    .product(name: "GRDB", package: "GRDB.swift"),
-                    .product(name: "Yams", package: "Yams"),
+                    "ProbattnSession", "ProbattnWire", "ProbattnStore", "ProbattnConfig", "ProbattnSegmentation",
+                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "CBLAS",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                     .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 ],
                 swiftSettings: swiftSettings),
+        .target(name: "ProbattnTesting",
+                dependencies: ["ProbattnSession", "ProbattnSegmentation", "ProbattnPluginHost", "ProbattnImaging"],
+                swiftSettings: swiftSettings),
+        .target(name: "ProbattnCommandLine",
+                dependencies: ["ProbattnPluginHost", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",
                           dependencies: [
                               "ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench", "ProbattnPluginHost",
-                              "ProbattnImaging",
-                              "ProbattnSegmentation",
-                              "ProbattnZMQ", "ProbattnDaemon",
+                              "ProbattnImaging", "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnSession",
+                              "ProbattnConfig", "ProbattnClient", "ProbattnZMQ", "ProbattnJSON",
+                              "ProbattnCommandLine",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                           ],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "probattnd",
                           dependencies: [
-                              "ProbattnDaemon", "ProbattnPluginHost",
+                              "ProbattnDaemon", "ProbattnConfig", "ProbattnPluginHost", "ProbattnCommandLine",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                               .product(name: "Logging", package: "swift-log"),
                           ],
@@ -115,9 +150,16 @@ let package = Package(
         .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
-        .testTarget(name: "SegmentationTests", dependencies: ["ProbattnSegmentation", "ProbattnImaging", "ProbattnPluginHost"]),
+        .testTarget(name: "SegmentationTests",
+                    dependencies: ["ProbattnSegmentation", "ProbattnEvaluation", "ProbattnImaging", "ProbattnPluginHost",
+                                   "ProbattnJSON"]),
+        .testTarget(name: "SessionTests",
+                    dependencies: ["ProbattnSession", "ProbattnTesting", "ProbattnWire", "ProbattnStore",
+                                   "ProbattnSegmentation", "ProbattnImaging", "ProbattnJSON", "ProbattnEvaluation"]),
         .testTarget(name: "DaemonTests",
-                    dependencies: ["ProbattnDaemon", "ProbattnZMQ", "ProbattnImaging", "ProbattnSegmentation",
+                    dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
+                                   "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
+                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON",
                                    .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]

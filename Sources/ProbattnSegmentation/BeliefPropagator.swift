@@ -5,7 +5,9 @@ import ProbattnPluginHost
 /// The propagator stage (`type: belief_propagation`): turns the clicks of an image into a full-resolution mask.
 ///
 /// 1. Every click fixes the value of the tokens whose footprint comes within `click_radius` pixels of it (always
-///    including the token under the click) to the one-hot of its class, with indicator 1; a later click wins.
+///    including the token under the click) to the one-hot of its class, with indicator 1. A token reached by clicks of
+///    several classes is split below the token instead: its fixed value is the share of its footprint (near the
+///    clicks) that lies nearest to each class's clicks, so no click is overwritten.
 /// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
 ///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
 ///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image
@@ -17,8 +19,9 @@ import ProbattnPluginHost
 /// 3. Token class distributions become a pixel mask: pixels inside a token whose grid neighbours all agree take that
 ///    class; the others are classified by a joint-bilateral average of the neighbouring tokens' distributions
 ///    (weights from the pixel's distance to each token's centre and its CIELAB distance to the token's colour).
-/// 4. A disc of `click_disc_radius` pixels around every click is forced to the click's class (latest click wins),
-///    so a clicked pixel always has its clicked class.
+/// 4. A disc of `click_disc_radius` pixels around every click is forced to the class of the nearest click (of two
+///    equally near, the later in the list), and every clicked pixel to its own click's class, so every clicked pixel
+///    keeps its class.
 /// 5. With `refinement: graph_cut` (the default with bilateral upsampling; `none` is about 2.5 times as fast per click
 ///    and needs a third more clicks), the pixels of step 3's band within `refinement_reach` pixels of a label change
 ///    are relabelled together by a minimum cut that trades each pixel's class probability from step 3 against a
@@ -26,7 +29,8 @@ import ProbattnPluginHost
 ///    tokens; step 4's discs stay fixed.
 ///
 /// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
-/// clicks of the image; stateless and thread-safe.
+/// clicks in force, in ascending priority (the session core resolves clicks on the same pixel before, and orders the
+/// list by its conflict policy); stateless and thread-safe.
 public struct BeliefPropagator: Propagator {
     /// The stage type name in the config.
     public static let typeName = "belief_propagation"
@@ -154,7 +158,7 @@ public struct BeliefPropagator: Propagator {
 
         let k = classCount
         var probabilities: [Float]
-        let clicked = clickedTokens(encoded: encoded, clicks: clicks)
+        let clicked = clickedTokens(encoded: encoded, clicks: clicks, classCount: k)
         if clicks.isEmpty || k == 1 || emIterations == 0 {
             // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
             // neutral distribution, whose ties go to the last class (background).
@@ -162,8 +166,8 @@ public struct BeliefPropagator: Propagator {
         } else {
             probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k)
         }
-        for t in 0..<tokens where clicked[t] >= 0 {
-            for c in 0..<k { probabilities[t * k + c] = c == Int(clicked[t]) ? 1 : 0 }
+        for t in 0..<tokens where clicked.classOf[t] != ClickedTokens.none {
+            for c in 0..<k { probabilities[t * k + c] = clicked.value(t, c, classCount: k) }
         }
 
         let refining = refinement == .graphCut
@@ -184,24 +188,85 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 1: clicks → fixed tokens
 
-    /// For every token, the class fixed by the clicks (-1 when none): the tokens whose footprint has a pixel within
-    /// `clickRadius` of a click, plus the token under the click; later clicks overwrite earlier ones.
-    func clickedTokens(encoded: EncodedImage, clicks: [Click]) -> [Int32] {
+    /// The tokens the clicks fix: `classOf[t]` is the class of token `t` when every click reaching it has that class,
+    /// `none` when no click reaches it, `mixed` when clicks of several classes do (its value is then `shares[t]`).
+    struct ClickedTokens {
+        static let none: Int32 = -1
+        static let mixed: Int32 = -2
+        var classOf: [Int32]
+        /// For mixed tokens: the class distribution (K values) they are fixed to.
+        var shares: [Int32: [Float]] = [:]
+
+        /// The fixed value of class `c` for a token that is fixed (single-class or mixed).
+        func value(_ t: Int, _ c: Int, classCount k: Int) -> Float {
+            let fixed = classOf[t]
+            if fixed == Self.mixed { return shares[Int32(t)]?[c] ?? 1 / Float(k) }
+            return c == Int(fixed) ? 1 : 0
+        }
+    }
+
+    /// The tokens whose footprint has a pixel within `clickRadius` of a click, plus the token under every click, with
+    /// the class they are fixed to. A token reached by clicks of different classes is split: each of its pixels near
+    /// those clicks goes to the class of the nearest of them (ties: the later click), and the token's value is the
+    /// share of each class.
+    func clickedTokens(encoded: EncodedImage, clicks: [Click], classCount k: Int) -> ClickedTokens {
         let w = encoded.image.width, h = encoded.image.height
-        var fixed = [Int32](repeating: -1, count: encoded.tokenCount)
+        var classOf = [Int32](repeating: ClickedTokens.none, count: encoded.tokenCount)
+        var reaching: [Int32: [Int]] = [:]   // mixed tokens → indices of the clicks reaching them
         let r = Int(clickRadius.rounded(.down)), r2 = clickRadius * clickRadius
-        for click in clicks {
+        for (index, click) in clicks.enumerated() {
+            var reached: Set<Int32> = [encoded.tokenOfPixel[click.y * w + click.x]]
             for y in max(0, click.y - r)...min(h - 1, click.y + r) {
                 for x in max(0, click.x - r)...min(w - 1, click.x + r) {
                     let dx = Double(x - click.x), dy = Double(y - click.y)
-                    if dx * dx + dy * dy <= r2 {
-                        fixed[Int(encoded.tokenOfPixel[y * w + x])] = Int32(click.classIndex)
-                    }
+                    if dx * dx + dy * dy <= r2 { reached.insert(encoded.tokenOfPixel[y * w + x]) }
                 }
             }
-            fixed[Int(encoded.tokenOfPixel[click.y * w + click.x])] = Int32(click.classIndex)
+            let c = Int32(click.classIndex)
+            for t in reached {
+                let current = classOf[Int(t)]
+                if current == ClickedTokens.none {
+                    classOf[Int(t)] = c
+                    reaching[t, default: []].append(index)
+                } else {
+                    if current != c { classOf[Int(t)] = ClickedTokens.mixed }
+                    reaching[t, default: []].append(index)
+                }
+            }
         }
-        return fixed
+        var result = ClickedTokens(classOf: classOf)
+        let stride = max(1, Int((Double(w * h) / Double(max(1, encoded.tokenCount))).squareRoot().rounded(.up)))
+        for (t, indices) in reaching where classOf[Int(t)] == ClickedTokens.mixed {
+            result.shares[t] = splitShares(token: t, clicks: indices.map { clicks[$0] }, encoded: encoded,
+                                           reach: 2 * stride + r, classCount: k)
+        }
+        return result
+    }
+
+    /// The class shares of a token reached by clicks of several classes: its pixels within `reach` of any of those
+    /// clicks, each given to the nearest click (ties: the later one).
+    private func splitShares(token: Int32, clicks: [Click], encoded: EncodedImage, reach: Int, classCount k: Int)
+        -> [Float] {
+        let w = encoded.image.width, h = encoded.image.height
+        var counts = [Float](repeating: 0, count: k)
+        let x0 = max(0, clicks.map(\.x).min()! - reach), x1 = min(w - 1, clicks.map(\.x).max()! + reach)
+        let y0 = max(0, clicks.map(\.y).min()! - reach), y1 = min(h - 1, clicks.map(\.y).max()! + reach)
+        for y in y0...y1 {
+            for x in x0...x1 where encoded.tokenOfPixel[y * w + x] == token {
+                var best = 0, bestDistance = Int.max
+                for (i, click) in clicks.enumerated() {
+                    let d = (x - click.x) * (x - click.x) + (y - click.y) * (y - click.y)
+                    if d <= bestDistance { best = i; bestDistance = d }
+                }
+                counts[clicks[best].classIndex] += 1
+            }
+        }
+        let total = counts.reduce(0, +)
+        if total == 0 {
+            for click in clicks { counts[click.classIndex] += 1 }
+            return counts.map { $0 / Float(clicks.count) }
+        }
+        return counts.map { $0 / total }
     }
 
     /// Tokens whose footprint touches the image border.
@@ -221,8 +286,8 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 2: value belief propagation with the unclicked tokens as missing data
 
-    func propagateValues(encoded: EncodedImage, adapted: AdaptedImage, clicked: [Int32], classCount k: Int) throws
-        -> [Float] {
+    func propagateValues(encoded: EncodedImage, adapted: AdaptedImage, clicked: ClickedTokens, classCount k: Int)
+        throws -> [Float] {
         let h = encoded.tokenCount, m = adapted.unitCount
         let neutral = 1 / Float(k)
         var posterior = [Float](repeating: neutral, count: h * k)
@@ -247,9 +312,8 @@ public struct BeliefPropagator: Propagator {
             posterior.withUnsafeBufferPointer { posterior in
                 for t in 0..<h {
                     let o = t * (k + 1)
-                    let c = Int(clicked[t])
-                    if c >= 0 {
-                        for j in 0..<k { fixed[o + j] = j == c ? 1 : 0 }
+                    if clicked.classOf[t] != ClickedTokens.none {
+                        for j in 0..<k { fixed[o + j] = clicked.value(t, j, classCount: k) }
                         fixed[o + k] = 1
                         continue
                     }
@@ -442,8 +506,15 @@ public struct BeliefPropagator: Propagator {
     // MARK: - Step 4: clicked pixels keep their class
 
     func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
-        forEachClickDiscPixel(width: w, height: h, clicks: clicks) { labels[$0] = UInt8($1.classIndex) }
-        // The clicked pixels themselves last, so that a later click's disc never takes a clicked pixel away.
+        // Each disc pixel takes the class of the nearest click whose disc holds it (of equals, the later one).
+        var nearest: [Int: (distance: Double, classIndex: Int)] = [:]
+        forEachClickDiscPixel(width: w, height: h, clicks: clicks) { i, click in
+            let dx = Double(i % w - click.x), dy = Double(i / w - click.y), d = dx * dx + dy * dy
+            if let current = nearest[i], current.distance < d { return }
+            nearest[i] = (d, click.classIndex)
+        }
+        for (i, winner) in nearest { labels[i] = UInt8(winner.classIndex) }
+        // The clicked pixels themselves last (distance 0: a clicked pixel is its own click's, whatever its order).
         for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
     }
 

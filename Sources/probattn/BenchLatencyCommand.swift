@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ProbattnDaemon
+import ProbattnClient
+import ProbattnSession
+import ProbattnJSON
 import ProbattnImaging
 
 /// `probattn bench latency`: per-request latency of a running daemon under a closed-loop team of annotators

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ProbattnDaemon
+import ProbattnConfig
+import ProbattnEvaluation
+import ProbattnJSON
 import ProbattnImaging
 import ProbattnPluginHost
 import ProbattnSegmentation

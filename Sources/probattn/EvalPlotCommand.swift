@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// `probattn eval-plot REPORT... [--out FILE]`: draws the mIoU-vs-clicks curves of several `probattn eval` reports on
 /// one SVG plot, one line each, for comparisons (ablations, attention variants, datasets).

@@ -1,5 +1,6 @@
 import Foundation
-import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// Progress of `probattn eval` on standard error: a bar redrawn in place on a terminal, one plain line per instance
 /// otherwise (logs, CI). Thread-safe: workers report as they finish.

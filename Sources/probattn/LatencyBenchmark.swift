@@ -1,6 +1,8 @@
 import Foundation
 import ProbattnCore
-import ProbattnDaemon
+import ProbattnClient
+import ProbattnSession
+import ProbattnJSON
 import ProbattnImaging
 import ProbattnSegmentation
 import ProbattnZMQ

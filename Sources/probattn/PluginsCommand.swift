@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProbattnCommandLine
 import ProbattnPluginHost
 
 /// `probattn plugins [--plugin-dir DIR]`: loads the attention plugins of a folder and prints every variant (name,
@@ -9,11 +10,9 @@ import ProbattnPluginHost
 struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plugins",
-        abstract: "List the attention variants the plugin folder provides, and the plugin files that failed to load.")
+        abstract: PluginListingCommand.abstract)
 
-    @Option(name: .customLong("plugin-dir"),
-            help: "The plugin folder (default: $PROBATTN_PLUGIN_DIR, else the executable's folder when it holds libprobattn-*.so, else /usr/lib/probattn/plugins).")
-    var pluginDirectory: String?
+    @OptionGroup var folder: PluginFolderOption
 
     @Flag(help: "Time every variant on random inputs after the listing.")
     var benchmark = false
@@ -37,8 +36,7 @@ struct PluginsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let registry = PluginRegistry.load(directory: pluginDirectory ?? PluginRegistry.defaultDirectory())
-        print(registry.listing(), terminator: "")
+        let registry = PluginListingCommand.printListing(folder)
         guard benchmark else { return }
         let input = benchmarkInput()
         print("\nBenchmark: \(input.tokens) tokens (\(grid)x\(grid) grid) = units, C=\(channels), Cv=\(valueChannels), "

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ProbattnDaemon
+import ProbattnClient
+import ProbattnSession
+import ProbattnJSON
 
 /// `probattn segment IMAGE --click X,Y,CLASS …`: segments an image through a running daemon. Opens the image, sends
 /// each click as one feedback (like an annotator would), writes the final mask as a PNG of the image's size (first

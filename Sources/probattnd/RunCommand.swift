@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ProbattnConfig
 import ProbattnDaemon
 
 /// `probattnd run --config FILE`: runs the daemon in the foreground until SIGTERM (or SIGINT): binds the request and

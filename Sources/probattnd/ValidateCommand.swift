@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProbattnConfig
 import ProbattnDaemon
 import ProbattnPluginHost
 

@@ -1,6 +1,13 @@
 import Foundation
 import ProbattnDaemon
 import Testing
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 
 /// CI's short mode of `probattn bench latency` (issue 6): starts the real `probattnd` on ipc:// endpoints in a
 /// temporary folder, runs the benchmark binary against it with 1 image and 2 clicks, and checks the JSON report.

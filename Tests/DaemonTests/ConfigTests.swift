@@ -3,6 +3,13 @@ import Logging
 import ProbattnSegmentation
 import Testing
 import ProbattnDaemon
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 
 /// The repository root, found from this file's path (Tests/DaemonTests/ConfigTests.swift).
 private let repositoryRoot = URL(fileURLWithPath: #filePath)

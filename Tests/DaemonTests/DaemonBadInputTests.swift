@@ -2,6 +2,13 @@ import Foundation
 import ProbattnDaemon
 import ProbattnImaging
 import Testing
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 
 /// Bad input, one case each: the daemon answers with the documented error code and keeps serving (the next request
 /// gets a normal answer).

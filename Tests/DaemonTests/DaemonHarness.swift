@@ -5,6 +5,13 @@ import ProbattnZMQ
 import Testing
 #if canImport(Glibc)
 import Glibc
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 #endif
 
 /// Starts the real `probattnd` binary (from the build products folder, next to the test bundle) with a temporary

@@ -3,6 +3,13 @@ import ProbattnDaemon
 import Testing
 #if canImport(Glibc)
 import Glibc
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 #endif
 
 /// Signals, systemd notifications and the documented Python example, against the real binary.

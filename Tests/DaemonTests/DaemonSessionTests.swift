@@ -6,6 +6,13 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 import ProbattnSegmentation
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 #endif
 
 /// End-to-end sessions against the real `probattnd` binary over ZeroMQ.
@@ -42,7 +49,8 @@ struct DaemonSessionTests {
 
         let undone = try client.undo("img", annotator: "alice").checked()
         #expect(undone.version == 3)
-        #expect(undone["undone"] == ["x": 10, "y": 10, "class": "background"])
+        #expect(undone["undone"] == ["id": .int(second["click_ids"]?.arrayValue?.first?.intValue ?? -1), "x": 10,
+                                     "y": 10, "class": "background", "annotator": "alice"])
         #expect(undone["clicks"]?.intValue == 1)
 
         let current = try client.getMask("img", format: .both).checked()
@@ -197,7 +205,7 @@ struct DaemonSessionTests {
             #expect(after["annotator"] == before["annotator"])
         }
         // Every acknowledged click is in the log, in order, with the undo recorded.
-        let log = try SessionStore(path: restarted.storePath).clickLog(imageID: "survivor")
+        let log = try SQLiteSessionStore(path: restarted.storePath).clickLog(imageID: "survivor")
         #expect(Array(log.prefix(4)).map { [$0.click.x, $0.click.y] } == clicks.map { [$0.x, $0.y] })
         #expect(Array(log.prefix(4)).map(\.undone) == [false, false, false, true])
         #expect(Array(log.prefix(4)).map(\.click.annotator) == ["alice", "bob", "alice", "bob"])
@@ -259,7 +267,7 @@ struct DaemonPathStoreTests {
         daemon.signal(SIGKILL)
         _ = try daemon.waitForExit()
 
-        let stored = try SessionStore(path: daemon.storePath).openSessions()
+        let stored = try SQLiteSessionStore(path: daemon.storePath).openSessions()
         #expect(stored.count == 1)
         #expect(stored.first?.session.bytes == nil, "no image bytes in the store")
         #expect(stored.first?.session.sourcePath == imagePath)

@@ -4,6 +4,13 @@ import Glibc
 import Foundation
 import Testing
 @testable import ProbattnDaemon
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 
 /// A datagram socket bound like systemd's notification socket, in a fresh temporary folder or in the abstract
 /// namespace; receives what `SystemdNotifier` sends.

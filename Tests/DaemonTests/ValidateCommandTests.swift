@@ -2,6 +2,13 @@ import Foundation
 import ProbattnDaemon
 import ProbattnPluginHost
 import Testing
+import ProbattnConfig
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
+import ProbattnClient
+import ProbattnJSON
+import ProbattnEvaluation
 
 /// `probattnd validate` end to end (the built binary) and `DaemonConfig.validate(plugins:)` against the plugins of
 /// the build.

@@ -2,6 +2,8 @@ import Foundation
 import ProbattnImaging
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The pixel-level refinement on hand-made bands whose answer is known: a soft class ramp across a sharp colour
 /// edge must end exactly on the edge, fixed pixels keep their labels, isolated outliers in a flat region go, and

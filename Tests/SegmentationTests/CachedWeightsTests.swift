@@ -2,6 +2,8 @@ import ProbattnImaging
 import ProbattnPluginHost
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The propagator's fast path: the adapter caches the probabilistic variant's weights W once per image, and every EM
 /// round of a click is then computed through W in-process (`MixturePropagation`) instead of calling the plugin. It
@@ -47,7 +49,7 @@ import Testing
         ]
         for clicks in clickSets {
             let k = max(2, (clicks.map(\.classIndex).max() ?? 0) + 1)
-            let clicked = propagator.clickedTokens(encoded: prepared.encoded, clicks: clicks)
+            let clicked = propagator.clickedTokens(encoded: prepared.encoded, clicks: clicks, classCount: k)
             let fast = try propagator.propagateValues(encoded: prepared.encoded, adapted: prepared.adapted,
                                                       clicked: clicked, classCount: k)
             let slow = try propagator.propagateValues(encoded: prepared.encoded, adapted: uncached,

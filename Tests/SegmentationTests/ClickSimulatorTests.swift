@@ -1,6 +1,8 @@
 import ProbattnImaging
 @testable import ProbattnSegmentation
 import Testing
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// Builds a ground truth from rows of characters: '#' object, '.' background, '?' ignore.
 func truth(_ rows: [String]) -> GroundTruthMask {

@@ -1,6 +1,8 @@
 import ProbattnImaging
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 @Suite struct EncoderTests {
     @Test func gridCellsWithoutSuperpixelsAreExactFootprints() throws {

@@ -2,6 +2,8 @@ import Foundation
 import ProbattnImaging
 @testable import ProbattnSegmentation
 import Testing
+@testable import ProbattnEvaluation
+import ProbattnJSON
 
 /// Stages for driving the evaluation loop without the real encoder: the "encoder" keeps the image, the propagator
 /// is a rule given by the test.

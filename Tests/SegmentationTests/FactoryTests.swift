@@ -2,6 +2,8 @@ import ProbattnImaging
 import ProbattnPluginHost
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The plugins built with the package (found beside the test executable, as `PluginRegistry.defaultDirectory()`
 /// does for every product of the build).

@@ -1,5 +1,7 @@
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The minimum cut against brute force over every labelling of small random graphs, and on hand-checkable ones.
 @Suite struct MaxFlowTests {

@@ -1,6 +1,8 @@
 import ProbattnImaging
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The default pipeline (real plugins from the build) driven by the standard click simulator.
 @Suite struct PipelineTests {

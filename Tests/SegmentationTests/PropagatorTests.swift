@@ -1,6 +1,8 @@
 import ProbattnImaging
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The propagator with the test's own reference attention (no plugin needed).
 @Suite struct PropagatorTests {
@@ -51,7 +53,8 @@ import Testing
             let x = Int(rng.next() % 96), y = Int(rng.next() % 72), c = Int(rng.next() % 3)
             clicks.append(Click(x: x, y: y, classIndex: c))
             let mask = try p.segment(prepared, clicks: clicks, classCount: 3).mask
-            // Latest click wins where clicks coincide.
+            // Where clicks coincide, the later one wins (the session core resolves such clicks before; the
+            // propagator's rule is "of equals, the later").
             var expected: [Int: Int] = [:]
             for click in clicks { expected[click.y * 96 + click.x] = click.classIndex }
             for (pixel, cls) in expected { #expect(Int(mask.labels[pixel]) == cls) }
@@ -63,15 +66,37 @@ import Testing
         let propagator = BeliefPropagator(attention: ReferenceAttention(), clickRadius: 5)
         // The 5 px disc around (12, 12) spans x, y in 7...17: it reaches the cell (1, 1) holding the click and its
         // four edge neighbours, but no diagonal cell (the nearest diagonal pixels, e.g. (16, 16), are 5.66 px away).
-        let fixed = propagator.clickedTokens(encoded: encoded, clicks: [Click(x: 12, y: 12, classIndex: 1)])
+        let fixed = propagator.clickedTokens(encoded: encoded, clicks: [Click(x: 12, y: 12, classIndex: 1)],
+                                             classCount: 2).classOf
         let cols = 12
         let marked = Set(fixed.indices.filter { fixed[$0] == 1 })
         #expect(marked == [1 * cols + 1, 1 * cols + 0, 0 * cols + 1, 1 * cols + 2, 2 * cols + 1])
         #expect(fixed.filter { $0 >= 0 }.count == 5)
-        // A later click of another class on the same token wins.
+        // A later click of another class on the same token does not overwrite the first: the token is split between
+        // them by which of its pixels lie nearer to which click. (10, 10) and (12, 12) share the cell x, y in 8..<16;
+        // the perpendicular bisector x + y = 22 gives (10, 10) the pixels with x + y < 22 (ties: the later click).
         let both = propagator.clickedTokens(encoded: encoded, clicks: [Click(x: 12, y: 12, classIndex: 1),
-                                                                     Click(x: 10, y: 10, classIndex: 0)])
-        #expect(both[1 * cols + 1] == 0)
+                                                                     Click(x: 10, y: 10, classIndex: 0)],
+                                            classCount: 2)
+        let cell = 1 * cols + 1
+        #expect(both.classOf[cell] == BeliefPropagator.ClickedTokens.mixed)
+        var nearer = 0
+        for y in 8..<16 { for x in 8..<16 where x + y <= 22 { nearer += 1 } }
+        #expect(abs(both.value(cell, 0, classCount: 2) - Float(nearer) / 64) < 1e-6)
+        #expect(abs(both.value(cell, 0, classCount: 2) + both.value(cell, 1, classCount: 2) - 1) < 1e-6)
+    }
+
+    @Test func clicksOfTwoClassesInOneTokenBothKeepTheirPixels() throws {
+        let p = pipeline(keyIterations: 0)
+        let prepared = try p.prepare(scene.image)
+        // Two clicks 3 px apart in one 8 px cell, of different classes, in both orders.
+        for clicks in [[Click(x: 12, y: 12, classIndex: 0), Click(x: 14, y: 13, classIndex: 1)],
+                       [Click(x: 14, y: 13, classIndex: 1), Click(x: 12, y: 12, classIndex: 0)]] {
+            let mask = try p.segment(prepared, clicks: clicks, classCount: 2).mask
+            for click in clicks { #expect(Int(mask.labels[click.y * 96 + click.x]) == click.classIndex) }
+            // Disc pixels go to the nearer click: (11, 12) is nearer to (12, 12), (15, 13) to (14, 13).
+            #expect(mask.labels[12 * 96 + 11] == 0 && mask.labels[13 * 96 + 15] == 1)
+        }
     }
 
     @Test func badClicksAreErrors() throws {

@@ -1,5 +1,7 @@
 import Testing
 @testable import ProbattnSegmentation
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// The adapter's distance embedding for dot-product attention variants (`VariantAttentionAdapter.QueryEmbedding`).
 @Suite struct QueryEmbeddingTests {

@@ -80,4 +80,6 @@ struct ReferenceAttention: TokenAttention {
 }
 
 import Foundation
+import ProbattnEvaluation
+import ProbattnJSON
 private func _exp(_ x: Double) -> Double { Foundation.exp(x) }

@@ -1,4 +1,6 @@
 import ProbattnImaging
+import ProbattnEvaluation
+import ProbattnJSON
 
 /// A small deterministic generator (SplitMix64) so that synthetic test images are the same on every run.
 struct SplitMix64 {

@@ -1,4 +1,5 @@
 import Foundation
+import ProbattnSession
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,10 +1,14 @@
 import Foundation
 import Logging
+import ProbattnConfig
+import ProbattnSession
+import ProbattnWire
 import ProbattnZMQ
 
-/// The thread that owns the daemon's ZeroMQ sockets (the ROUTER for requests and the PUB for updates): it receives
-/// requests, parses them, hands per-image work to the engine, and sends what workers post to the outbox. ZeroMQ
-/// sockets are not thread-safe, so nothing else touches them; workers wake this loop through the outbox's eventfd.
+/// The ZeroMQ transport: the thread that owns the daemon's ZeroMQ sockets (the ROUTER for requests and the PUB for
+/// updates). It receives requests, decodes them (`RequestParser`), hands them to the session dispatcher, and sends
+/// what the dispatcher's completions and update listener post to the outbox, encoded by `WireEncoding`. ZeroMQ
+/// sockets are not thread-safe, so nothing else touches them; workers wake this loop through the outbox's pipe.
 ///
 /// Shutdown: `beginDraining()` makes new requests get `shutting_down`; the loop ends once every accepted request has
 /// been answered (`pending == 0` and the outbox is empty).
@@ -13,7 +17,7 @@ final class SocketLoop: @unchecked Sendable {
 
     private let context: ZMQContext
     private let endpoints: Endpoints
-    private let engine: SessionEngine
+    private let requests: DaemonRequests
     private let scheduler: WorkScheduler
     private let outbox: Outbox
     private let notifier: SystemdNotifier
@@ -27,12 +31,12 @@ final class SocketLoop: @unchecked Sendable {
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    init(endpoints: Endpoints, limits: DaemonConfig.Limits, engine: SessionEngine, scheduler: WorkScheduler,
-         outbox: Outbox, notifier: SystemdNotifier, watchdog: Bool, logger: Logger) throws {
+    init(endpoints: Endpoints, limits: DaemonConfig.Limits, requests: DaemonRequests, outbox: Outbox,
+         notifier: SystemdNotifier, watchdog: Bool, logger: Logger) throws {
         context = try ZMQContext()
         self.endpoints = endpoints
-        self.engine = engine
-        self.scheduler = scheduler
+        self.requests = requests
+        scheduler = requests.dispatcher.scheduler
         self.outbox = outbox
         self.notifier = notifier
         watchdogEnabled = watchdog
@@ -169,22 +173,26 @@ final class SocketLoop: @unchecked Sendable {
             envelope.append([])
             body.removeFirst()
         }
+        let received = DispatchTime.now().uptimeNanoseconds
         let (parser, isDraining) = stateLock.withLock { (self.parser, draining) }
-        let reply: [[UInt8]]?
         switch parser.parse(body) {
         case .failure(let failure):
             logger.notice("Request refused: \(failure.error.message)",
                           metadata: ["request": "\(failure.echo.requestID ?? "-")", "code": "\(failure.error.code.rawValue)"])
-            reply = SessionEngine.reply(echo: failure.echo, .failure(failure.error))
+            send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(failure.echo, .failure(failure.error)))],
+                 router: router, publisher: nil)
         case .success(let request):
             if isDraining {
-                reply = SessionEngine.reply(request, .failure(ProtocolError(
-                    .shuttingDown, "the daemon is shutting down and accepts no new requests")))
-            } else {
-                reply = engine.dispatch(request, envelope: envelope)
+                send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(RequestEcho(request), .failure(
+                    ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests"))))],
+                     router: router, publisher: nil)
+                return
             }
+            let outbox = self.outbox, replyEnvelope = envelope
+            requests.submit(request, received: received, frames: { frames in
+                outbox.post([.reply(envelope: replyEnvelope, frames: frames)])
+            })
         }
-        if let reply { send([.reply(envelope: envelope, frames: reply)], router: router, publisher: nil) }
     }
 
     private func send(_ messages: [Outgoing], router: ZMQSocket, publisher: ZMQSocket?) {

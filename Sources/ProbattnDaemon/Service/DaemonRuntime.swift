@@ -1,20 +1,25 @@
 import CBLAS
 import Foundation
 import Logging
+import ProbattnConfig
 import ProbattnPluginHost
 import ProbattnSegmentation
+import ProbattnSession
+import ProbattnStore
+import ProbattnWire
 
 /// Everything the running daemon holds, built from a validated config: plugins, pipeline, store, cache, worker pool,
-/// engine and the socket thread. `start` builds and binds (what must succeed before `READY=1`); `reload` applies a new
+/// the session core with its dispatcher, and the ZeroMQ transport's socket thread. `start` builds and binds (what must succeed before `READY=1`); `reload` applies a new
 /// config file; `stop` drains and flushes.
 public final class DaemonRuntime: @unchecked Sendable {
     public let configPath: String
     private let lock = NSLock()
     private var config: DaemonConfig
     private let plugins: PluginRegistry
-    private let store: SessionStore
+    private let store: SQLiteSessionStore
     private let scheduler: WorkScheduler
-    private let engine: SessionEngine
+    private let core: SessionCore
+    private let dispatcher: SessionDispatcher
     private let sockets: SocketLoop
     private let notifier: SystemdNotifier
     private let logger: Logger
@@ -41,23 +46,29 @@ public final class DaemonRuntime: @unchecked Sendable {
         openblas_set_num_threads(Int32(max(1, cores / workers)))
 
         let storePath = config.store.resolvedPath()
-        store = try SessionStore(path: storePath)
+        store = try SQLiteSessionStore(path: storePath)
         let cache = PreparedCache(budgetBytes: config.limits.cacheMemoryBytes)
         scheduler = WorkScheduler(workers: workers, perKeyLimit: config.limits.queueDepthPerImage,
                                   totalLimit: config.limits.maxPendingRequests)
+        core = SessionCore(settings: Self.sessionSettings(config, pipeline: pipeline), persistence: store, cache: cache,
+                           logger: logger)
+        try core.resume()
+        dispatcher = SessionDispatcher(core: core, scheduler: scheduler, logger: logger)
         let outbox = try Outbox()
-        engine = SessionEngine(
-            settings: LiveSettings(limits: config.limits, conflictPolicy: config.sessions.conflictPolicy,
-                                   imageBytes: config.store.imageBytes, pipeline: pipeline),
-            store: store, cache: cache, scheduler: scheduler, outbox: outbox, plugins: plugins, logger: logger)
-        try engine.resume()
+        dispatcher.addListener { update in outbox.post([.publish(frames: WireEncoding.updateFrames(update))]) }
         sockets = try SocketLoop(
             endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
-            limits: config.limits, engine: engine, scheduler: scheduler, outbox: outbox, notifier: notifier,
-            watchdog: config.notify.watchdog, logger: logger)
+            limits: config.limits, requests: DaemonRequests(dispatcher: dispatcher, plugins: plugins),
+            outbox: outbox, notifier: notifier, watchdog: config.notify.watchdog, logger: logger)
         try sockets.start()
         logger.info("Daemon ready", metadata: ["store": "\(storePath)", "workers": "\(workers)",
                                                "pipeline": "\(config.pipeline.map(\.type).joined(separator: ">"))"])
+    }
+
+    /// The session core's settings from a config.
+    static func sessionSettings(_ config: DaemonConfig, pipeline: SegmentationPipeline) -> SessionSettings {
+        SessionSettings(maxImagePixels: config.limits.maxImagePixels, conflictPolicy: config.sessions.conflictPolicy,
+                        storesImagePaths: config.store.imageBytes == .path, pipeline: pipeline)
     }
 
     /// Sends `READY=1` and lets the request loop start its watchdog pings.
@@ -79,7 +90,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             try new.validate(plugins: plugins)
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
-                ? engine.currentSettings.pipeline
+                ? core.currentSettings.pipeline
                 : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
@@ -95,8 +106,11 @@ public final class DaemonRuntime: @unchecked Sendable {
             applied.limits = new.limits
             applied.sessions = new.sessions
             applied.pipeline = new.pipeline
-            engine.apply(LiveSettings(limits: applied.limits, conflictPolicy: applied.sessions.conflictPolicy,
-                                      imageBytes: current.store.imageBytes, pipeline: pipeline))
+            var live = applied
+            live.store = current.store
+            core.apply(Self.sessionSettings(live, pipeline: pipeline))
+            core.cache.setBudget(applied.limits.cacheMemoryBytes)
+            scheduler.setLimits(perKey: applied.limits.queueDepthPerImage, total: applied.limits.maxPendingRequests)
             sockets.setLimits(applied.limits)
             lock.withLock { config = applied }
             logger.notice("Configuration reloaded", metadata: ["config": "\(configPath)"])

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ProbattnConfig
 import ServiceLifecycle
 import UnixSignals
 

@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnZMQ
-import ProbattnSegmentation
+import ProbattnJSON
+import ProbattnSession
 
 /// Why a client call failed on the client side (the daemon's own error replies are `ProbattnReply`s with `ok ==
 /// false`, not thrown).

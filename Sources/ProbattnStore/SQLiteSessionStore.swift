@@ -1,48 +1,12 @@
 import Foundation
 import GRDB
-import ProbattnSegmentation
-
-/// A mask version as the store keeps it: the first class's COCO RLE (always) and, for sessions with more than two
-/// classes, one RLE per class.
-public struct StoredMask: Sendable, Equatable {
-    public var version: Int
-    public var annotator: String?
-    public var cause: String
-    public var requestID: String?
-    public var rleCounts: String
-    public var classMasks: [String: String]?
-    public var propagateMilliseconds: Double
-    public var totalMilliseconds: Double
-}
-
-/// One image session as the store keeps it.
-public struct StoredSession: Sendable {
-    public var storeID: Int64
-    public var imageID: String
-    public var width: Int
-    public var height: Int
-    public var contentHash: String
-    public var classes: [String]
-    public var bytes: [UInt8]?
-    public var sourcePath: String?
-    public var publishPNG: Bool
-    public var openedBy: String?
-}
-
-/// One click of the append-only log.
-public struct StoredClick: Sendable, Equatable {
-    public var id: Int64
-    public var annotator: String
-    public var x: Int
-    public var y: Int
-    public var classIndex: Int
-    public var time: Double
-}
+import ProbattnJSON
+import ProbattnSession
 
 /// The SQLite store (GRDB, WAL mode, `synchronous=FULL`): images, the append-only click log, and every mask version.
 /// Every method commits one transaction before it returns, so a reply sent after it never acknowledges work that a
 /// crash could lose. Thread-safe: called from the worker threads concurrently (GRDB serialises the writes).
-public final class SessionStore: @unchecked Sendable {
+public final class SQLiteSessionStore: SessionPersistence, @unchecked Sendable {
     private let pool: DatabasePool
     public let path: String
 
@@ -140,7 +104,7 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     /// Appends clicks to the log and records the mask they produced, in one transaction; returns the clicks' ids.
-    public func append(clicks: [(annotator: String, x: Int, y: Int, classIndex: Int, className: String)],
+    public func append(clicks: [NewClick],
                        requestID: String, session: Int64, mask: StoredMask) throws -> [StoredClick] {
         try pool.write { db in
             let time = Self.now
@@ -175,7 +139,7 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     /// Every open session with its active clicks (log order) and its latest mask: what a restart resumes.
-    public func openSessions() throws -> [(session: StoredSession, clicks: [StoredClick], mask: StoredMask?)] {
+    public func openSessions() throws -> [ResumableSession] {
         try pool.read { db in
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM images WHERE closed_at IS NULL ORDER BY session")
             return try rows.map { row in
@@ -206,7 +170,7 @@ public final class SessionStore: @unchecked Sendable {
                                       classMasks: classMasks, propagateMilliseconds: m["propagate_ms"],
                                       totalMilliseconds: m["total_ms"])
                 }
-                return (session, clicks, mask)
+                return ResumableSession(session: session, clicks: clicks, mask: mask)
             }
         }
     }

@@ -1,6 +1,6 @@
 /// SHA-256 (FIPS 180-4), for the content hash of opened images. A plain implementation because Foundation on Linux
 /// has no digest API and the project adds no crypto package for one hash.
-enum SHA256 {
+public enum SHA256 {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -13,7 +13,7 @@ enum SHA256 {
     ]
 
     /// The digest as 64 lower-case hex digits.
-    static func hex(_ message: [UInt8]) -> String {
+    public static func hex(_ message: [UInt8]) -> String {
         digest(message).map { byte in
             let s = String(byte, radix: 16)
             return s.count == 1 ? "0" + s : s

@@ -1,5 +1,7 @@
 import Foundation
 import ProbattnImaging
+import ProbattnJSON
+import ProbattnSegmentation
 
 /// The files of `probattn eval --report DIR`:
 /// - `summary.json`: `EvaluationSummary`;

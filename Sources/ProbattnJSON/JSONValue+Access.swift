@@ -1,5 +1,5 @@
 import Foundation
-import ProbattnSegmentation
+
 
 /// The wire protocol's JSON is `ProbattnJSON.JSONValue` (one JSON type for the whole package), extended here
 /// with parsing, compact sorted-key serialisation, typed accessors and literals. Decoding keeps booleans, integers and

@@ -1,5 +1,7 @@
 import Foundation
 import ProbattnImaging
+import ProbattnJSON
+import ProbattnSegmentation
 
 /// The click-based benchmarks `probattn eval` knows (layout as in the f-BRS/RITM evaluation zips; see
 /// `../shared/datasets/README.md`).

@@ -1,4 +1,7 @@
 import Foundation
+import ProbattnImaging
+import ProbattnJSON
+import ProbattnSegmentation
 
 /// A small SVG line plot: one or more series of y values against x = 1, 2, 3, ... (clicks), on a fixed y range, with
 /// axes, grid, ticks and a legend. Used for `miou.svg` in eval reports and by `probattn eval-plot`.

@@ -1,5 +1,3 @@
-import ProbattnSegmentation
-
 /// The stable error codes of the wire protocol (docs/PROTOCOL.md §1.4).
 public enum ErrorCode: String, Sendable, CaseIterable {
     case badHeader = "bad_header"
@@ -32,6 +30,4 @@ public struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String { "\(code.rawValue): \(message)" }
 
-    /// The `error` object of a failure reply.
-    public var json: JSONValue { ["code": .string(code.rawValue), "message": .string(message)] }
 }

@@ -1,17 +1,13 @@
 import ProbattnImaging
 import ProbattnSegmentation
 
-/// How masks are written on the wire and in the store (docs/PROTOCOL.md §3).
-enum MaskCodec {
+/// How masks are written on the wire and in the store (docs/PROTOCOL.md §3), without the wire's framing.
+public enum MaskCodec {
     /// COCO RLE of the first class.
-    static func rle(_ mask: LabelMask) -> COCORLE { COCORLE(mask: mask, objectClass: 0) }
-
-    static func json(_ rle: COCORLE) -> JSONValue {
-        ["size": .array(rle.size.map(JSONValue.int)), "counts": .string(rle.counts)]
-    }
+    public static func rle(_ mask: LabelMask) -> COCORLE { COCORLE(mask: mask, objectClass: 0) }
 
     /// `{class: RLE}` for sessions with more than two classes, nil otherwise.
-    static func classMasks(_ mask: LabelMask, classes: [String]) -> [String: COCORLE]? {
+    public static func classMasks(_ mask: LabelMask, classes: [String]) -> [String: COCORLE]? {
         guard classes.count > 2 else { return nil }
         var out: [String: COCORLE] = [:]
         for (index, name) in classes.enumerated() { out[name] = COCORLE(mask: mask, objectClass: UInt8(index)) }
@@ -19,12 +15,12 @@ enum MaskCodec {
     }
 
     /// The PNG of the protocol: first class = 255 for two classes, class index as grey value otherwise.
-    static func png(_ mask: LabelMask, classCount: Int) throws -> [UInt8] {
+    public static func png(_ mask: LabelMask, classCount: Int) throws -> [UInt8] {
         classCount > 2 ? try ImageEncoding.png(labels: mask) : try ImageEncoding.png(mask: mask, objectClass: 0)
     }
 
     /// Rebuilds a class map from a stored mask version.
-    static func labels(from stored: StoredMask, width: Int, height: Int, classes: [String]) throws -> LabelMask {
+    public static func labels(from stored: StoredMask, width: Int, height: Int, classes: [String]) throws -> LabelMask {
         if let perClass = stored.classMasks, classes.count > 2 {
             var labels = [UInt8](repeating: 0, count: width * height)
             for (index, name) in classes.enumerated() {
@@ -39,13 +35,13 @@ enum MaskCodec {
     }
 }
 
-/// A mask with its wire encodings, computed once per version and shared by the store, the reply and the update.
-struct EncodedMask {
-    let mask: LabelMask
-    let rle: COCORLE
-    let classMasks: [String: COCORLE]?
+/// A mask with its encodings, computed once per version and shared by the store, the reply and the update.
+public struct EncodedMask: Sendable {
+    public let mask: LabelMask
+    public let rle: COCORLE
+    public let classMasks: [String: COCORLE]?
 
-    init(_ mask: LabelMask, classes: [String]) {
+    public init(_ mask: LabelMask, classes: [String]) {
         self.mask = mask
         rle = MaskCodec.rle(mask)
         classMasks = MaskCodec.classMasks(mask, classes: classes)

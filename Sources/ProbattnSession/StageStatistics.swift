@@ -1,5 +1,4 @@
 import Foundation
-import ProbattnSegmentation
 
 /// Recent latencies per stage (the last 1024 samples each), for the `health` reply. Thread-safe.
 public final class StageStatistics: @unchecked Sendable {
@@ -27,21 +26,29 @@ public final class StageStatistics: @unchecked Sendable {
         samples[stage] = ring
     }
 
-    /// `{stage: {count, p50_ms, p90_ms, p99_ms, max_ms}}` (nearest-rank percentiles over the window).
-    public func summary() -> JSONValue {
+    /// For every stage of `stages`, the sample count and nearest-rank percentiles over the window.
+    public func summary() -> [String: LatencySummary] {
         lock.lock(); defer { lock.unlock() }
-        var out: [String: JSONValue] = [:]
+        var out: [String: LatencySummary] = [:]
         for stage in Self.stages {
             let sorted = samples[stage, default: []].sorted()
-            func percentile(_ p: Double) -> JSONValue {
-                guard !sorted.isEmpty else { return .null }
+            func percentile(_ p: Double) -> Double? {
+                guard !sorted.isEmpty else { return nil }
                 let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
-                return .ms(sorted[min(max(rank, 0), sorted.count - 1)])
+                return sorted[min(max(rank, 0), sorted.count - 1)]
             }
-            out[stage] = ["count": .int(counts[stage, default: 0]), "p50_ms": percentile(0.5),
-                          "p90_ms": percentile(0.9), "p99_ms": percentile(0.99),
-                          "max_ms": sorted.last.map(JSONValue.ms) ?? .null]
+            out[stage] = LatencySummary(count: counts[stage, default: 0], p50: percentile(0.5), p90: percentile(0.9),
+                                        p99: percentile(0.99), max: sorted.last)
         }
-        return .object(out)
+        return out
     }
+}
+
+/// Recent latencies of one stage, in seconds (nil when there is no sample yet).
+public struct LatencySummary: Sendable, Equatable {
+    public var count: Int
+    public var p50: Double?
+    public var p90: Double?
+    public var p99: Double?
+    public var max: Double?
 }

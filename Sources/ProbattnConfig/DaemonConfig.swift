@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ProbattnSegmentation
+import ProbattnSession
 
 /// The daemon's configuration, as written in `Config/probattnd.yaml` (YAML keys are lower_snake_case; every key is
 /// optional and has the default shown on its field).
@@ -67,13 +68,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public init() {}
     }
 
-    /// Which click wins when two annotators give one token different classes.
-    public enum ConflictPolicy: String, Sendable, Equatable, CaseIterable {
-        /// The most recent click decides.
-        case latestWins = "latest_wins"
-        /// The earliest click that is still in force decides.
-        case firstWins = "first_wins"
-    }
+    /// Which click wins conflicts between annotators (the session core's `ConflictPolicy`).
+    public typealias ConflictPolicy = ProbattnSession.ConflictPolicy
 
     /// Multi-annotator sessions.
     public struct Sessions: Sendable, Equatable {

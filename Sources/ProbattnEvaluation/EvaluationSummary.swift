@@ -1,4 +1,7 @@
 import Foundation
+import ProbattnImaging
+import ProbattnJSON
+import ProbattnSegmentation
 
 /// The dataset-level figures of an evaluation: what `probattn eval` prints and writes as `summary.json`.
 /// The first nine keys are the interface of issue 5 (`dataset`, `images`, `noc85`, `noc90`, `fail90`, `miou_at`,
@@ -23,7 +26,9 @@ public struct EvaluationSummary: Sendable, Equatable, Codable {
     public var split: String
     public var maxClicks: Int
     public var fail85: Int
-    /// Fraction of all clicks after which the clicked pixel had the clicked class.
+    /// Over every (click step, click in force at that step) pair: the fraction whose pixel had the click's class in
+    /// the mask of that step (clicks listed as `overridden` are not in force and not counted). Falls back to the
+    /// newest click of each step for results that list no active clicks.
     public var clickedClassKept: Double
     /// The largest drop of the mean IoU from one click to the next (0 when the curve never decreases).
     public var maxMiouDrop: Double
@@ -65,8 +70,13 @@ public struct EvaluationSummary: Sendable, Equatable, Codable {
         secondsPerClick = clickTimes.reduce(0, +) / Double(max(clickTimes.count, 1))
         secondsPerImageOpen = results.map(\.secondsOpen).reduce(0, +) / n
         secondsPerImageDecode = results.map(\.secondsDecode).reduce(0, +) / n
-        let kept = results.flatMap(\.clickedClassKept)
-        clickedClassKept = kept.isEmpty ? 1 : Double(kept.filter { $0 }.count) / Double(kept.count)
+        let checked = results.flatMap(\.activeClicksChecked).reduce(0, +)
+        if checked > 0 {
+            clickedClassKept = Double(results.flatMap(\.activeClicksKept).reduce(0, +)) / Double(checked)
+        } else {
+            let kept = results.flatMap(\.clickedClassKept)
+            clickedClassKept = kept.isEmpty ? 1 : Double(kept.filter { $0 }.count) / Double(kept.count)
+        }
         var drop = 0.0
         for k in miouAt.indices.dropFirst() { drop = max(drop, miouAt[k - 1] - miouAt[k]) }
         maxMiouDrop = drop
@@ -86,7 +96,7 @@ public struct EvaluationSummary: Sendable, Equatable, Codable {
         lines.append(ks.map { "mIoU@\($0) \(f(miou(after: $0) ?? 0, 3))" }.joined(separator: "   "))
         lines.append("seconds per click \(String(format: "%.4f", secondsPerClick))   seconds per image open "
                      + "\(String(format: "%.3f", secondsPerImageOpen))   total \(f(secondsTotal, 1)) s")
-        lines.append("clicked pixel kept its class after \(f(clickedClassKept * 100, 1))% of clicks; "
+        lines.append("clicked pixels kept their class in \(f(clickedClassKept * 100, 1))% of (click, active click) pairs; "
                      + "largest mIoU drop between consecutive clicks \(f(maxMiouDrop * 100, 2)) points")
         return lines.joined(separator: "\n")
     }

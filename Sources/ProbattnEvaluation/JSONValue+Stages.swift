@@ -1,6 +1,9 @@
-// Evaluation reports are written with the package's one JSON type; re-exported so that every client of this module
-// (the daemon, the CLI, tests) names the same `JSONValue` without importing ProbattnJSON itself.
-@_exported import ProbattnJSON
+import Foundation
+import ProbattnImaging
+import ProbattnJSON
+import ProbattnSegmentation
+
+// Evaluation reports name the stages they ran as JSON.
 
 extension JSONValue {
     /// A stage option as JSON (for report fields whose shape is open: the stage options in `summary.json`'s `config`).

@@ -1,3 +1,8 @@
+import Foundation
+import ProbattnImaging
+import ProbattnJSON
+import ProbattnSegmentation
+
 /// Exact Euclidean distance transform (Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled Functions",
 /// 2012), the same quantity as OpenCV's `distanceTransform(..., DIST_L2, DIST_MASK_PRECISE)`.
 public enum DistanceTransform {

@@ -1,0 +1,124 @@
+/// The session core's persistence: what the core hands to the writer stage after every change, and what it reads back
+/// when the daemon restarts. The SQLite store (`ProbattnStore.SQLiteSessionStore`) implements it for the daemon;
+/// `InMemorySessionStore` implements it for `probattn eval` and tests.
+///
+/// Contract: every call commits before it returns (a reply sent after it never acknowledges work a crash could lose);
+/// calls for one session come one at a time and in order, calls for different sessions may run concurrently.
+public protocol SessionPersistence: AnyObject, Sendable {
+    /// Records a new session with its mask version 0; returns the session's store id (unique, never reused).
+    func open(_ session: StoredSession, firstMask: StoredMask) throws -> Int64
+    /// Appends clicks to the session's log and records the mask they produced, in one transaction; returns the
+    /// clicks with their ids (increasing, in the order given).
+    func append(clicks: [NewClick], requestID: String, session: Int64, mask: StoredMask) throws -> [StoredClick]
+    /// Marks one click undone and records the resulting mask, in one transaction.
+    func undo(click: Int64, session: Int64, mask: StoredMask) throws
+    /// Ends a session: it is no longer returned by `openSessions` (its records stay).
+    func close(session: Int64) throws
+    /// Every open session with its active clicks (log order) and its latest mask: what a restart resumes.
+    func openSessions() throws -> [ResumableSession]
+    /// Makes everything written durable in its final place (the daemon calls it on shutdown).
+    func checkpoint() throws
+}
+
+/// A mask version as the store keeps it: the first class's COCO RLE (always) and, for sessions with more than two
+/// classes, one RLE per class.
+public struct StoredMask: Sendable, Equatable {
+    public var version: Int
+    public var annotator: String?
+    public var cause: String
+    public var requestID: String?
+    public var rleCounts: String
+    public var classMasks: [String: String]?
+    public var propagateMilliseconds: Double
+    public var totalMilliseconds: Double
+
+    public init(version: Int, annotator: String?, cause: String, requestID: String?, rleCounts: String,
+                classMasks: [String: String]?, propagateMilliseconds: Double, totalMilliseconds: Double) {
+        self.version = version
+        self.annotator = annotator
+        self.cause = cause
+        self.requestID = requestID
+        self.rleCounts = rleCounts
+        self.classMasks = classMasks
+        self.propagateMilliseconds = propagateMilliseconds
+        self.totalMilliseconds = totalMilliseconds
+    }
+}
+
+/// One image session as the store keeps it.
+public struct StoredSession: Sendable {
+    public var storeID: Int64
+    public var imageID: String
+    public var width: Int
+    public var height: Int
+    public var contentHash: String
+    public var classes: [String]
+    /// The encoded image (nil when the store keeps only `sourcePath`).
+    public var bytes: [UInt8]?
+    public var sourcePath: String?
+    public var publishPNG: Bool
+    public var openedBy: String?
+
+    public init(storeID: Int64, imageID: String, width: Int, height: Int, contentHash: String, classes: [String],
+                bytes: [UInt8]?, sourcePath: String?, publishPNG: Bool, openedBy: String?) {
+        self.storeID = storeID
+        self.imageID = imageID
+        self.width = width
+        self.height = height
+        self.contentHash = contentHash
+        self.classes = classes
+        self.bytes = bytes
+        self.sourcePath = sourcePath
+        self.publishPNG = publishPNG
+        self.openedBy = openedBy
+    }
+}
+
+/// A click to append to the log.
+public struct NewClick: Sendable, Equatable {
+    public var annotator: String
+    public var x: Int
+    public var y: Int
+    public var classIndex: Int
+    public var className: String
+
+    public init(annotator: String, x: Int, y: Int, classIndex: Int, className: String) {
+        self.annotator = annotator
+        self.x = x
+        self.y = y
+        self.classIndex = classIndex
+        self.className = className
+    }
+}
+
+/// One click of the append-only log.
+public struct StoredClick: Sendable, Equatable {
+    public var id: Int64
+    public var annotator: String
+    public var x: Int
+    public var y: Int
+    public var classIndex: Int
+    public var time: Double
+
+    public init(id: Int64, annotator: String, x: Int, y: Int, classIndex: Int, time: Double) {
+        self.id = id
+        self.annotator = annotator
+        self.x = x
+        self.y = y
+        self.classIndex = classIndex
+        self.time = time
+    }
+}
+
+/// An open session as a restart finds it.
+public struct ResumableSession: Sendable {
+    public var session: StoredSession
+    public var clicks: [StoredClick]
+    public var mask: StoredMask?
+
+    public init(session: StoredSession, clicks: [StoredClick], mask: StoredMask?) {
+        self.session = session
+        self.clicks = clicks
+        self.mask = mask
+    }
+}

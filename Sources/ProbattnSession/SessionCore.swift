@@ -1,0 +1,427 @@
+import Foundation
+import Logging
+import ProbattnImaging
+import ProbattnSegmentation
+
+/// What a reload may change while the core runs.
+public struct SessionSettings: Sendable {
+    /// Largest image `open_image` accepts, in pixels.
+    public var maxImagePixels: Int
+    public var conflictPolicy: ConflictPolicy
+    /// True when the store keeps the client's `source_path` instead of the image bytes (`store.image_bytes: path`):
+    /// `open_image` then needs a `source_path`.
+    public var storesImagePaths: Bool
+    /// The pipeline for images opened from now on.
+    public var pipeline: SegmentationPipeline
+
+    public init(maxImagePixels: Int, conflictPolicy: ConflictPolicy, storesImagePaths: Bool,
+                pipeline: SegmentationPipeline) {
+        self.maxImagePixels = maxImagePixels
+        self.conflictPolicy = conflictPolicy
+        self.storesImagePaths = storesImagePaths
+        self.pipeline = pipeline
+    }
+}
+
+/// The session core: every open image's collaborative state and the commands on it (`open_image`, `feedback`, `undo`,
+/// `get_mask`, `close_image`), with no I/O of its own. It calls the pipeline's stages, keeps prepared images in the
+/// cache, and hands every change to the persistence before it returns, so a result is only ever produced for
+/// committed work. Every front door runs this same code: the ZeroMQ and HTTP transports through `SessionDispatcher`,
+/// `probattn eval` and tests directly.
+///
+/// Threading: commands for one image must not overlap (the dispatcher runs them in the image's queue; eval calls them
+/// in order); commands for different images may run concurrently. The registry and every session's mutable state are
+/// guarded by one lock, held only for reads and swaps, never across a stage call.
+public final class SessionCore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sessions: [String: ImageSession] = [:]
+    private var settings: SessionSettings
+    public let persistence: any SessionPersistence
+    public let cache: PreparedCache
+    public let statistics: StageStatistics
+    private let logger: Logger
+
+    public init(settings: SessionSettings, persistence: any SessionPersistence, cache: PreparedCache,
+                statistics: StageStatistics = StageStatistics(), logger: Logger = Logger(label: "probattn.session")) {
+        self.settings = settings
+        self.persistence = persistence
+        self.cache = cache
+        self.statistics = statistics
+        self.logger = logger
+    }
+
+    public var currentSettings: SessionSettings { lock.withLock { settings } }
+
+    /// Applies new settings (a reload): the conflict policy and size limit at once, the pipeline to images opened
+    /// from now on.
+    public func apply(_ new: SessionSettings) { lock.withLock { settings = new } }
+
+    private func session(_ imageID: String) -> ImageSession? { lock.withLock { sessions[imageID] } }
+
+    // MARK: resume
+
+    /// Loads every open session of the persistence (after a restart). The mask is the stored latest version; the
+    /// image is prepared again lazily by the next command that needs it.
+    public func resume() throws {
+        let pipeline = currentSettings.pipeline
+        for stored in try persistence.openSessions() {
+            let record = stored.session
+            let labels: LabelMask
+            do {
+                if let mask = stored.mask {
+                    labels = try MaskCodec.labels(from: mask, width: record.width, height: record.height,
+                                                  classes: record.classes)
+                } else {
+                    labels = LabelMask(width: record.width, height: record.height, filledWith: 1)
+                }
+            } catch {
+                logger.error("Cannot resume session: stored mask unreadable",
+                             metadata: ["image": "\(record.imageID)", "error": "\(error)"])
+                continue
+            }
+            let session = ImageSession(
+                storeID: record.storeID, imageID: record.imageID, width: record.width, height: record.height,
+                classes: record.classes, contentHash: record.contentHash, publishPNG: record.publishPNG,
+                imageBytes: record.bytes, sourcePath: record.sourcePath, openedBy: record.openedBy,
+                pipeline: pipeline,
+                clicks: stored.clicks.map { ActiveClick(id: $0.id, annotator: $0.annotator,
+                                                        click: Click(x: $0.x, y: $0.y, classIndex: $0.classIndex)) },
+                version: stored.mask?.version ?? 0, mask: labels, maskAnnotator: stored.mask?.annotator)
+            lock.withLock { sessions[record.imageID] = session }
+            logger.info("Session resumed", metadata: ["image": "\(record.imageID)", "version": "\(session.version)",
+                                                      "clicks": "\(session.clicks.count)"])
+        }
+    }
+
+    // MARK: commands
+
+    /// Runs one per-image command. `received` is when the request arrived (uptime nanoseconds) and `queueSeconds` how
+    /// long it waited for its turn; both only feed the timings. Throws `ProtocolError` with the protocol's code.
+    public func execute(_ request: Request, queueSeconds: Double = 0,
+                        received: UInt64 = DispatchTime.now().uptimeNanoseconds) throws -> CommandOutcome {
+        switch request.body {
+        case let .openImage(imageID, classes, annotator, sourcePath, publishPNG, bytes):
+            return try open(request, imageID: imageID, classes: classes, annotator: annotator, sourcePath: sourcePath,
+                            publishPNG: publishPNG, bytes: bytes, received: received)
+        case let .feedback(imageID, annotator, clicks):
+            return try feedback(request, imageID: imageID, annotator: annotator, clicks: clicks,
+                                queueSeconds: queueSeconds, received: received)
+        case let .undo(imageID, annotator):
+            return try undo(request, imageID: imageID, annotator: annotator, queueSeconds: queueSeconds,
+                            received: received)
+        case let .getMask(imageID, _):
+            return CommandOutcome(result: .mask(try snapshot(imageID)))
+        case let .closeImage(imageID):
+            return CommandOutcome(result: .closed(try close(imageID)))
+        case .listSessions:
+            return CommandOutcome(result: .sessions(summaries()))
+        case .health, .listPlugins:
+            throw ProtocolError(.internal, "'\(request.kind.rawValue)' is answered by the dispatcher, not the core")
+        }
+    }
+
+    /// The current mask of an image.
+    public func snapshot(_ imageID: String) throws -> MaskSnapshot {
+        let session = try existing(imageID)
+        return lock.withLock {
+            MaskSnapshot(imageID: imageID, version: session.version, width: session.width, height: session.height,
+                         classes: session.classes, annotator: session.version == 0 ? nil : session.maskAnnotator,
+                         clickCount: session.clicks.count, mask: session.mask,
+                         overridden: ConflictResolution.resolve(session.clicks, width: session.width,
+                                                                policy: settings.conflictPolicy).overridden)
+        }
+    }
+
+    /// Ends a session: removed from memory, its prepared image from the cache, and closed in the store.
+    public func close(_ imageID: String) throws -> CloseResult {
+        let session = try existing(imageID)
+        try storeCall { try persistence.close(session: session.storeID) }
+        let version = lock.withLock {
+            sessions[imageID] = nil
+            return session.version
+        }
+        cache.remove(session.storeID)
+        return CloseResult(imageID: imageID, version: version)
+    }
+
+    /// Every open session, sorted by image id (`queueDepth` is 0: the dispatcher fills it in).
+    public func summaries() -> [SessionSummary] {
+        lock.withLock {
+            sessions.values.sorted { $0.imageID < $1.imageID }.map { s in
+                SessionSummary(imageID: s.imageID, width: s.width, height: s.height, classes: s.classes,
+                               version: s.version, clickCount: s.clicks.count,
+                               annotators: Array(Set(s.clicks.map(\.annotator))).sorted(),
+                               participants: s.participants.sorted(), openedBy: s.openedBy,
+                               cached: cache.contains(s.storeID), queueDepth: 0)
+            }
+        }
+    }
+
+    /// How many sessions are open.
+    public var sessionCount: Int { lock.withLock { sessions.count } }
+
+    // MARK: open
+
+    private func open(_ request: Request, imageID: String, classes: [String], annotator: String?,
+                      sourcePath: String?, publishPNG: Bool, bytes: [UInt8], received: UInt64) throws
+        -> CommandOutcome {
+        let settings = currentSettings
+        let hash = "sha256:" + SHA256.hex(bytes)
+        if let current = session(imageID) {
+            guard current.contentHash == hash, current.classes == classes else {
+                throw ProtocolError(.imageExists,
+                                    "image '\(imageID)' is already open with different \(current.contentHash == hash ? "classes" : "content"); close it first or choose another id")
+            }
+            let version = lock.withLock {
+                if let annotator { current.participants.insert(annotator) }
+                return current.version
+            }
+            let timings = ["decode": 0, "encode": 0, "adapt": 0, "propagate": 0, "commit": 0,
+                           "total": Self.seconds(since: received)]
+            return CommandOutcome(result: .opened(OpenResult(
+                imageID: imageID, width: current.width, height: current.height, classes: classes, contentHash: hash,
+                version: version, reopened: true, timings: timings)))
+        }
+        if settings.storesImagePaths, sourcePath == nil {
+            throw ProtocolError(.badRequest,
+                                "field 'source_path' is required: this daemon stores image paths, not bytes (store.image_bytes: path)")
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let image = try decode(bytes, maxPixels: settings.maxImagePixels)
+        let decodeSeconds = Self.seconds(since: t0)
+        statistics.record("decode", seconds: decodeSeconds)
+        let pipeline = settings.pipeline
+        let prepared = try stage("encoder/adapter") { try pipeline.prepare(image) }
+        statistics.record("encode", seconds: prepared.encodeSeconds)
+        statistics.record("adapt", seconds: prepared.adaptSeconds)
+
+        let result = try segment(pipeline: pipeline, prepared: prepared, clicks: [], width: image.width,
+                                 height: image.height, classCount: classes.count, policy: settings.conflictPolicy)
+        let encodedMask = EncodedMask(result.mask, classes: classes)
+        let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let record = StoredSession(storeID: -1, imageID: imageID, width: image.width, height: image.height,
+                                   contentHash: hash, classes: classes,
+                                   bytes: settings.storesImagePaths ? nil : bytes, sourcePath: sourcePath,
+                                   publishPNG: publishPNG, openedBy: annotator)
+        let storeID = try storeCall {
+            try persistence.open(record, firstMask: storedMask(encodedMask, version: 0, annotator: annotator,
+                                                               cause: .open, request: request,
+                                                               propagate: result.seconds,
+                                                               total: Self.seconds(since: received)))
+        }
+        let commitSeconds = Self.seconds(since: t1)
+        statistics.record("commit", seconds: commitSeconds)
+        cache.put(storeID, prepared)
+        let session = ImageSession(storeID: storeID, imageID: imageID, width: image.width, height: image.height,
+                                   classes: classes, contentHash: hash, publishPNG: publishPNG, imageBytes: bytes,
+                                   sourcePath: sourcePath, openedBy: annotator, pipeline: pipeline, clicks: [],
+                                   version: 0, mask: result.mask, maskAnnotator: annotator)
+        lock.withLock { sessions[imageID] = session }
+        let timings = ["decode": decodeSeconds, "encode": prepared.encodeSeconds, "adapt": prepared.adaptSeconds,
+                       "propagate": result.seconds, "commit": commitSeconds, "total": Self.seconds(since: received)]
+        let opened = OpenResult(imageID: imageID, width: image.width, height: image.height, classes: classes,
+                                contentHash: hash, version: 0, reopened: false, timings: timings)
+        let update = MaskUpdate(imageID: imageID, version: 0, annotator: annotator, cause: .open,
+                                requestID: request.requestID, width: image.width, height: image.height,
+                                classes: classes, clickCount: 0, mask: encodedMask, timings: timings, png: png,
+                                added: [], undone: nil, overridden: [])
+        return CommandOutcome(result: .opened(opened), update: update)
+    }
+
+    // MARK: feedback and undo
+
+    private func feedback(_ request: Request, imageID: String, annotator: String, clicks: [WireClick],
+                          queueSeconds: Double, received: UInt64) throws -> CommandOutcome {
+        let session = try existing(imageID)
+        var newClicks: [NewClick] = []
+        for (index, wire) in clicks.enumerated() {
+            guard (0..<session.width).contains(wire.x), (0..<session.height).contains(wire.y) else {
+                throw ProtocolError(.outOfBounds,
+                                    "clicks[\(index)] at (\(wire.x), \(wire.y)) lies outside the \(session.width)x\(session.height) image")
+            }
+            guard let classIndex = session.classes.firstIndex(of: wire.className) else {
+                throw ProtocolError(.unknownClass, "clicks[\(index)] has class '\(wire.className)'; this image's classes are "
+                                    + session.classes.joined(separator: ", "))
+            }
+            newClicks.append(NewClick(annotator: annotator, x: wire.x, y: wire.y, classIndex: classIndex,
+                                      className: wire.className))
+        }
+        // The new clicks get their ids from the store when it commits; until then they rank after every logged
+        // click (ids only order clicks, and the store's ids increase).
+        let before = lock.withLock { session.clicks }
+        let tentative = newClicks.enumerated().map { offset, c in
+            ActiveClick(id: Int64.max - Int64(newClicks.count - offset), annotator: annotator,
+                        click: Click(x: c.x, y: c.y, classIndex: c.classIndex))
+        }
+        return try commitChange(request, session: session, clicks: before + tentative, annotator: annotator,
+                                queueSeconds: queueSeconds, received: received) { mask in
+            let stored = try self.persistence.append(clicks: newClicks, requestID: request.requestID,
+                                                     session: session.storeID, mask: mask)
+            let committed = before + stored.map { ActiveClick(id: $0.id, annotator: annotator,
+                                                              click: Click(x: $0.x, y: $0.y, classIndex: $0.classIndex)) }
+            let added = stored.map { ClickRecord(id: $0.id, x: $0.x, y: $0.y,
+                                                 className: session.classes[$0.classIndex], annotator: annotator) }
+            return (committed, added, nil)
+        }
+    }
+
+    private func undo(_ request: Request, imageID: String, annotator: String, queueSeconds: Double,
+                      received: UInt64) throws -> CommandOutcome {
+        let session = try existing(imageID)
+        let before = lock.withLock { session.clicks }
+        guard let position = before.lastIndex(where: { $0.annotator == annotator }) else {
+            throw ProtocolError(.nothingToUndo, "annotator '\(annotator)' has no click to undo on image '\(imageID)'")
+        }
+        let removed = before[position]
+        var remaining = before
+        remaining.remove(at: position)
+        let undone = ClickRecord(id: removed.id, x: removed.click.x, y: removed.click.y,
+                                 className: session.classes[removed.click.classIndex], annotator: removed.annotator)
+        return try commitChange(request, session: session, clicks: remaining, annotator: annotator,
+                                queueSeconds: queueSeconds, received: received) { mask in
+            try self.persistence.undo(click: removed.id, session: session.storeID, mask: mask)
+            return (remaining, [], undone)
+        }
+    }
+
+    /// The one commit sequence of `feedback` and `undo`: segment with `clicks` (conflicts resolved), encode, let
+    /// `commit` write the version to the persistence (it returns the clicks now active, the clicks it added and the
+    /// click it took back), then swap the session's state and build the result and the update.
+    private func commitChange(
+        _ request: Request, session: ImageSession, clicks: [ActiveClick], annotator: String, queueSeconds: Double,
+        received: UInt64,
+        commit: (StoredMask) throws -> (active: [ActiveClick], added: [ClickRecord], undone: ClickRecord?)
+    ) throws -> CommandOutcome {
+        let policy = currentSettings.conflictPolicy
+        let prepared = try prepared(session)
+        let resolved = ConflictResolution.resolve(clicks, width: session.width, policy: policy)
+        let result = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
+                                 width: session.width, height: session.height, classCount: session.classes.count)
+        let encodedMask = EncodedMask(result.mask, classes: session.classes)
+        let png = session.publishPNG ? try pngFrame(encodedMask.mask, classCount: session.classes.count) : nil
+        let version = lock.withLock { session.version } + 1
+        let cause: MaskUpdate.Cause = request.kind == .undo ? .undo : .feedback
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let committed = try storeCall {
+            try commit(storedMask(encodedMask, version: version, annotator: annotator, cause: cause,
+                                  request: request, propagate: result.seconds, total: Self.seconds(since: received)))
+        }
+        let commitSeconds = Self.seconds(since: t1)
+        statistics.record("commit", seconds: commitSeconds)
+        // The tentative ids of new clicks were placeholders: report the overridden clicks by their real ids.
+        let overridden = ConflictResolution.resolve(committed.active, width: session.width, policy: policy).overridden
+        lock.withLock {
+            session.clicks = committed.active
+            session.version = version
+            session.mask = result.mask
+            session.maskAnnotator = annotator
+            session.participants.insert(annotator)
+        }
+        let total = Self.seconds(since: received)
+        if cause == .feedback { statistics.record("feedback_total", seconds: total) }
+        let timings = ["queue": queueSeconds, "propagate": result.seconds, "commit": commitSeconds, "total": total]
+        let change = MaskChange(imageID: session.imageID, version: version, clickCount: committed.active.count,
+                                mask: encodedMask, timings: timings, added: committed.added,
+                                undone: committed.undone, overridden: overridden)
+        let update = MaskUpdate(imageID: session.imageID, version: version, annotator: annotator, cause: cause,
+                                requestID: request.requestID, width: session.width, height: session.height,
+                                classes: session.classes, clickCount: committed.active.count, mask: encodedMask,
+                                timings: timings, png: png, added: committed.added, undone: committed.undone,
+                                overridden: overridden)
+        return CommandOutcome(result: .changed(change), update: update)
+    }
+
+    // MARK: stages
+
+    private func existing(_ imageID: String) throws -> ImageSession {
+        guard let session = session(imageID) else {
+            throw ProtocolError(.unknownImage, "no open image with id '\(imageID)'")
+        }
+        return session
+    }
+
+    private func storeCall<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            throw ProtocolError(.internal, "the store failed: \(error)")
+        }
+    }
+
+    private func stage<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as ProtocolError { throw error } catch {
+            throw ProtocolError(.internal, "the \(name) stage failed: \(error)")
+        }
+    }
+
+    static func seconds(since start: UInt64) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    private func decode(_ bytes: [UInt8], maxPixels: Int) throws -> RGBImage {
+        do {
+            return try ImageDecoder.decode(bytes, maxPixels: maxPixels)
+        } catch let error as ImageError {
+            if case .tooLarge = error { throw ProtocolError(.imageTooLarge, error.description) }
+            throw ProtocolError(.badImage, error.description)
+        } catch {
+            throw ProtocolError(.badImage, "\(error)")
+        }
+    }
+
+    private func pngFrame(_ mask: LabelMask, classCount: Int) throws -> [UInt8] {
+        try stage("PNG encoder") { try MaskCodec.png(mask, classCount: classCount) }
+    }
+
+    /// The session's prepared image, from the cache or prepared again (after an eviction or a restart).
+    private func prepared(_ session: ImageSession) throws -> PreparedImage {
+        if let hit = cache.get(session.storeID) { return hit }
+        let bytes: [UInt8]
+        if let inline = session.imageBytes {
+            bytes = inline
+        } else if let path = session.sourcePath {
+            do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+                throw ProtocolError(.internal, "cannot re-read the image file '\(path)': \(error.localizedDescription)")
+            }
+            guard "sha256:" + SHA256.hex(bytes) == session.contentHash else {
+                throw ProtocolError(.internal, "the image file '\(path)' changed since the image was opened")
+            }
+        } else {
+            throw ProtocolError(.internal, "the session has neither image bytes nor a path")
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let image = try decode(bytes, maxPixels: Int.max)
+        statistics.record("decode", seconds: Self.seconds(since: t0))
+        let prepared = try stage("encoder/adapter") { try session.pipeline.prepare(image) }
+        statistics.record("encode", seconds: prepared.encodeSeconds)
+        statistics.record("adapt", seconds: prepared.adaptSeconds)
+        cache.put(session.storeID, prepared)
+        logger.info("Image prepared again", metadata: ["image": "\(session.imageID)"])
+        return prepared
+    }
+
+    private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, clicks: [ActiveClick], width: Int,
+                         height: Int, classCount: Int, policy: ConflictPolicy) throws -> SegmentationResult {
+        let resolved = ConflictResolution.resolve(clicks, width: width, policy: policy)
+        return try segment(pipeline: pipeline, prepared: prepared, resolved: resolved.inForce, width: width,
+                           height: height, classCount: classCount)
+    }
+
+    private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click], width: Int,
+                         height: Int, classCount: Int) throws -> SegmentationResult {
+        let result = try stage("propagator") {
+            try pipeline.segment(prepared, clicks: resolved, classCount: classCount)
+        }
+        guard result.mask.width == width, result.mask.height == height else {
+            throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")
+        }
+        statistics.record("propagate", seconds: result.seconds)
+        return result
+    }
+
+    private func storedMask(_ encoded: EncodedMask, version: Int, annotator: String?, cause: MaskUpdate.Cause,
+                            request: Request, propagate: Double, total: Double) -> StoredMask {
+        StoredMask(version: version, annotator: annotator, cause: cause.rawValue, requestID: request.requestID,
+                   rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
+                   propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3)
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+
+/// Runs session commands for the transports: the per-image commands as jobs on the scheduler (one image's jobs one
+/// at a time, in arrival order; different images concurrently), `list_sessions` and `health` at once. Every
+/// submitted request gets exactly one completion; when the mask changed, every update listener then receives the
+/// update, on the same worker and before the image's next job, so each listener sees one image's updates in version
+/// order and after that request's completion.
+public final class SessionDispatcher: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<CommandResult, ProtocolError>) -> Void
+    public typealias UpdateListener = @Sendable (MaskUpdate) -> Void
+
+    public let core: SessionCore
+    public let scheduler: WorkScheduler
+    private let logger: Logger
+    private let startTime = DispatchTime.now().uptimeNanoseconds
+    private let lock = NSLock()
+    private var listeners: [Int: UpdateListener] = [:]
+    private var nextListener = 0
+
+    public init(core: SessionCore, scheduler: WorkScheduler, logger: Logger = Logger(label: "probattn.session")) {
+        self.core = core
+        self.scheduler = scheduler
+        self.logger = logger
+    }
+
+    /// Registers a listener for every image's updates; returns its token for `removeListener`.
+    @discardableResult
+    public func addListener(_ listener: @escaping UpdateListener) -> Int {
+        lock.withLock {
+            nextListener += 1
+            listeners[nextListener] = listener
+            return nextListener
+        }
+    }
+
+    public func removeListener(_ token: Int) { _ = lock.withLock { listeners.removeValue(forKey: token) } }
+
+    /// Runs `request`; `completion` is called exactly once, at once (daemon-wide kinds, or `busy` when the image's
+    /// queue is full) or from a worker thread when the job has run. `received` is when the transport got the request.
+    public func submit(_ request: Request, received: UInt64 = DispatchTime.now().uptimeNanoseconds,
+                       completion: @escaping Completion) {
+        switch request.body {
+        case .health:
+            completion(.success(.health(health())))
+            return
+        case .listSessions:
+            completion(.success(.sessions(summaries())))
+            return
+        case .listPlugins:
+            completion(.failure(ProtocolError(.internal, "'list_plugins' is answered by the transport")))
+            return
+        default:
+            break
+        }
+        guard let imageID = request.body.imageID else {
+            completion(.failure(ProtocolError(.internal, "request without an image")))
+            return
+        }
+        let accepted = scheduler.submit(key: imageID) { [self] in
+            let started = DispatchTime.now().uptimeNanoseconds
+            let queueSeconds = Double(started - received) / 1e9
+            var meta: Logger.Metadata = ["request": "\(request.requestID)", "kind": "\(request.kind.rawValue)",
+                                         "image": "\(imageID)"]
+            if let annotator = request.body.annotator { meta["annotator"] = "\(annotator)" }
+            let outcome: CommandOutcome
+            do {
+                outcome = try core.execute(request, queueSeconds: queueSeconds, received: received)
+            } catch {
+                let failure = error as? ProtocolError ?? ProtocolError(.internal, "\(error)")
+                meta["code"] = "\(failure.code.rawValue)"
+                logger.notice("Request refused: \(failure.message)", metadata: meta)
+                completion(.failure(failure))
+                return
+            }
+            if let version = outcome.update?.version { meta["version"] = "\(version)" }
+            meta["ms"] = "\(String(format: "%.1f", Double(DispatchTime.now().uptimeNanoseconds - received) / 1e6))"
+            logger.info("Request done", metadata: meta)
+            completion(.success(outcome.result))
+            if let update = outcome.update {
+                for listener in lock.withLock({ Array(listeners.values) }) { listener(update) }
+            }
+        }
+        if !accepted {
+            let depth = scheduler.queueDepths[imageID] ?? 0
+            completion(.failure(ProtocolError(
+                .busy, "the daemon is busy (\(depth) requests queued for image '\(imageID)', \(scheduler.pendingCount) pending in all); retry later")))
+        }
+    }
+
+    /// `list_sessions`: the core's sessions with their queue depths.
+    public func summaries() -> [SessionSummary] {
+        let depths = scheduler.queueDepths
+        return core.summaries().map { summary in
+            var s = summary
+            s.queueDepth = depths[s.imageID] ?? 0
+            return s
+        }
+    }
+
+    /// `health`.
+    public func health() -> HealthReport {
+        let cache = core.cache.stats
+        return HealthReport(uptimeSeconds: Double(DispatchTime.now().uptimeNanoseconds - startTime) / 1e9,
+                            sessions: core.sessionCount, pendingRequests: scheduler.pendingCount,
+                            workers: scheduler.workerCount, queueDepths: scheduler.queueDepths,
+                            cacheEntries: cache.entries, cacheBytes: cache.bytes, cacheBudgetBytes: cache.budget,
+                            cacheEvictions: cache.evictions, stages: core.statistics.summary())
+    }
+}

@@ -1,0 +1,34 @@
+import ProbattnSegmentation
+import ProbattnSession
+import Testing
+
+@Suite struct ConflictResolutionTests {
+    private func active(_ id: Int64, _ x: Int, _ y: Int, _ c: Int) -> ActiveClick {
+        ActiveClick(id: id, annotator: "a\(id)", click: Click(x: x, y: y, classIndex: c))
+    }
+
+    @Test func clicksOnDifferentPixelsAreAllInForce() {
+        let clicks = [active(1, 3, 3, 0), active(2, 4, 3, 1), active(3, 3, 4, 0)]
+        for policy in ConflictPolicy.allCases {
+            let outcome = ConflictResolution.resolve(clicks, width: 10, policy: policy)
+            #expect(outcome.overridden.isEmpty)
+            #expect(Set(outcome.inForce.map { "\($0.x),\($0.y)" }) == ["3,3", "4,3", "3,4"])
+        }
+    }
+
+    @Test func samePixelDifferentClassIsDecidedByThePolicy() {
+        let clicks = [active(1, 5, 5, 0), active(2, 7, 7, 1), active(3, 5, 5, 1)]
+        let latest = ConflictResolution.resolve(clicks, width: 10, policy: .latestWins)
+        #expect(latest.overridden == [1])
+        #expect(latest.inForce == [Click(x: 7, y: 7, classIndex: 1), Click(x: 5, y: 5, classIndex: 1)])
+        let first = ConflictResolution.resolve(clicks, width: 10, policy: .firstWins)
+        #expect(first.overridden == [3])
+        // Ascending priority: the earliest click last, so it wins ties.
+        #expect(first.inForce == [Click(x: 7, y: 7, classIndex: 1), Click(x: 5, y: 5, classIndex: 0)])
+    }
+
+    @Test func samePixelSameClassIsNoConflict() {
+        let clicks = [active(1, 5, 5, 0), active(2, 5, 5, 0)]
+        #expect(ConflictResolution.resolve(clicks, width: 10, policy: .latestWins).overridden.isEmpty)
+    }
+}
