@@ -1,6 +1,6 @@
 # probattn: build, test, run and install.
 #
-#   make run      install what is missing, build, start the daemon on loopback with Config/probattnd.yaml
+#   make run      install what is missing, build in release, start the daemon on loopback with Config/probattnd.yaml
 #   make test     install what is missing, build, run the whole test suite
 #   make install  install binaries, plugins, default config and the systemd unit under PREFIX (default /usr)
 
@@ -55,11 +55,11 @@ test: deps pydeps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-## run: the daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555, results on
-## tcp://127.0.0.1:5556, the SQLite store in ./state, plugins from the build products (next to the binary).
-run: build
+## run: the release daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555,
+## results on tcp://127.0.0.1:5556, the SQLite store in ./state, plugins from the build products (next to the binary).
+run: release
 	mkdir -p state
-	exec "$$($(SWIFT) build $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)
+	exec "$$($(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)
 
 ## install: release build, then copy binaries, plugins, the Swift runtime they link, the default config (pointing
 ## plugin_dir at $(PLUGINDIR); an existing config is kept) and the unit (paths rewritten for PREFIX) under DESTDIR.

@@ -69,7 +69,10 @@ struct SegmentCommand: ParsableCommand {
         let wireClicks = try parsedClicks(classNames: classNames)
         let bytes: [UInt8]
         do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image))) } catch {
-            throw ValidationError("cannot read \(image): \(error.localizedDescription)")
+            // A file that is not there is not a usage mistake: one line naming it, no usage text.
+            let why = FileManager.default.fileExists(atPath: image) ? "cannot read it" : "no such file"
+            FileHandle.standardError.write(Data("probattn segment: \(image): \(why)\n".utf8))
+            throw ExitCode.failure
         }
         let id = imageID ?? "segment-\((image as NSString).lastPathComponent)-\(UInt32.random(in: 0...UInt32.max))"
         let client = try ProbattnClient(endpoint: endpoint, timeout: timeout)

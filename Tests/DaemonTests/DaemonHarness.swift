@@ -25,6 +25,10 @@ final class DaemonProcess: @unchecked Sendable {
     let results: String
     private(set) var process: Process?
     private var extraEnvironment: [String: String]
+    /// Broadcast whenever the daemon wrote to its log.
+    private let logSignal = NSCondition()
+    /// Signalled once the process has exited.
+    private let exited = DispatchSemaphore(value: 0)
     private let imageBytes: String
 
     /// Writes the config (`extraYAML` is appended: limits, sessions, …) without starting anything.
@@ -94,10 +98,25 @@ final class DaemonProcess: @unchecked Sendable {
         for (k, v) in extraEnvironment { environment[k] = v }
         process.environment = environment
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        process.standardError = log
-        process.standardOutput = log
+        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logFile.seekToEndOfFile()
+        // The daemon's output goes through a pipe: every chunk is appended to the log file and wakes `waitForLog`.
+        let output = Pipe()
+        output.fileHandleForReading.readabilityHandler = { [logSignal] handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                try? logFile.close()
+            } else {
+                logFile.write(data)
+            }
+            logSignal.lock()
+            logSignal.broadcast()
+            logSignal.unlock()
+        }
+        process.standardError = output
+        process.standardOutput = output
+        process.terminationHandler = { [exited] _ in exited.signal() }
         try process.run()
         self.process = process
         // Ask for health until it answers; fail at once (with the log) if the daemon exits instead.
@@ -129,15 +148,14 @@ final class DaemonProcess: @unchecked Sendable {
     @discardableResult
     func waitForExit(timeout: Double = 30) throws -> Int32 {
         guard let process else { return 0 }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
-            if Date() > deadline {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                throw HarnessError("probattnd did not exit within \(timeout) s; killed. Log:\n\(log)")
-            }
-            usleep(20_000)
+        if exited.wait(timeout: .now() + timeout) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            _ = exited.wait(timeout: .now() + 30)
+            exited.signal()   // later waits return at once
+            throw HarnessError("probattnd did not exit within \(timeout) s; killed. Log:\n\(log)")
         }
+        exited.signal()       // later waits return at once
+        process.waitUntilExit()
         return process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
     }
 
@@ -147,14 +165,15 @@ final class DaemonProcess: @unchecked Sendable {
         _ = try? waitForExit(timeout: 30)
     }
 
-    /// Waits until the log contains `text`.
+    /// Waits until the log contains `text` (woken by every write of the daemon; at most `timeout` seconds).
     func waitForLog(_ text: String, timeout: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if log.contains(text) { return true }
-            usleep(50_000)
+        logSignal.lock()
+        defer { logSignal.unlock() }
+        while !log.contains(text) {
+            guard logSignal.wait(until: deadline) else { return log.contains(text) }
         }
-        return false
+        return true
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

@@ -133,7 +133,7 @@ struct DaemonSessionTests {
         for subscriber in [aliceUpdates, bobUpdates] {
             var seen: [(Int, String)] = []
             while seen.count < expected.count {
-                let update = try subscriber.receive(timeout: 20)
+                let update = try nextUpdate(subscriber, timeout: 20)
                 #expect(update.topic == Array("mask/img1".utf8) + [0])
                 #expect(update.header["image_id"] == "img1")
                 seen.append((update.header["version"]?.intValue ?? -1, update.header["annotator"]?.stringValue ?? ""))
@@ -143,7 +143,7 @@ struct DaemonSessionTests {
         }
         // img10's subscriber got only img10's updates (no prefix collision with img1).
         var img10Versions: [Int] = []
-        while let update = try? img10Updates.receive(timeout: 1) {
+        while let update = try? nextUpdate(img10Updates, timeout: 1) {
             #expect(update.header["image_id"] == "img10")
             img10Versions.append(update.header["version"]?.intValue ?? -1)
         }
@@ -155,20 +155,31 @@ struct DaemonSessionTests {
         #expect(late["clicks"] == 3)
     }
 
-    /// Opens and closes throw-away images until each subscriber sees an update, so none misses the real test's updates.
+    /// Subscriptions travel asynchronously. Each subscriber also subscribes to a probe image's topic, and the probe
+    /// image is opened and closed until every subscriber has received one of its updates: then all their
+    /// subscriptions are in place. Probe updates are skipped by `nextUpdate`.
     private func waitUntilSubscribed(_ subscribers: [ProbattnSubscriber], daemon: DaemonProcess) throws {
-        let probe = try daemon.subscriber(imageID: nil)
+        for subscriber in subscribers { try subscriber.subscribe(imageID: "probe") }
         let client = try daemon.client()
         let png = try TestImages.png(width: 16, height: 16)
-        for attempt in 0..<100 {
-            try client.openImage("probe-\(attempt)", bytes: png).checked()
-            try client.closeImage("probe-\(attempt)").checked()
-            if (try? probe.receive(timeout: 0.2)) != nil { break }
+        var waiting = Set(subscribers.indices)
+        for _ in 0..<100 where !waiting.isEmpty {
+            try client.openImage("probe", bytes: png).checked()
+            try client.closeImage("probe").checked()
+            for index in waiting where (try? subscribers[index].receive(timeout: 0.2)) != nil {
+                waiting.remove(index)
+            }
         }
-        // The image-specific subscribers connected before `probe`, so their subscriptions are in place too; give the
-        // pipes one more round trip for good measure.
-        _ = subscribers
-        usleep(200_000)
+        try #require(waiting.isEmpty, "every subscriber received a probe update")
+    }
+
+    /// The next update that is not the probe's.
+    private func nextUpdate(_ subscriber: ProbattnSubscriber, timeout: Double) throws
+        -> (topic: [UInt8], header: JSONValue, png: [UInt8]?) {
+        while true {
+            let update = try subscriber.receive(timeout: timeout)
+            if update.header["image_id"] != "probe" { return update }
+        }
     }
 
     @Test func crashAfterAcknowledgedClicksLosesNothing() throws {
