@@ -228,6 +228,8 @@ public struct BeliefPropagator: Propagator {
                 if current == ClickedTokens.none {
                     classOf[Int(t)] = c
                     reaching[t, default: []].append(index)
+                } else if ProcessInfo.processInfo.environment["PA_LATER_WINS"] != nil {
+                    classOf[Int(t)] = c
                 } else {
                     if current != c { classOf[Int(t)] = ClickedTokens.mixed }
                     reaching[t, default: []].append(index)
