@@ -7,6 +7,33 @@ import ProbattnSegmentation
 /// `../shared/datasets/README.md`).
 public enum BenchmarkKind: String, Sendable, CaseIterable, Codable {
     case grabcut, berkeley
+    /// DAVIS-345 as laid out for the RITM/f-BRS evaluation: `img/<stem>.jpg`, `gt/<stem>.png`, object = any non-zero
+    /// label.
+    case davis
+    /// Any folder of images and a folder of masks, paired by file stem (`FolderLayout`).
+    case folder
+}
+
+/// How `--dataset folder` reads a user's own data: images in one folder, masks (PNG or BMP) in another, paired by
+/// file stem; masks are read by each pixel's largest channel.
+public struct FolderLayout: Sendable, Equatable {
+    public var images: String
+    public var masks: String
+    /// A mask value marking pixels that are neither object nor background (an unknown band).
+    public var ignoreValue: UInt8?
+    /// The object's value (nil: every non-zero value other than `ignoreValue`).
+    public var objectValue: UInt8?
+    /// One instance per distinct non-zero value (other than `ignoreValue`) of each mask.
+    public var instances: Bool
+
+    public init(images: String, masks: String, ignoreValue: UInt8? = nil, objectValue: UInt8? = nil,
+                instances: Bool = false) {
+        self.images = images
+        self.masks = masks
+        self.ignoreValue = ignoreValue
+        self.objectValue = objectValue
+        self.instances = instances
+    }
 }
 
 /// Which part of a benchmark to evaluate. Berkeley's instances carry the BSDS300 split of their image (46 train,
@@ -99,6 +126,13 @@ public extension GroundTruthMask.Rule {
         switch self {
         case .grabCut: return "128=ignore,>128=object"
         case .threshold127: return ">127=object"
+        case .labels(let object, let ignore):
+            let objectText: String
+            switch object {
+            case .nonZero: objectText = "non-zero=object"
+            case .value(let v): objectText = "\(v)=object"
+            }
+            return (ignore.map { "\($0)=ignore," } ?? "") + objectText
         }
     }
 }
@@ -118,9 +152,82 @@ public enum BenchmarkDataset {
             all = try grabCut(root: root)
         case .berkeley:
             all = try berkeley(root: root).filter { split == .all || $0.split == split }
+        case .davis:
+            guard split == .all else {
+                throw BenchmarkError(.noSplit, "DAVIS has no train/test split: use --split all")
+            }
+            all = try davis(root: root)
+        case .folder:
+            throw BenchmarkError(.missingFolder, "--dataset folder takes --images DIR and --masks DIR, not --root")
         }
         guard !all.isEmpty else { throw BenchmarkError(.empty, "no instances found under \(root)") }
         return all
+    }
+
+    /// DAVIS-345 (RITM/f-BRS layout): `img/<stem>.jpg` and `gt/<stem>.png`, object = any non-zero label (a pixel's
+    /// largest channel, as RITM's loader reads the palette PNGs).
+    public static func davis(root: String) throws -> [BenchmarkInstance] {
+        let layout = FolderLayout(images: (root as NSString).appendingPathComponent("img"),
+                                  masks: (root as NSString).appendingPathComponent("gt"))
+        return try folder(layout, imageExtensions: ["jpg", "jpeg"], maskExtensions: ["png"])
+    }
+
+    /// A user's folders: every mask (PNG or BMP) must have exactly one image (PNG, JPEG or BMP) with its stem and
+    /// every image a mask; unmatched stems are one error that lists them. With `instances`, one instance per
+    /// distinct object value of each mask, named `<stem>_<value>`.
+    public static func folder(_ layout: FolderLayout, imageExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp"],
+                              maskExtensions: Set<String> = ["png", "bmp"]) throws -> [BenchmarkInstance] {
+        func files(_ folder: String, _ extensions: Set<String>, _ what: String) throws -> [String: String] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw BenchmarkError(.missingFolder, "the \(what) folder \(folder) does not exist")
+            }
+            var byStem: [String: String] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: folder).sorted() {
+                let ext = (name as NSString).pathExtension.lowercased()
+                guard extensions.contains(ext), !name.hasPrefix(".") else { continue }
+                let stem = (name as NSString).deletingPathExtension
+                if let other = byStem[stem] {
+                    throw BenchmarkError(.badIndex, "\(what) folder \(folder): two files for stem '\(stem)' "
+                                         + "(\((other as NSString).lastPathComponent), \(name))")
+                }
+                byStem[stem] = (folder as NSString).appendingPathComponent(name)
+            }
+            return byStem
+        }
+        let images = try files(layout.images, imageExtensions, "image")
+        let masks = try files(layout.masks, maskExtensions, "mask")
+        let unmatched = Set(images.keys).symmetricDifference(masks.keys).sorted()
+        guard unmatched.isEmpty else {
+            let shown = unmatched.prefix(20).map { stem in
+                images[stem] != nil ? "\(stem) (image without mask)" : "\(stem) (mask without image)"
+            }
+            throw BenchmarkError(.missingFile, "\(unmatched.count) unmatched stem(s): " + shown.joined(separator: ", ")
+                                 + (unmatched.count > 20 ? ", …" : ""))
+        }
+        var result: [BenchmarkInstance] = []
+        for stem in masks.keys.sorted() {
+            let imagePath = images[stem]!, maskPath = masks[stem]!
+            guard layout.instances else {
+                let object: GroundTruthMask.ObjectValue = layout.objectValue.map { .value($0) } ?? .nonZero
+                result.append(BenchmarkInstance(name: stem, imagePath: imagePath, maskPath: maskPath, split: nil,
+                                                imageTransform: .none,
+                                                maskRule: .labels(object: object, ignore: layout.ignoreValue)))
+                continue
+            }
+            let mask = try ImageDecoder.decodeFile(atPath: maskPath)
+            var present = Set<UInt8>()
+            for i in 0..<(mask.width * mask.height) { present.insert(GroundTruthMask.labelValue(mask, i)) }
+            present.remove(0)
+            if let ignore = layout.ignoreValue { present.remove(ignore) }
+            for value in present.sorted() {
+                result.append(BenchmarkInstance(name: "\(stem)_\(value)", imagePath: imagePath, maskPath: maskPath,
+                                                split: nil, imageTransform: .none,
+                                                maskRule: .labels(object: .value(value), ignore: layout.ignoreValue)))
+            }
+        }
+        guard !result.isEmpty else { throw BenchmarkError(.empty, "no instances found in \(layout.masks)") }
+        return result
     }
 
     /// GrabCut: images in `data_GT/` (`.jpg`, `.JPG`, `.bmp`), masks in `boundary_GT/<stem>.bmp` (0 background,

@@ -6,12 +6,28 @@ public struct GroundTruthMask: Sendable, Equatable {
     public var values: [Int8]
 
     /// How a mask file's 8-bit values become object / background / ignore.
-    public enum Rule: Sendable {
+    public enum Rule: Sendable, Equatable {
         /// GrabCut `boundary_GT` (and RITM's loader for every set): 128 → ignore, > 128 → object, else background.
         case grabCut
         /// A plain binary mask: value > 127 → object, else background (Berkeley's 0/255 PNGs; two stray pixels of
         /// `8023.png` are 197 and 243 and become object).
         case threshold127
+        /// A label mask read by each pixel's largest channel (grey, RGB or a palette's colours alike): the value
+        /// `ignore` (when given) → ignore; then `object` picks the object's pixels; everything else is background.
+        case labels(object: ObjectValue, ignore: UInt8?)
+    }
+
+    /// Which values of a label mask are the object.
+    public enum ObjectValue: Sendable, Equatable {
+        /// Every non-zero value (RITM's DAVIS loader: `max over channels > 0`).
+        case nonZero
+        /// Exactly this value (one instance of a multi-instance mask).
+        case value(UInt8)
+    }
+
+    /// The value of pixel `i` of a decoded mask image as `.labels` reads it: its largest channel.
+    public static func labelValue(_ image: RGBImage, _ i: Int) -> UInt8 {
+        max(image.pixels[i * 3], image.pixels[i * 3 + 1], image.pixels[i * 3 + 2])
     }
 
     public init(width: Int, height: Int, values: [Int8]) throws {
@@ -37,6 +53,16 @@ public struct GroundTruthMask: Sendable, Equatable {
             switch rule {
             case .grabCut: values[i] = v == 128 ? -1 : (v > 128 ? 1 : 0)
             case .threshold127: values[i] = v > 127 ? 1 : 0
+            case .labels(let object, let ignore):
+                let label = Self.labelValue(maskImage, i)
+                if let ignore, label == ignore {
+                    values[i] = -1
+                } else {
+                    switch object {
+                    case .nonZero: values[i] = label != 0 ? 1 : 0
+                    case .value(let wanted): values[i] = label == wanted ? 1 : 0
+                    }
+                }
             }
         }
         self.values = values

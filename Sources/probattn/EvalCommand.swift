@@ -6,17 +6,19 @@ import ProbattnJSON
 import ProbattnImaging
 import ProbattnPluginHost
 import ProbattnSegmentation
+import ProbattnSession
 
 extension BenchmarkKind: ExpressibleByArgument {}
 extension BenchmarkSplit: ExpressibleByArgument {}
 
 /// `probattn eval`: runs the standard click-based evaluation (`../shared/spec/evaluation.md` §1, RITM's protocol)
-/// of the configured pipeline on GrabCut or Berkeley, in-process, and prints NoC@85, NoC@90, ≥N@90, mIoU@k and the
+/// of the configured pipeline on GrabCut, Berkeley, DAVIS or a folder of the user's own images and masks,
+/// in-process through the session core, and prints NoC@85, NoC@90, ≥N@90, mIoU@k and the
 /// time per click; `--report DIR` writes summary.json, instances.json, instances.csv and miou.svg.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate the segmentation pipeline on GrabCut or Berkeley with the standard click simulator.",
+        abstract: "Evaluate the segmentation pipeline on GrabCut, Berkeley, DAVIS or your own folders with the standard click simulator.",
         discussion: """
             Follows RITM's protocol: the first click from an empty prediction, each next click at the error pixel \
             farthest from the error regions' boundaries (positive if in a false-negative region that is strictly \
@@ -25,11 +27,26 @@ struct EvalCommand: ParsableCommand {
             averaging. The prediction is the pipeline's class map with the object as class 0.
             """)
 
-    @Option(help: "The benchmark: grabcut or berkeley.")
+    @Option(help: "The benchmark: grabcut, berkeley, davis (RITM's DAVIS-345 layout) or folder (your own data).")
     var dataset: BenchmarkKind
 
-    @Option(help: "The dataset's own folder, e.g. ../shared/datasets/GrabCut.")
-    var root: String
+    @Option(help: "The dataset's own folder, e.g. ../shared/datasets/GrabCut (not for --dataset folder).")
+    var root: String?
+
+    @Option(help: "--dataset folder: the images (PNG, JPEG or BMP), paired with the masks by file stem.")
+    var images: String?
+
+    @Option(help: "--dataset folder: the masks (PNG or BMP), read by each pixel's largest channel.")
+    var masks: String?
+
+    @Option(name: .customLong("ignore-value"), help: "--dataset folder: this mask value marks pixels neither object nor background.")
+    var ignoreValue: UInt8?
+
+    @Option(name: .customLong("object-value"), help: "--dataset folder: the object's mask value (default: every non-zero value).")
+    var objectValue: UInt8?
+
+    @Flag(help: "--dataset folder: one instance per distinct non-zero mask value.")
+    var instances = false
 
     @Option(help: "Evaluate only the first N instances (sorted by name).")
     var limit: Int?
@@ -69,6 +86,23 @@ struct EvalCommand: ParsableCommand {
         if maxClicks < 1 { throw ValidationError("--max-clicks must be at least 1") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if saveMasks && report == nil { throw ValidationError("--save-masks needs --report DIR") }
+        if dataset == .folder {
+            guard images != nil, masks != nil else {
+                throw ValidationError("--dataset folder needs --images DIR and --masks DIR")
+            }
+            if root != nil { throw ValidationError("--dataset folder takes --images and --masks, not --root") }
+            if objectValue != nil && instances {
+                throw ValidationError("--object-value and --instances exclude each other")
+            }
+            if let objectValue, objectValue == ignoreValue {
+                throw ValidationError("--object-value and --ignore-value must differ")
+            }
+        } else {
+            guard root != nil else { throw ValidationError("--dataset \(dataset.rawValue) needs --root DIR") }
+            if images != nil || masks != nil || ignoreValue != nil || objectValue != nil || instances {
+                throw ValidationError("--images, --masks, --ignore-value, --object-value and --instances are for --dataset folder")
+            }
+        }
     }
 
     func run() throws {
@@ -83,10 +117,18 @@ struct EvalCommand: ParsableCommand {
                                                 valuePropagation: !noValuePropagation, plugins: registry)
         let pipeline = try PipelineFactory.make(stages: stages, plugins: registry)
 
-        var instances = try BenchmarkDataset.instances(dataset, root: root, split: split)
+        var instances: [BenchmarkInstance]
+        if dataset == .folder, let images, let masks {
+            guard split == .all else { throw ValidationError("--dataset folder has no train/test split: use --split all") }
+            instances = try BenchmarkDataset.folder(FolderLayout(images: images, masks: masks, ignoreValue: ignoreValue,
+                                                                 objectValue: objectValue, instances: self.instances))
+        } else {
+            instances = try BenchmarkDataset.instances(dataset, root: root ?? "", split: split)
+        }
         if let limit { instances = Array(instances.prefix(limit)) }
         let runner = try EvaluationRunner(pipeline: pipeline, maxClicks: maxClicks,
-                                          maxPixels: daemonConfig?.limits.maxImagePixels)
+                                          maxPixels: daemonConfig?.limits.maxImagePixels,
+                                          conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins)
 
         let progress = EvalProgress(total: instances.count, maxClicks: maxClicks)
         let masksFolder = report.map { ($0 as NSString).appendingPathComponent("masks") }
@@ -140,7 +182,12 @@ struct EvalCommand: ParsableCommand {
             "attention": attention.map(JSONValue.string) ?? .null,
             "key_adaptation": .bool(!noKeyAdaptation),
             "value_propagation": .bool(!noValuePropagation),
-            "root": .string(root),
+            "root": root.map(JSONValue.string) ?? .null,
+            "images": images.map(JSONValue.string) ?? .null,
+            "masks": masks.map(JSONValue.string) ?? .null,
+            "ignore_value": ignoreValue.map { .int(Int($0)) } ?? .null,
+            "object_value": objectValue.map { .int(Int($0)) } ?? .null,
+            "instances": .bool(instances),
             "split": .string(split.rawValue),
             "limit": limit.map(JSONValue.int) ?? .null,
             "max_clicks": .int(maxClicks),

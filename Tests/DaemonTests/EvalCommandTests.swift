@@ -1,0 +1,52 @@
+import Foundation
+import ProbattnImaging
+import ProbattnJSON
+import Testing
+
+/// `probattn eval --dataset folder` as a user runs it: the real binary on a generated folder.
+@Suite struct EvalCommandTests {
+    private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: DaemonProcess.productsFolder + "/probattn")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    @Test func aFolderOfOwnImagesIsEvaluatedAndReported() throws {
+        let folder = DaemonProcess.makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder + "/images", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: folder + "/masks", withIntermediateDirectories: true)
+        for seed in [UInt8(1), 2] {
+            try ImageEncoding.write(try TestImages.png(seed: seed), toPath: folder + "/images/photo\(seed).png")
+            var grey = [UInt8](repeating: 0, count: TestImages.width * TestImages.height * 3)
+            for y in 0..<TestImages.height {
+                for x in 0..<TestImages.width where TestImages.inside(x, y) {
+                    for c in 0..<3 { grey[(y * TestImages.width + x) * 3 + c] = 1 }
+                }
+            }
+            try ImageEncoding.write(try ImageEncoding.png(RGBImage(width: TestImages.width, height: TestImages.height,
+                                                                   pixels: grey)),
+                                    toPath: folder + "/masks/photo\(seed).png")
+        }
+        let (status, output) = try run(["eval", "--dataset", "folder", "--images", folder + "/images",
+                                        "--masks", folder + "/masks", "--max-clicks", "3", "--report",
+                                        folder + "/report"])
+        #expect(status == 0, output)
+        let summary = try JSONValue.parse(Array(Data(contentsOf: URL(fileURLWithPath: folder + "/report/summary.json"))))
+        #expect(summary?["images"] == 2 && summary?["dataset"] == "folder")
+        #expect((summary?["miou_at"]?.arrayValue?.first?.doubleValue ?? 0) > 0.9, "one click segments the rectangle")
+
+        let (both, message) = try run(["eval", "--dataset", "folder", "--images", folder + "/images", "--masks",
+                                       folder + "/masks", "--object-value", "1", "--instances"])
+        #expect(both != 0 && message.contains("exclude each other"), message)
+        let (noRoot, rootMessage) = try run(["eval", "--dataset", "grabcut"])
+        #expect(noRoot != 0 && rootMessage.contains("--root"), rootMessage)
+    }
+}
