@@ -13,6 +13,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case imageTooLarge = "image_too_large"
     case messageTooLarge = "message_too_large"
     case tooManyFrames = "too_many_frames"
+    case forbidden
     case busy
     case shuttingDown = "shutting_down"
     case `internal`

@@ -84,16 +84,40 @@ public struct Request: Sendable {
     public var requestID: String
     public var kind: RequestKind
     public var body: RequestBody
+    /// Who sent it, as the transport authenticated them; nil when the daemon runs without security (every request
+    /// is allowed and the annotator names in requests are trusted).
+    public var principal: Principal?
 
-    public init(requestID: String, kind: RequestKind, body: RequestBody) {
+    public init(requestID: String, kind: RequestKind, body: RequestBody, principal: Principal? = nil) {
         self.requestID = requestID
         self.kind = kind
         self.body = body
+        self.principal = principal
     }
 
     /// A request whose kind is its body's.
-    public init(requestID: String, _ body: RequestBody) {
-        self.init(requestID: requestID, kind: body.kind, body: body)
+    public init(requestID: String, _ body: RequestBody, principal: Principal? = nil) {
+        self.init(requestID: requestID, kind: body.kind, body: body, principal: principal)
+    }
+}
+
+/// An authenticated sender: the identity their key or token names, and what their role allows.
+public struct Principal: Sendable, Equatable {
+    public enum Role: String, Sendable, CaseIterable {
+        /// May read masks and follow updates, on any image.
+        case view
+        /// May also open images, click, and undo their own clicks; may close the images they opened.
+        case annotate
+        /// May do everything, on every image.
+        case admin
+    }
+
+    public var identity: String
+    public var role: Role
+
+    public init(identity: String, role: Role) {
+        self.identity = identity
+        self.role = role
     }
 }
 

@@ -99,6 +99,7 @@ public final class SessionCore: @unchecked Sendable {
     /// long it waited for its turn; both only feed the timings. Throws `ProtocolError` with the protocol's code.
     public func execute(_ request: Request, queueSeconds: Double = 0,
                         received: UInt64 = DispatchTime.now().uptimeNanoseconds) throws -> CommandOutcome {
+        let request = try Authorization.authorize(request, openedBy: { self.session($0)?.openedBy })
         switch request.body {
         case let .openImage(imageID, classes, annotator, sourcePath, publishPNG, bytes):
             return try open(request, imageID: imageID, classes: classes, annotator: annotator, sourcePath: sourcePath,
@@ -114,7 +115,7 @@ public final class SessionCore: @unchecked Sendable {
         case let .closeImage(imageID):
             return CommandOutcome(result: .closed(try close(imageID)))
         case .listSessions:
-            return CommandOutcome(result: .sessions(summaries()))
+            return CommandOutcome(result: .sessions(summaries(visibleTo: request.principal)))
         case .health, .listPlugins:
             throw ProtocolError(.internal, "'\(request.kind.rawValue)' is answered by the dispatcher, not the core")
         }
@@ -144,10 +145,14 @@ public final class SessionCore: @unchecked Sendable {
         return CloseResult(imageID: imageID, version: version)
     }
 
-    /// Every open session, sorted by image id (`queueDepth` is 0: the dispatcher fills it in).
-    public func summaries() -> [SessionSummary] {
+    /// Every open session `principal` may list, sorted by image id (`queueDepth` is 0: the dispatcher fills it in):
+    /// all of them without security and for `admin`, else those the principal opened or clicked in.
+    public func summaries(visibleTo principal: Principal? = nil) -> [SessionSummary] {
         lock.withLock {
-            sessions.values.sorted { $0.imageID < $1.imageID }.map { s in
+            sessions.values.filter { s in
+                guard let principal, principal.role != .admin else { return true }
+                return s.participants.contains(principal.identity)
+            }.sorted { $0.imageID < $1.imageID }.map { s in
                 SessionSummary(imageID: s.imageID, width: s.width, height: s.height, classes: s.classes,
                                version: s.version, clickCount: s.clicks.count,
                                annotators: Array(Set(s.clicks.map(\.annotator))).sorted(),

@@ -45,7 +45,7 @@ public final class SessionDispatcher: @unchecked Sendable {
             completion(.success(.health(health())))
             return
         case .listSessions:
-            completion(.success(.sessions(summaries())))
+            completion(.success(.sessions(summaries(visibleTo: request.principal))))
             return
         case .listPlugins:
             completion(.failure(ProtocolError(.internal, "'list_plugins' is answered by the transport")))
@@ -88,10 +88,10 @@ public final class SessionDispatcher: @unchecked Sendable {
         }
     }
 
-    /// `list_sessions`: the core's sessions with their queue depths.
-    public func summaries() -> [SessionSummary] {
+    /// `list_sessions`: the sessions `principal` may list, with their queue depths.
+    public func summaries(visibleTo principal: Principal? = nil) -> [SessionSummary] {
         let depths = scheduler.queueDepths
-        return core.summaries().map { summary in
+        return core.summaries(visibleTo: principal).map { summary in
             var s = summary
             s.queueDepth = depths[s.imageID] ?? 0
             return s

@@ -44,10 +44,12 @@ public final class SessionHarness: @unchecked Sendable {
         return "h-\(counter)"
     }
 
-    /// Runs one request through the core exactly as a transport would; records its update.
+    /// Runs one request through the core exactly as a transport would, sent by `principal` (nil: a daemon without
+    /// security); records its update.
     @discardableResult
-    public func execute(_ body: RequestBody, requestID: String? = nil) throws -> CommandResult {
-        let outcome = try core.execute(Request(requestID: requestID ?? nextID(), body))
+    public func execute(_ body: RequestBody, requestID: String? = nil, as principal: Principal? = nil) throws
+        -> CommandResult {
+        let outcome = try core.execute(Request(requestID: requestID ?? nextID(), body, principal: principal))
         if let update = outcome.update { updates.append(update) }
         return outcome.result
     }
