@@ -38,15 +38,15 @@ import Testing
         let (status, output) = try run(["eval", "--dataset", "folder", "--images", folder + "/images",
                                         "--masks", folder + "/masks", "--max-clicks", "3", "--report",
                                         folder + "/report"])
-        #expect(status == 0, output)
+        #expect(status == 0, "\(output)")
         let summary = try JSONValue.parse(Array(Data(contentsOf: URL(fileURLWithPath: folder + "/report/summary.json"))))
         #expect(summary?["images"] == 2 && summary?["dataset"] == "folder")
         #expect((summary?["miou_at"]?.arrayValue?.first?.doubleValue ?? 0) > 0.9, "one click segments the rectangle")
 
         let (both, message) = try run(["eval", "--dataset", "folder", "--images", folder + "/images", "--masks",
                                        folder + "/masks", "--object-value", "1", "--instances"])
-        #expect(both != 0 && message.contains("exclude each other"), message)
+        #expect(both != 0 && message.contains("exclude each other"), "\(message)")
         let (noRoot, rootMessage) = try run(["eval", "--dataset", "grabcut"])
-        #expect(noRoot != 0 && rootMessage.contains("--root"), rootMessage)
+        #expect(noRoot != 0 && rootMessage.contains("--root"), "\(rootMessage)")
     }
 }
