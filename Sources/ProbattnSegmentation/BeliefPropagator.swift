@@ -6,8 +6,9 @@ import ProbattnPluginHost
 ///
 /// 1. Every click fixes the value of the tokens whose footprint comes within `click_radius` pixels of it (always
 ///    including the token under the click) to the one-hot of its class, with indicator 1. A token reached by clicks of
-///    several classes is split below the token instead: its fixed value is the share of its footprint (near the
-///    clicks) that lies nearest to each class's clicks, so no click is overwritten.
+///    several classes has no single observed class: it is left to the propagation like an unclicked token (step 2),
+///    and split below the token for the pixels (step 3 takes, as its distribution, the share of its footprint near
+///    the clicks that lies nearest to each class's clicks), so no click is overwritten.
 /// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
 ///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
 ///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image
@@ -166,6 +167,7 @@ public struct BeliefPropagator: Propagator {
         } else {
             probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k)
         }
+        // Clicked tokens take their class; tokens split between classes take their shares.
         for t in 0..<tokens where clicked.classOf[t] != ClickedTokens.none {
             for c in 0..<k { probabilities[t * k + c] = clicked.value(t, c, classCount: k) }
         }
@@ -188,8 +190,9 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 1: clicks → fixed tokens
 
-    /// The tokens the clicks fix: `classOf[t]` is the class of token `t` when every click reaching it has that class,
-    /// `none` when no click reaches it, `mixed` when clicks of several classes do (its value is then `shares[t]`).
+    /// The tokens the clicks reach: `classOf[t]` is the class of token `t` when every click reaching it has that
+    /// class (the token is then fixed), `none` when no click reaches it, `mixed` when clicks of several classes do (the
+    /// token is then not fixed in the propagation, and `shares[t]` is its split for the pixels).
     struct ClickedTokens {
         static let none: Int32 = -1
         static let mixed: Int32 = -2
@@ -197,7 +200,10 @@ public struct BeliefPropagator: Propagator {
         /// For mixed tokens: the class distribution (K values) they are fixed to.
         var shares: [Int32: [Float]] = [:]
 
-        /// The fixed value of class `c` for a token that is fixed (single-class or mixed).
+        /// Whether the propagation holds token `t` fixed (all clicks reaching it agree).
+        func isFixed(_ t: Int) -> Bool { classOf[t] >= 0 }
+
+        /// The value of class `c` of a clicked token: its class's one-hot, or its shares when split.
         func value(_ t: Int, _ c: Int, classCount k: Int) -> Float {
             let fixed = classOf[t]
             if fixed == Self.mixed { return shares[Int32(t)]?[c] ?? 1 / Float(k) }
@@ -228,8 +234,6 @@ public struct BeliefPropagator: Propagator {
                 if current == ClickedTokens.none {
                     classOf[Int(t)] = c
                     reaching[t, default: []].append(index)
-                } else if ProcessInfo.processInfo.environment["PA_LATER_WINS"] != nil {
-                    classOf[Int(t)] = c
                 } else {
                     if current != c { classOf[Int(t)] = ClickedTokens.mixed }
                     reaching[t, default: []].append(index)
@@ -314,7 +318,7 @@ public struct BeliefPropagator: Propagator {
             posterior.withUnsafeBufferPointer { posterior in
                 for t in 0..<h {
                     let o = t * (k + 1)
-                    if clicked.classOf[t] != ClickedTokens.none {
+                    if clicked.isFixed(t) {
                         for j in 0..<k { fixed[o + j] = clicked.value(t, j, classCount: k) }
                         fixed[o + k] = 1
                         continue
