@@ -28,6 +28,7 @@ public struct PluginAttention: TokenAttention {
         }
         do {
             self.options = try variant.resolveOptions(given)
+            try variant.validateOptions(self.options)
         } catch let error as PluginHostError {
             let code: SegmentationError.Code = if case .unknownOption = error { .unknownOption } else { .invalidOption }
             throw SegmentationError(code, error.description)
