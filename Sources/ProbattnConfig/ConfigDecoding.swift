@@ -128,7 +128,8 @@ struct ConfigNode {
         return value
     }
 
-    /// A stage option: a scalar (int, float, bool, string) or a list of them.
+    /// A stage option: a scalar (int, float, bool, string), a list of them, or a mapping of such options (a nested
+    /// stanza: the adapter's `variant: {type: ..., ...}`).
     func configValue() throws -> ConfigValue {
         switch node {
         case .scalar(let scalar):
@@ -142,8 +143,16 @@ struct ConfigNode {
             return .string(scalar.string)
         case .sequence:
             return .list(try sequence().map { try $0.configValue() })
-        case .mapping, .alias:
-            throw wrongType("a number, true/false, a string or a list")
+        case .mapping(let mapping):
+            var result: [String: ConfigValue] = [:]
+            for (keyNode, valueNode) in mapping {
+                let key = try ConfigNode(keyNode, path: path).string()
+                guard result[key] == nil else { throw invalidValue("duplicate key '\(key)'") }
+                result[key] = try ConfigNode(valueNode, path: childPath(key)).configValue()
+            }
+            return .mapping(result)
+        case .alias:
+            throw wrongType("a number, true/false, a string, a list or a mapping")
         }
     }
 }

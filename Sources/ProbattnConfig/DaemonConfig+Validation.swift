@@ -79,6 +79,20 @@ extension DaemonConfig {
 }
 
 extension DaemonConfig {
+    /// Things the config says in a way that still works but will not always: one line each, naming the key path.
+    /// `probattnd validate` prints them as warnings, the daemon logs them at start and on reload.
+    public var deprecations: [String] {
+        pipeline.enumerated().compactMap { index, stage in
+            guard stage.role == .adapter, stage.type == VariantAttentionAdapter.typeName,
+                  let stanza = try? AdapterStanza(stage.options, defaultVariant: PipelineFactory.defaultVariant,
+                                                  defaults: [:]),
+                  stanza.isFlat else { return nil }
+            return "pipeline[\(index)].options: the flat adapter form (the variant's options beside "
+                + "`variant: \(stanza.variant)`) is deprecated; write `variant: {type: \(stanza.variant), ...its options}` "
+                + "beside the adapter's own unit_stride and query_embedding"
+        }
+    }
+
     /// Every check that needs no resources: what `probattnd validate` and a SIGHUP reload run before a config is
     /// used. Without `plugins`, the structure and the stage types; with the registry of the plugin folder the daemon
     /// would load, also every stage's options, the attention variant (it must be loaded) and the variant's options,

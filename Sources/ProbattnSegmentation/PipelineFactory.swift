@@ -16,7 +16,7 @@ public enum PipelineFactory {
     public static let defaultVariant = "probabilistic"
 
     /// Options of the `attention` adapter itself (every other option goes to the variant).
-    public static let adapterOwnOptions: Set<String> = ["variant", "unit_stride", "query_embedding"]
+    public static let adapterOwnOptions: Set<String> = AdapterStanza.ownKeys
 
     /// The query embedding the adapter uses when its `query_embedding` option is `auto` (the default): the features
     /// as they are for a variant that compares by distance itself (an RBF form, as probabilistic attention), and the
@@ -41,12 +41,24 @@ public enum PipelineFactory {
         .propagator: [BeliefPropagator.typeName],
     ]
 
-    /// The options of the probabilistic variant that the default pipeline sets (the rest keep the plugin's
-    /// defaults). RBF attention (no magnitude priors) with unit precision: the encoder scales its features so that
-    /// one unit of squared distance is one "sigma" of similarity. docs/SEGMENTATION.md says how each was chosen.
-    public static let defaultAttentionOptions: [String: ConfigValue] = [
-        "variant": .string(defaultVariant),
-        "unit_stride": .int(2),
+    /// The pipeline's defaults for a variant's options, by variant: the default variant's tuned values (the rest
+    /// keep the plugin's defaults); other variants start from their plugin's defaults. An adapter stanza's options
+    /// are merged over these key by key (`AdapterStanza`).
+    public static var defaultVariantOptions: [String: [String: ConfigValue]] {
+        [defaultVariant: defaultProbabilisticOptions]
+    }
+
+    /// The adapter stanza of the default pipeline: the default variant with its tuned options, and the adapter's
+    /// own keys as their defaults resolve for it (written out, as in `Config/probattnd.yaml`).
+    public static var defaultAttentionOptions: [String: ConfigValue] {
+        ["variant": .mapping(defaultProbabilisticOptions.merging(["type": .string(defaultVariant)]) { a, _ in a }),
+         "unit_stride": .int(2), "query_embedding": .string("auto")]
+    }
+
+    /// The options of the probabilistic variant that the default pipeline sets. RBF attention (no magnitude priors)
+    /// with unit precision: the encoder scales its features so that one unit of squared distance is one "sigma" of
+    /// similarity. docs/SEGMENTATION.md says how each was chosen.
+    static let defaultProbabilisticOptions: [String: ConfigValue] = [
         "alpha": .double(1.0),
         "beta": .double(0.0),
         "magnitude_priors": .bool(false),
@@ -108,21 +120,26 @@ public enum PipelineFactory {
             throw unknownType(.adapter, adapter.type)
         }
         let registry = plugins ?? loadDefaultRegistry()
-        let variantName = attention ?? variantName(of: adapter) ?? defaultVariant
-        let variant = try lookUp(variantName, in: registry)
-        let declared = Set(variant.options.map(\.name))
-        var options: [String: ConfigValue] = ["variant": .string(variantName)]
-        for (key, value) in adapter.options where key != "variant" {
-            if attention == nil || declared.contains(key) || (adapterOwnOptions.contains(key) && key != "unit_stride") {
-                options[key] = value
-            }
+        var stanza = try AdapterStanza(adapter.options, defaultVariant: defaultVariant,
+                                       defaults: defaultVariantOptions)
+        if let attention {
+            // Another variant: keep only the options it declares, over its own defaults; its unit_stride default
+            // applies (by its descriptor).
+            let declared = Set(try lookUp(attention, in: registry).options.map(\.name))
+            let kept = stanza.variantOptions.filter { declared.contains($0.key) }
+            stanza.variant = attention
+            stanza.variantOptions = (defaultVariantOptions[attention] ?? [:]).merging(kept) { _, written in written }
+            stanza.unitStride = nil
         }
+        let variant = try lookUp(stanza.variant, in: registry)
+        let declared = Set(variant.options.map(\.name))
         if !keyAdaptation, declared.contains("key_adaptation_iterations") {
-            options["key_adaptation_iterations"] = .int(0)
+            stanza.variantOptions["key_adaptation_iterations"] = .int(0)
         }
         if !valuePropagation, declared.contains("value_propagation_iterations") {
-            options["value_propagation_iterations"] = .int(0)
+            stanza.variantOptions["value_propagation_iterations"] = .int(0)
         }
+        let options = stanza.nestedOptions
         adapter.options = options
         chosen[.adapter] = adapter
         if !valuePropagation, var propagator = chosen[.propagator] {
@@ -181,18 +198,11 @@ public enum PipelineFactory {
     private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws
         -> (any TokenAttention, Int, VariantAttentionAdapter.QueryEmbedding) {
         guard spec.type == VariantAttentionAdapter.typeName else { throw unknownType(.adapter, spec.type) }
-        var options = spec.options
-        let name: String
-        switch options.removeValue(forKey: "variant") {
-        case nil: name = defaultVariant
-        case .string(let value)?: name = value
-        case let other?:
-            throw SegmentationError(.invalidOption, "adapter 'attention': option 'variant' = \(other) is invalid "
-                                        + "(expected the name of an attention variant)")
-        }
+        let stanza = try AdapterStanza(spec.options, defaultVariant: defaultVariant, defaults: defaultVariantOptions)
+        let name = stanza.variant
         let variant = try lookUp(name, in: plugins)
         var unitStride = defaultUnitStride(variant.capabilities)
-        switch options.removeValue(forKey: "unit_stride") {
+        switch stanza.unitStride {
         case nil: break
         case .int(let value)? where (1...64).contains(value): unitStride = value
         case let other?:
@@ -206,7 +216,7 @@ public enum PipelineFactory {
         }
         let embedding: VariantAttentionAdapter.QueryEmbedding
         let embeddingChoices = ["auto"] + VariantAttentionAdapter.QueryEmbedding.allCases.map(\.rawValue)
-        switch options.removeValue(forKey: "query_embedding") {
+        switch stanza.queryEmbedding {
         case nil, .string("auto")?: embedding = automaticQueryEmbedding(variant.capabilities)
         case .string(let value)? where VariantAttentionAdapter.QueryEmbedding(rawValue: value) != nil:
             embedding = VariantAttentionAdapter.QueryEmbedding(rawValue: value) ?? .features
@@ -215,7 +225,7 @@ public enum PipelineFactory {
                                         + "invalid (expected one of \(embeddingChoices.joined(separator: ", ")))")
         }
         do {
-            return (try PluginAttention(variant: variant, options: options), unitStride, embedding)
+            return (try PluginAttention(variant: variant, options: stanza.variantOptions), unitStride, embedding)
         } catch let error as SegmentationError {
             // The variant's own options are the adapter's too: the message says where they are.
             throw SegmentationError(error.code, "adapter 'attention': " + error.message)

@@ -10,13 +10,15 @@ import ProbattnImaging
 //
 // The writer stage (SQLite + publishing) belongs to the daemon and sits after the propagator.
 
-/// A value from a stage's `options:` block in the config (YAML scalars and lists).
+/// A value from a stage's `options:` block in the config (YAML scalars, lists, and the mapping of a nested stanza
+/// such as the adapter's `variant: {type: ..., ...}`).
 public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
     case int(Int)
     case double(Double)
     case bool(Bool)
     case string(String)
     case list([ConfigValue])
+    case mapping([String: ConfigValue])
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
         case .bool(let v): return String(v)
         case .string(let v): return v
         case .list(let vs): return "[" + vs.map(\.description).joined(separator: ", ") + "]"
+        case .mapping(let m):
+            return "{" + m.keys.sorted().map { "\($0): \(m[$0]!.description)" }.joined(separator: ", ") + "}"
         }
     }
 }

@@ -44,6 +44,9 @@ struct ValidateCommand: ParsableCommand {
         } catch {
             throw fail("\(config): \(error)")
         }
+        for deprecation in daemonConfig.deprecations {
+            standardError.write(Data("probattnd validate: warning: \(config): \(deprecation)\n".utf8))
+        }
         let stages = daemonConfig.pipeline.map { "\($0.role.rawValue)=\($0.type)" }.joined(separator: " → ")
         print("OK \(config): requests \(daemonConfig.endpoints.requests), results \(daemonConfig.endpoints.results), "
               + "pipeline \(stages), \(plugins.variants.count) attention variants from \(directory), "

@@ -38,6 +38,9 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
         try config.validate(plugins: plugins)
+        for deprecation in config.deprecations {
+            logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
+        }
         let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
@@ -88,6 +91,9 @@ public final class DaemonRuntime: @unchecked Sendable {
         do {
             let new = try DaemonConfig.load(path: configPath)
             try new.validate(plugins: plugins)
+            for deprecation in new.deprecations {
+                logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
+            }
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
                 ? core.currentSettings.pipeline
