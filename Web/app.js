@@ -271,6 +271,7 @@
     }
     $("image-canvas").getContext("2d").drawImage(bitmap, 0, 0);
     $("mask-canvas").getContext("2d").clearRect(0, 0, session.width, session.height);
+    drawOutline();
     $("mask-canvas").dataset.version = "";
     $("imageinfo").textContent = "";
     const name = document.createElement("b");
@@ -379,7 +380,14 @@
       }
       applyMask(m);
       drawClicks();
+      refreshSessionsSoon();
     }
+  }
+
+  let sessionsTimer = null;
+  function refreshSessionsSoon() {
+    if (sessionsTimer) return;
+    sessionsTimer = setTimeout(() => { sessionsTimer = null; refreshSessions(); }, 1000);
   }
 
   function addClick(c) {
@@ -461,6 +469,7 @@
     return labels;
   }
 
+  /** The fill, at the image's resolution (its pixels are what the page shows as the mask). */
   function drawMask() {
     const s = state.session, labels = state.labels;
     const canvas = $("mask-canvas");
@@ -469,21 +478,54 @@
     const w = s.width, h = s.height;
     const image = ctx.createImageData(w, h);
     const d = image.data;
-    const outline = $("outline").checked;
     const fill = Math.round(state.opacity * 255);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const p = y * w + x, l = labels[p];
-        if (l < 0) continue;
-        const edge = outline && (x === 0 || y === 0 || x === w - 1 || y === h - 1 ||
-          labels[p - 1] !== l || labels[p + 1] !== l || labels[p - w] !== l || labels[p + w] !== l);
-        const c = classColour(l), o = p * 4;
-        if (edge) { d[o] = 255; d[o + 1] = 255; d[o + 2] = 255; d[o + 3] = 255; }
-        else { d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = fill; }
-      }
+    const colours = s.classes.map((_, i) => classColour(i));
+    for (let p = 0, o = 0; p < w * h; p++, o += 4) {
+      const l = labels[p];
+      if (l < 0) continue;
+      const c = colours[l];
+      d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = fill;
     }
     ctx.putImageData(image, 0, 0);
     canvas.dataset.version = String(s.version);
+    drawOutline();
+  }
+
+  /** The mask's boundary as crisp lines at the display's resolution: every pixel edge between two labels. */
+  function drawOutline() {
+    const canvas = $("outline-canvas");
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const s = state.session, labels = state.labels;
+    if (!s || !labels || !$("outline").checked) return;
+    const w = s.width, h = s.height, kx = canvas.width / w, ky = canvas.height / h;
+    const path = new Path2D();
+    for (let y = 0; y <= h; y++) {          // horizontal edges, merged into runs
+      let start = -1;
+      for (let x = 0; x <= w; x++) {
+        const a = y > 0 && x < w ? labels[(y - 1) * w + x] : -1, b = y < h && x < w ? labels[y * w + x] : -1;
+        const edge = x < w && a !== b;
+        if (edge && start < 0) start = x;
+        if (!edge && start >= 0) { path.moveTo(start * kx, y * ky); path.lineTo(x * kx, y * ky); start = -1; }
+      }
+    }
+    for (let x = 0; x <= w; x++) {          // vertical edges
+      let start = -1;
+      for (let y = 0; y <= h; y++) {
+        const a = x > 0 && y < h ? labels[y * w + x - 1] : -1, b = x < w && y < h ? labels[y * w + x] : -1;
+        const edge = y < h && a !== b;
+        if (edge && start < 0) start = y;
+        if (!edge && start >= 0) { path.moveTo(x * kx, start * ky); path.lineTo(x * kx, y * ky); start = -1; }
+      }
+    }
+    const dpr = window.devicePixelRatio || 1;
+    ctx.lineCap = "square";
+    ctx.strokeStyle = "rgba(0, 0, 0, 0.55)";
+    ctx.lineWidth = 3 * dpr;
+    ctx.stroke(path);
+    ctx.strokeStyle = "#ffffff";
+    ctx.lineWidth = 1.25 * dpr;
+    ctx.stroke(path);
   }
 
   function finishTiming(t) {
@@ -623,8 +665,11 @@
     wrap.style.height = h + "px";
     $("mask-canvas").classList.toggle("pixelated", scale >= 2);
     const dpr = window.devicePixelRatio || 1;
-    $("click-canvas").width = Math.round(w * dpr);
-    $("click-canvas").height = Math.round(h * dpr);
+    for (const c of ["click-canvas", "outline-canvas"]) {
+      $(c).width = Math.round(w * dpr);
+      $(c).height = Math.round(h * dpr);
+    }
+    drawOutline();
     drawClicks();
   }
   new ResizeObserver(layout).observe($("stage"));
@@ -686,6 +731,7 @@
   async function loadFolder() {
     let reply;
     try { reply = await api("/folder"); } catch (e) { return; }
+    if (reply.configured === false) return;
     const images = reply.images || [];
     $("folder-section").hidden = false;
     const list = $("folder");
@@ -719,7 +765,7 @@
     drawMask();
   }
   $("opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value) / 100));
-  $("outline").addEventListener("change", drawMask);
+  $("outline").addEventListener("change", drawOutline);
   $("show-clicks").addEventListener("change", drawClicks);
 
   const OPACITY_STEPS = [0, 0.3, 0.55, 0.8];

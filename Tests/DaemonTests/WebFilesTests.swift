@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnDaemon
+import ProbattnJSON
 import Testing
 
 /// `http.image_folder` and the web annotator's static files, on real files in a temporary folder.
@@ -108,6 +109,41 @@ import Testing
                                 executable: "/nonexistent/bin/probattnd")?.root
             == FileManager.default.realPathForTests(prefix + "/share/probattn/web"))
         #expect(WebFiles.locate(configured: nil, environment: [:], executable: "/nonexistent/bin/probattnd") == nil)
+    }
+
+    @Test func routesAnswerTheFolderAndThePageAndLeaveTheRestToTheGateway() throws {
+        let fixture = try Fixture()
+        let routes = WebRoutes(files: WebFiles(root: Self.repositoryRoot + "/Web"), folder: ImageFolder(path: fixture.folder))
+        let listing = try #require(routes.response(method: "GET", target: "/api/v1/folder"))
+        #expect(listing.status == 200 && listing.contentType == "application/json")
+        let json = try #require(JSONValue.parse(listing.body))
+        #expect(json["configured"]?.boolValue == true)
+        #expect(json["images"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["a.png", "b photo.jpg", "inside-link.png"])
+        let image = try #require(routes.response(method: "GET", target: "/api/v1/folder/b%20photo.jpg"))
+        #expect(image.status == 200 && image.contentType == "image/jpeg")
+        for bad in ["/api/v1/folder/nested%2Fc.png", "/api/v1/folder/nested/c.png", "/api/v1/folder/..%2Foutside.png",
+                    "/api/v1/folder/%2E%2E", "/api/v1/folder/outside-link.png", "/api/v1/folder/%zz"] {
+            let response = try #require(routes.response(method: "GET", target: bad))
+            #expect(response.status == 400, "\(bad)")
+            #expect(JSONValue.parse(response.body)?["error"]?["code"]?.stringValue == "bad_request", "\(bad)")
+        }
+        #expect(routes.response(method: "GET", target: "/api/v1/folder/notes.txt")?.status == 404)
+        #expect(routes.response(method: "GET", target: "/")?.contentType == "text/html; charset=utf-8")
+        #expect(routes.response(method: "HEAD", target: "/app.js?v=1")?.status == 200)
+        #expect(routes.response(method: "GET", target: "/")?.cacheControl == "no-cache")
+        for gateways in ["/api/v1/health", "/api/v1/images/x/ws", "/metrics", "/missing.js", "/a/b.js"] {
+            #expect(routes.response(method: "GET", target: gateways) == nil, "\(gateways)")
+        }
+        #expect(routes.response(method: "POST", target: "/") == nil)
+        #expect(routes.response(method: "POST", target: "/api/v1/folder") == nil)
+    }
+
+    @Test func withoutAFolderTheListingSaysSo() throws {
+        let routes = WebRoutes(files: nil, folder: nil)
+        let listing = try #require(routes.response(method: "GET", target: "/api/v1/folder"))
+        #expect(JSONValue.parse(listing.body)?["configured"]?.boolValue == false)
+        #expect(routes.response(method: "GET", target: "/api/v1/folder/a.png")?.status == 404)
+        #expect(routes.response(method: "GET", target: "/") == nil)
     }
 
     static var repositoryRoot: String {
