@@ -28,6 +28,13 @@ public struct DaemonConfig: Sendable, Equatable {
         public var host: String
         /// The port part of `listen`, 0...65535.
         public var port: Int
+        /// Folder of images the web annotator lists and opens by name (docs/WEB.md): only the regular image files
+        /// directly in it. YAML `image_folder`; nil (the default): no folder. A relative path is resolved against
+        /// the working directory.
+        public var imageFolder: String?
+        /// Folder of the web annotator's files served at `/`. YAML `web_root`; nil (the default): found as
+        /// `WebFiles.locate` describes ($PROBATTN_WEB_ROOT, the installed share/probattn/web, the source tree's Web/).
+        public var webRoot: String?
 
         /// Splits `HOST:PORT`; nil when `listen` is not of that form.
         public init?(listen: String) {
@@ -174,7 +181,7 @@ public struct DaemonConfig: Sendable, Equatable {
             if let value = keys["results"] { config.endpoints.results = try value.nonEmptyString() }
         }
         if let node = top["http"], !node.isNull {
-            let keys = try node.mapping(allowed: ["listen"])
+            let keys = try node.mapping(allowed: ["listen", "image_folder", "web_root"])
             guard let value = keys["listen"] else {
                 throw ConfigError(.missingKey, path: node.childPath("listen"),
                                   "\(node.path): missing key 'listen' (HOST:PORT, e.g. 127.0.0.1:5580)\(node.lineSuffix)")
@@ -183,7 +190,10 @@ public struct DaemonConfig: Sendable, Equatable {
             guard let http = HTTP(listen: text) else {
                 throw value.invalidValue("must be HOST:PORT with a port in 0...65535 (e.g. 127.0.0.1:5580 or [::1]:5580), found '\(text)'")
             }
-            config.http = http
+            var settings = http
+            if let folder = keys["image_folder"], !folder.isNull { settings.imageFolder = try folder.nonEmptyString() }
+            if let root = keys["web_root"], !root.isNull { settings.webRoot = try root.nonEmptyString() }
+            config.http = settings
         }
         if let node = top["plugin_dir"], !node.isNull {
             config.pluginDirectory = try node.nonEmptyString()

@@ -1,4 +1,5 @@
 import Foundation
+import ProbattnConfig
 import ProbattnDaemon
 import ProbattnJSON
 import Testing
@@ -144,6 +145,23 @@ import Testing
         #expect(JSONValue.parse(listing.body)?["configured"]?.boolValue == false)
         #expect(routes.response(method: "GET", target: "/api/v1/folder/a.png")?.status == 404)
         #expect(routes.response(method: "GET", target: "/") == nil)
+    }
+
+    @Test func configNamesTheImageFolderAndTheWebRoot() throws {
+        let config = try DaemonConfig.decode(yaml: """
+            http:
+              listen: 127.0.0.1:5580
+              image_folder: pictures
+              web_root: site/web
+            """)
+        #expect(config.http?.imageFolder == "pictures" && config.http?.webRoot == "site/web")
+        #expect(try DaemonConfig.decode(yaml: "http: {listen: \"127.0.0.1:5580\"}").http?.imageFolder == nil)
+        #expect(throws: (any Error).self) {
+            try DaemonConfig.decode(yaml: "http: {listen: \"127.0.0.1:5580\", image_folder: \"\"}")
+        }
+        #expect(throws: (any Error).self) {
+            try DaemonConfig.decode(yaml: "http: {listen: \"127.0.0.1:5580\", image_dir: pictures}")
+        }
     }
 
     static var repositoryRoot: String {

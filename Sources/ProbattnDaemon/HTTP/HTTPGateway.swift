@@ -24,6 +24,8 @@ final class HTTPGateway: @unchecked Sendable {
     private let requests: DaemonRequests
     private let logger: Logger
     let hub = WebSocketHub()
+    /// The web annotator's page and image folder (HTTPGateway+Web.swift).
+    private let web: WebRoutes
 
     private let lock = NSLock()
     private var parser: RequestParser
@@ -41,6 +43,7 @@ final class HTTPGateway: @unchecked Sendable {
         self.settings = settings
         self.requests = requests
         self.logger = logger
+        web = Self.webRoutes(settings, logger: logger)
         parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
         let hub = self.hub
         requests.dispatcher.addListener { update in hub.publish(update) }
@@ -147,6 +150,7 @@ final class HTTPGateway: @unchecked Sendable {
     /// Answers one HTTP request (never throws: every failure is the protocol's JSON error with its status).
     func respond(_ request: HummingbirdCore.Request, channel: any Channel) async -> Response {
         let received = DispatchTime.now().uptimeNanoseconds
+        if let page = webResponse(web, request) { return page }
         let target = RequestTarget(request.head.path ?? "/")
         let route: GatewayRoute
         switch GatewayRoute.match(method: request.method.rawValue, target: target) {
