@@ -453,43 +453,61 @@
   }
 
   function labelsOf(m, s) {
-    const n = s.width * s.height;
-    const labels = new Int16Array(n).fill(-1);
+    const labels = new Int16Array(s.width * s.height).fill(-1);
     if (m.class_masks && s.classes.length > 2) {
       const skip = s.classes.findIndex((c) => c.toLowerCase() === "background");
       s.classes.forEach((name, i) => {
-        if (i === skip || !m.class_masks[name]) return;
-        const bits = window.ProbattnRLE.rleDecode(m.class_masks[name]);
-        for (let p = 0; p < n; p++) if (bits[p]) labels[p] = i;
+        if (i !== skip && m.class_masks[name]) window.ProbattnRLE.rleFill(m.class_masks[name], labels, i);
       });
     } else {
-      const bits = window.ProbattnRLE.rleDecode(m.mask);
-      for (let p = 0; p < n; p++) if (bits[p]) labels[p] = 0;
+      window.ProbattnRLE.rleFill(m.mask, labels, 0);
     }
     return labels;
   }
 
   /** The fill, at the image's resolution (its pixels are what the page shows as the mask). */
+  let maskImage = null;
   function drawMask() {
     const s = state.session, labels = state.labels;
     const canvas = $("mask-canvas");
     const ctx = canvas.getContext("2d");
     if (!s || !labels) return;
-    const w = s.width, h = s.height;
-    const image = ctx.createImageData(w, h);
-    const d = image.data;
-    const fill = Math.round(state.opacity * 255);
-    const colours = s.classes.map((_, i) => classColour(i));
-    for (let p = 0, o = 0; p < w * h; p++, o += 4) {
-      const l = labels[p];
-      if (l < 0) continue;
-      const c = colours[l];
-      d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = fill;
+    if (!maskImage || maskImage.width !== s.width || maskImage.height !== s.height) {
+      maskImage = ctx.createImageData(s.width, s.height);
     }
-    ctx.putImageData(image, 0, 0);
+    const pixels = new Uint32Array(maskImage.data.buffer);
+    const alpha = Math.round(state.opacity * 255);
+    // RGBA bytes as one little-endian word per class.
+    const packed = s.classes.map((_, i) => {
+      const c = classColour(i);
+      return ((alpha << 24) | (c[2] << 16) | (c[1] << 8) | c[0]) >>> 0;
+    });
+    const w = s.width, h = s.height, n = labels.length;
+    if (pixelOutline()) {
+      // Shown at less than twice its size: the outline is the mask's boundary pixels, drawn in the same pass.
+      const white = 0xffffffff;
+      for (let p = 0; p < n; p++) {
+        const l = labels[p];
+        if (l < 0) { pixels[p] = 0; continue; }
+        const x = p % w;
+        const edge = x === 0 || x === w - 1 || p < w || p >= n - w ||
+          labels[p - 1] !== l || labels[p + 1] !== l || labels[p - w] !== l || labels[p + w] !== l;
+        pixels[p] = edge ? white : packed[l];
+      }
+    } else {
+      for (let p = 0; p < n; p++) {
+        const l = labels[p];
+        pixels[p] = l < 0 ? 0 : packed[l];
+      }
+    }
+    ctx.putImageData(maskImage, 0, 0);
     canvas.dataset.version = String(s.version);
     drawOutline();
   }
+
+  /** Whether the outline is drawn as boundary pixels of the mask (fast, for images shown at less than twice their
+   *  size) rather than as lines at the display's resolution (crisp, for small images shown enlarged). */
+  function pixelOutline() { return $("outline").checked && state.scale < 2; }
 
   /** The mask's boundary as crisp lines at the display's resolution: every pixel edge between two labels. */
   function drawOutline() {
@@ -497,7 +515,7 @@
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     const s = state.session, labels = state.labels;
-    if (!s || !labels || !$("outline").checked) return;
+    if (!s || !labels || !$("outline").checked || pixelOutline()) return;
     const w = s.width, h = s.height, kx = canvas.width / w, ky = canvas.height / h;
     const path = new Path2D();
     for (let y = 0; y <= h; y++) {          // horizontal edges, merged into runs
@@ -534,10 +552,12 @@
     const li = document.createElement("li");
     const dot = document.createElement("span");
     dot.className = "dot";
-    dot.style.background = rgb(classColour(state.session ? state.session.classes.indexOf(t.class) : 0));
+    dot.style.background = t.kind === "undo" ? "var(--muted)"
+      : rgb(classColour(state.session ? state.session.classes.indexOf(t.class) : 0));
     const what = document.createElement("span");
     what.className = "what";
-    what.textContent = t.kind === "undo" ? "undo" : `${t.class} (${t.x}, ${t.y})`;
+    what.textContent = t.kind === "undo" ? "undo" : `${t.x}, ${t.y}`;
+    what.title = t.kind === "undo" ? "undo" : `${t.class} at (${t.x}, ${t.y})`;
     const num = document.createElement("span");
     num.className = "num";
     num.textContent = t.ok
@@ -548,7 +568,7 @@
     while ($("log").children.length > 50) $("log").lastChild.remove();
     const rts = window.probattnTimings.filter((x) => x.ok && x.reply !== undefined).map((x) => x.reply - x.click)
       .sort((a, b) => a - b);
-    if (rts.length) $("rt-summary").textContent = `median ${Math.round(rts[rts.length >> 1])} ms of ${rts.length}`;
+    if (rts.length) $("rt-summary").textContent = `median ${Math.round(rts[rts.length >> 1])} ms`;
   }
 
   // ---------------------------------------------------------------------------------------------- clicks
@@ -625,7 +645,7 @@
     const s = state.session;
     if (!s || !$("show-clicks").checked) return;
     const k = canvas.width / s.width, dpr = window.devicePixelRatio || 1;
-    const r = 5.5 * dpr;
+    const r = 6 * dpr;
     for (const c of state.clicks.values()) {
       const cx = (c.x + 0.5) * k, cy = (c.y + 0.5) * k;
       const idx = s.classes.indexOf(c.cls);
@@ -658,6 +678,7 @@
     if (!s) return;
     const stage = $("stage").getBoundingClientRect();
     const scale = Math.max(0.05, Math.min((stage.width - 32) / s.width, (stage.height - 32) / s.height, 8));
+    const wasPixel = state.scale < 2;
     state.scale = scale;
     const w = Math.round(s.width * scale), h = Math.round(s.height * scale);
     const wrap = $("canvas-wrap");
@@ -669,7 +690,7 @@
       $(c).width = Math.round(w * dpr);
       $(c).height = Math.round(h * dpr);
     }
-    drawOutline();
+    if (wasPixel !== scale < 2) drawMask(); else drawOutline();
     drawClicks();
   }
   new ResizeObserver(layout).observe($("stage"));
@@ -765,7 +786,7 @@
     drawMask();
   }
   $("opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value) / 100));
-  $("outline").addEventListener("change", drawOutline);
+  $("outline").addEventListener("change", drawMask);
   $("show-clicks").addEventListener("change", drawClicks);
 
   const OPACITY_STEPS = [0, 0.3, 0.55, 0.8];

@@ -23,23 +23,31 @@ function rleRuns(counts) {
   return runs;
 }
 
-/** Decodes an RLE into a row-major Uint8Array of height × width with 1 inside the mask. */
-function rleDecode(rle) {
+/** Sets out[y * width + x] = value for every pixel (x, y) inside the mask (row-major output; no per-pixel division). */
+function rleFill(rle, out, value) {
   const [height, width] = rle.size;
-  const out = new Uint8Array(width * height);
   const runs = typeof rle.counts === "string" ? rleRuns(rle.counts) : rle.counts;
-  let p = 0, value = 0;
+  let p = 0, inside = 0;
   for (const n of runs) {
-    if (value) {
-      for (let j = p; j < p + n; j++) {
-        const x = (j / height) | 0, y = j - x * height;   // column-major index -> (x, y)
-        out[y * width + x] = 1;
+    if (inside && n > 0) {
+      let x = (p / height) | 0, y = p - x * height, left = n;
+      while (left > 0) {                     // the run, cut at column ends
+        const take = Math.min(left, height - y);
+        for (let k = 0, q = y * width + x; k < take; k++, q += width) out[q] = value;
+        left -= take;
+        y = 0;
+        x += 1;
       }
     }
     p += n;
-    value ^= 1;
+    inside ^= 1;
   }
   return out;
 }
 
-window.ProbattnRLE = { rleRuns, rleDecode };
+/** Decodes an RLE into a row-major Uint8Array of height × width with 1 inside the mask. */
+function rleDecode(rle) {
+  return rleFill(rle, new Uint8Array(rle.size[0] * rle.size[1]), 1);
+}
+
+window.ProbattnRLE = { rleRuns, rleDecode, rleFill };
