@@ -65,6 +65,12 @@ class Page:
         for flag in CHROMIUM_FLAGS:
             options.add_argument(flag)
         options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+        self.downloads = os.path.join(shots, f"downloads-{label}")
+        os.makedirs(self.downloads, exist_ok=True)
+        for name in os.listdir(self.downloads):
+            os.remove(os.path.join(self.downloads, name))
+        options.add_experimental_option("prefs", {"download.default_directory": self.downloads,
+                                                  "download.prompt_for_download": False})
         self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
         self.driver.set_script_timeout(TIMEOUT)
         self.label, self.base_url, self.shots = label, base_url, shots
@@ -95,12 +101,15 @@ class Page:
             box.send_keys(classes)
         wait_for(f"{name} in the folder list", lambda: self.find(f'#folder button[data-name="{name}"]'))
         self.find(f'#folder button[data-name="{name}"]').click()
-        self.wait_live()
+        self.wait_live(name)
 
-    def wait_live(self):
-        wait_for(f"{self.label}: a live session with a mask",
+    def wait_live(self, name=None):
+        """Waits until the page shows a live session (of the image `name`, when given) with its mask."""
+        wait_for(f"{self.label}: a live session of {name or 'the image'} with a mask",
                  lambda: self.js("return document.getElementById('connection').dataset.state === 'live' && "
-                                 "document.getElementById('mask-canvas').dataset.version !== ''"))
+                                 "document.getElementById('mask-canvas').dataset.version !== '' && "
+                                 "(arguments[0] === null || "
+                                 "document.getElementById('imageinfo').title.startsWith(arguments[0] + '@'))", name))
 
     def version(self):
         v = self.js("return document.getElementById('mask-canvas').dataset.version")
@@ -299,6 +308,24 @@ def run(args):
             wait_for(f"{page.label} shows no mask at A's undone click", lambda page=page: page.mask_at(x, y) == 0)
         a.screenshot("after-undo")
         b.screenshot("after-undo")
+
+        # Keyboard: o steps the opacity; the downloads are the daemon's mask as PNG and as COCO RLE JSON.
+        before = a.js("return document.getElementById('opacity').value")
+        a.press("o")
+        after = a.js("return document.getElementById('opacity').value")
+        check(before != after, f"key o changes the opacity ({before}% -> {after}%)")
+        a.find("#download-png").click()
+        png_path = os.path.join(a.downloads, "square-mask.png")
+        wait_for("the PNG download", lambda: os.path.exists(png_path) and os.path.getsize(png_path) > 8)
+        with open(png_path, "rb") as f:
+            check(f.read(8) == b"\x89PNG\r\n\x1a\n", f"Mask PNG downloads a PNG ({os.path.getsize(png_path)} bytes)")
+        a.find("#download-rle").click()
+        rle_path = os.path.join(a.downloads, "square-mask.json")
+        wait_for("the RLE download", lambda: os.path.exists(rle_path) and os.path.getsize(rle_path) > 0)
+        with open(rle_path) as f:
+            downloaded = json.load(f)
+        check(downloaded["version"] == mask["version"] and downloaded["mask"] == mask["mask"],
+              f"RLE JSON downloads the daemon's mask (version {downloaded['version']})")
 
         # A file that is not an image: the daemon's error is shown on the page.
         a.expect_failure("POST", "/api/v1/images", 400)
