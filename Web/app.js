@@ -684,7 +684,7 @@
     const wrap = $("canvas-wrap");
     wrap.style.width = w + "px";
     wrap.style.height = h + "px";
-    $("mask-canvas").classList.toggle("pixelated", scale >= 2);
+    for (const c of ["image-canvas", "mask-canvas"]) $(c).classList.toggle("pixelated", scale >= 2);
     const dpr = window.devicePixelRatio || 1;
     for (const c of ["click-canvas", "outline-canvas"]) {
       $(c).width = Math.round(w * dpr);
