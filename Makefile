@@ -78,8 +78,8 @@ test: deps browserdeps pydeps
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
 ## run: the daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555, results on
-## tcp://127.0.0.1:5556, the HTTP gateway and the web annotator on http://127.0.0.1:5580/, the SQLite store in
-## ./state, plugins from the build products (next to the binary), the page's files from Web/.
+## tcp://127.0.0.1:5556, HTTP and the web annotator on http://127.0.0.1:5580/, the SQLite store in ./state, plugins
+## from the build products (next to the binary), the page's files from Web/.
 run: build
 	mkdir -p state
 	exec "$$($(SWIFT) build $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)

@@ -30,13 +30,9 @@ import Glibc
         defer { daemon.stop() }
         let url = "http://127.0.0.1:\(port)"
         try Self.waitForHTTP(url, timeout: 30, daemon: daemon)
-        // One connection per request: HTTPConnection's reading of a second response on a kept-alive connection can
-        // miss the header's end (its search position survives the buffer's reset).
-        func get(_ target: String) throws -> HTTPClientResponse {
-            let connection = try HTTPConnection(endpoint: url, timeout: 10)
-            defer { connection.close() }
-            return try connection.request("GET", target)
-        }
+        let http = try HTTPConnection(endpoint: url, timeout: 10)
+        defer { http.close() }
+        func get(_ target: String) throws -> HTTPClientResponse { try http.request("GET", target) }
 
         // The page and the image folder on the real listener, next to the gateway's own routes.
         let page = try get("/")
