@@ -1,7 +1,8 @@
 # probattn: build, test, run and install.
 #
 #   make run      install what is missing, build in release, start the daemon on loopback with Config/probattnd.yaml
-#   make test     install what is missing, build, run the whole test suite
+#   make test     install what is missing (with Chromium for the web annotator's browser test), build, run the
+#                 whole test suite
 #   make install  install binaries, plugins, default config and the systemd unit under PREFIX (default /usr)
 
 SWIFT       ?= swift
@@ -18,6 +19,8 @@ LIBDIR      := $(PREFIX)/lib/probattn
 PLUGINDIR   := $(LIBDIR)/plugins
 CONFDIR     := /etc/probattn
 DOCDIR      := $(PREFIX)/share/doc/probattn
+# The web annotator's files (Web/), found there by the daemon through $(PREFIX)/bin/../share/probattn/web.
+WEBDIR      := $(PREFIX)/share/probattn/web
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 # Release builds carry an rpath to the installed runtime folder: $ORIGIN/../lib/probattn for the binaries in bin/,
 # $ORIGIN/.. for the plugins in lib/probattn/plugins. Never --static-swift-stdlib: plugins are Swift shared objects
@@ -25,9 +28,11 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 RELEASE_FLAGS := -c release -Xlinker -rpath -Xlinker '$$ORIGIN/../lib/probattn' -Xlinker -rpath -Xlinker '$$ORIGIN/..'
 # Debian packages the build and tests need (headers through pkg-config; python3-pip for the protocol example test).
 APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev python3 python3-pip
+# Debian's Chromium and its WebDriver for the web annotator's browser test (make test only).
+BROWSER_PACKAGES := chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps pydeps build release test run install uninstall clean
+.PHONY: deps browserdeps pydeps build release test run install uninstall clean
 
 ## deps: apt-get install the packages above, only those that are missing.
 deps:
@@ -39,11 +44,28 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "System packages present."; fi
 
-## pydeps: pyzmq for the protocol example's test (docs/examples/client.py), only when missing. Debian's pip refuses
-## system-wide installs (PEP 668) unless told otherwise, hence the second attempt.
+## browserdeps: apt-get install Chromium and chromium-driver, only when missing.
+browserdeps: deps
+	@missing=""; for p in $(BROWSER_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing missing packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "Browser packages present."; fi
+
+## pydeps: pyzmq for the protocol example's test (docs/examples/client.py), prometheus_client, whose text-format
+## parser reads GET /metrics in the HTTP gateway's tests, and selenium for the web annotator's browser test
+## (Tests/Browser; it is given /usr/bin/chromedriver, so it never fetches a driver); each only when missing. Debian's pip refuses system-wide
+## installs (PEP 668) unless told otherwise, hence the second attempt.
 pydeps: deps
 	@python3 -c 'import zmq' 2>/dev/null && echo "pyzmq present." || \
 	  python3 -m pip install --quiet pyzmq || python3 -m pip install --quiet --break-system-packages pyzmq
+	@python3 -c 'import prometheus_client' 2>/dev/null && echo "prometheus_client present." || \
+	  python3 -m pip install --quiet prometheus_client || \
+	  python3 -m pip install --quiet --break-system-packages prometheus_client
+	@python3 -c 'import selenium' 2>/dev/null && echo "selenium present." || \
+	  python3 -m pip install --quiet selenium || python3 -m pip install --quiet --break-system-packages selenium
 
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
@@ -51,12 +73,13 @@ build: deps
 release: deps
 	$(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS)
 
-test: deps pydeps
+test: deps browserdeps pydeps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
 ## run: the release daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555,
-## results on tcp://127.0.0.1:5556, the SQLite store in ./state, plugins from the build products (next to the binary).
+## results on tcp://127.0.0.1:5556, HTTP and the web annotator on http://127.0.0.1:5580/, the SQLite store in
+## ./state, plugins from the build products (next to the binary), the page's files from Web/.
 run: release
 	mkdir -p state
 	exec "$$($(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)
@@ -66,7 +89,7 @@ run: release
 install: release
 	@set -e; bin="$$($(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS) --show-bin-path)"; \
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(PLUGINDIR)" "$(DESTDIR)$(CONFDIR)" "$(DESTDIR)$(UNITDIR)" \
-	  "$(DESTDIR)$(DOCDIR)"; \
+	  "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(WEBDIR)"; \
 	install -m 0755 "$$bin/probattnd" "$$bin/probattn" "$(DESTDIR)$(BINDIR)/"; \
 	install -m 0644 "$$bin"/libprobattn-*.so "$(DESTDIR)$(PLUGINDIR)/"; \
 	runtime="$$(dirname "$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")")/lib/swift/linux"; \
@@ -83,14 +106,15 @@ install: release
 	  systemd/probattnd.service > "$(DESTDIR)$(UNITDIR)/probattnd.service"; \
 	chmod 0644 "$(DESTDIR)$(UNITDIR)/probattnd.service"; \
 	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"; \
-	echo "Installed under $(DESTDIR)$(PREFIX): bin/probattnd, bin/probattn, $(PLUGINDIR), $(CONFDIR)/probattnd.yaml, $(UNITDIR)/probattnd.service"; \
+	install -m 0644 Web/index.html Web/app.css Web/app.js Web/rle.js "$(DESTDIR)$(WEBDIR)/"; \
+	echo "Installed under $(DESTDIR)$(PREFIX): bin/probattnd, bin/probattn, $(PLUGINDIR), $(WEBDIR), $(CONFDIR)/probattnd.yaml, $(UNITDIR)/probattnd.service"; \
 	echo "Next: systemctl daemon-reload && systemctl enable --now probattnd"
 
 ## uninstall: remove what install put under DESTDIR/PREFIX (the config in /etc/probattn and the store in
 ## /var/lib/probattn are kept).
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/probattnd" "$(DESTDIR)$(BINDIR)/probattn" "$(DESTDIR)$(UNITDIR)/probattnd.service"
-	rm -rf "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(DOCDIR)"
+	rm -rf "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(PREFIX)/share/probattn"
 
 clean:
 	rm -rf .build
