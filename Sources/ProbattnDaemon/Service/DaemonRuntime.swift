@@ -68,7 +68,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// The session core's settings from a config.
     static func sessionSettings(_ config: DaemonConfig, pipeline: SegmentationPipeline) -> SessionSettings {
         SessionSettings(maxImagePixels: config.limits.maxImagePixels, conflictPolicy: config.sessions.conflictPolicy,
-                        storesImagePaths: config.store.imageBytes == .path, pipeline: pipeline)
+                        storesImagePaths: config.store.imageBytes == .path, imageRoot: config.store.imageRoot,
+                        pipeline: pipeline)
     }
 
     /// Sends `READY=1` and lets the request loop start its watchdog pings.
