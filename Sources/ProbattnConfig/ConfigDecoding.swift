@@ -158,10 +158,8 @@ struct ConfigNode {
 }
 
 extension ConfigNode {
-    /// Most YAML nodes a config document may have once its aliases are expanded (every scalar, list and mapping
-    /// counts, keys included; the default config has about 100). A few hundred bytes of nested aliases can stand
-    /// for billions of nodes, so the document is counted before anything walks it.
-    static let maxNodes = 10_000
+    /// `DaemonConfig.maxNodes`.
+    static var maxNodes: Int { DaemonConfig.maxNodes }
 
     /// Parses YAML text into its root node; nil for an empty document. Throws a `.syntax` error for text that is
     /// not YAML and a `.tooLarge` error naming `maxNodes` for a document that expands beyond it.

@@ -136,6 +136,11 @@ public struct DaemonConfig: Sendable, Equatable {
         PipelineFactory.defaultStages + [StageSpec(role: .writer, type: "sqlite")]
     }
 
+    /// Most YAML nodes a config document may have once its aliases are expanded (every scalar, list and mapping
+    /// counts, keys included; the default config has about 150). A few hundred bytes of nested aliases can stand
+    /// for billions of nodes, so the document is counted before anything walks it; more is a `.tooLarge` error.
+    public static let maxNodes = 10_000
+
     /// Largest config file read, in bytes (1 MiB; the default config is about 8 kB). Larger files are refused
     /// (`.tooLarge`) before they are parsed.
     public static let maxFileBytes = 1 << 20
