@@ -111,12 +111,10 @@ struct ConfigNode {
         return value
     }
 
-    /// An integer within `range` (the message names both bounds).
+    /// An integer within `range` (the message names the bound it passes).
     func int(in range: ClosedRange<Int>) throws -> Int {
-        let value = try int()
-        guard range.contains(value) else {
-            throw invalidValue("must be between \(range.lowerBound) and \(range.upperBound), found \(value)")
-        }
+        let value = try int(atLeast: range.lowerBound)
+        guard value <= range.upperBound else { throw invalidValue("must be at most \(range.upperBound), found \(value)") }
         return value
     }
 

@@ -34,7 +34,7 @@ extension DaemonConfig {
             let range = Limits.range(key)
             guard range.contains(value) else {
                 throw ConfigError(.invalidValue, path: "limits.\(key)",
-                                  "limits.\(key): must be between \(range.lowerBound) and \(range.upperBound), found \(value)")
+                                  "limits.\(key): must be within \(range.lowerBound)...\(range.upperBound), found \(value)")
             }
         }
     }
