@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(name: "DaemonTests",
                     dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
                                    "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
-                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON",
+                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnFuzzing",
                                    .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1) + fuzzTargets.map(\.1),
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnClient
 import ProbattnConfig
+import ProbattnFuzzing
 import ProbattnJSON
 import ProbattnZMQ
 import Testing
@@ -204,5 +205,24 @@ struct ChildRun {
                         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
                         stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "",
                         peakRSS: usage.ru_maxrss * 1024)
+    }
+}
+
+/// The committed seed corpora replayed through the fuzz targets (what `make fuzz` starts from), in the ordinary build:
+/// every seed runs without a crash, and each corpus is there.
+@Suite("Fuzz seed corpora")
+struct FuzzCorpusTests {
+    private static let corpora = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus").path
+
+    @Test func everySeedRunsThroughItsTarget() {
+        let targets: [(String, (UnsafeRawBufferPointer) -> Void)] = [
+            ("request", FuzzTargets.requestParser), ("config", FuzzTargets.configDecoder),
+            ("image", FuzzTargets.imageDecoders), ("rle", FuzzTargets.rleDecoder),
+        ]
+        for (name, target) in targets {
+            let count = FuzzTargets.runCorpus([Self.corpora + "/" + name], target)
+            #expect(count >= 4, "\(name): \(count) seeds")
+        }
     }
 }
