@@ -29,15 +29,17 @@ APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
 # Fuzzing: one libFuzzer executable per untrusted-input entry point (Package.swift's fuzzTargets), built in their own
-# scratch folder (the sanitizers instrument every module they link). A debug build: with -c release (Swift 6.3) the
-# Swift code loses its coverage counters and libFuzzer is blind to everything but the C parts. Each run starts from the committed seeds in
+# scratch folder (the sanitizers instrument every module they link). swiftc keeps only the last -sanitize= flag, and
+# SwiftPM passes `--sanitize fuzzer --sanitize address` as two, which leaves the Swift code without coverage counters
+# (libFuzzer would see only the C parts): the trailing -Xswiftc -sanitize=fuzzer,address restores both. Each run starts from the committed seeds in
 # Fuzz/corpus/<name> and keeps what it finds in .build-fuzz/corpus/<name>; a crash leaves its input in
 # .build-fuzz/artifacts and fails the target.
 FUZZ_TARGETS := request config image rle
 SECONDS     ?= 60
 # Stop a target earlier once it has run this many inputs (-1: no limit).
 RUNS        ?= -1
-FUZZ_BUILD  := --scratch-path .build-fuzz --sanitize fuzzer --sanitize address -Xswiftc -DPROBATTN_FUZZING
+FUZZ_BUILD  := -c release --scratch-path .build-fuzz --sanitize fuzzer --sanitize address \
+               -Xswiftc -sanitize=fuzzer,address -Xswiftc -DPROBATTN_FUZZING
 
 .PHONY: deps pydeps build release test run install uninstall clean fuzz fuzz-build
 
