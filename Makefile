@@ -120,7 +120,7 @@ fuzz: fuzz-build
 	  status=0; "$$bin/fuzz-$$t" -max_total_time=$(SECONDS) -runs=$(RUNS) -detect_leaks=0 -print_final_stats=1 \
 	    -max_len=4096 -rss_limit_mb=2048 -artifact_prefix=.build-fuzz/artifacts/$$t- \
 	    .build-fuzz/corpus/$$t Fuzz/corpus/$$t > .build-fuzz/fuzz-$$t.log 2>&1 || status=$$?; \
-	  grep -E '^#[0-9]+ +DONE|^Done |^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|ERROR|SUMMARY' \
+	  grep -E '^#[0-9]+[[:space:]]+DONE|^Done |^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|ERROR|SUMMARY' \
 	    .build-fuzz/fuzz-$$t.log || true; \
 	  if [ $$status -ne 0 ]; then echo "fuzz-$$t failed (status $$status); see .build-fuzz/fuzz-$$t.log"; exit 1; fi; \
 	done
