@@ -35,6 +35,9 @@
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
 //   probattn, probattnd               the two executables (probattn links no GRDB)
+//   ProbattnFuzzing     -> Wire, Config, Imaging   fuzz targets: raw input to the request parser, the config decoder,
+//                                    the image decoders and the RLE decoder; Fuzz/<Name> holds one libFuzzer
+//                                    executable per target (`make fuzz`) and Fuzz/corpus the seed inputs
 //
 // Attention plugins live in Plugins/<Name> as ordinary targets with an explicit `path:` (they are *runtime*
 // plugins loaded with dlopen, not SwiftPM package plugins), each built as its own dynamic library product.
@@ -62,13 +65,26 @@ let plugins = [
     attentionPlugin("uniform", target: "UniformAttentionPlugin", folder: "Uniform", swift: false),
 ]
 
+/// One libFuzzer executable `fuzz-<name>` over a `FuzzTargets` function (`make fuzz` builds it with -sanitize=fuzzer).
+func fuzzTarget(_ product: String, folder: String) -> (Product, Target) {
+    (.executable(name: "fuzz-\(product)", targets: ["Fuzz\(folder)"]),
+     .executableTarget(name: "Fuzz\(folder)", dependencies: ["ProbattnFuzzing"], path: "Fuzz/\(folder)"))
+}
+
+let fuzzTargets = [
+    fuzzTarget("request", folder: "Request"),
+    fuzzTarget("config", folder: "Config"),
+    fuzzTarget("image", folder: "Image"),
+    fuzzTarget("rle", folder: "RLE"),
+]
+
 let package = Package(
     name: "probattn",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "probattn", targets: ["probattn"]),
         .executable(name: "probattnd", targets: ["probattnd"]),
-    ] + plugins.map(\.0),
+    ] + plugins.map(\.0) + fuzzTargets.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -162,6 +178,10 @@ let package = Package(
                           ],
                           swiftSettings: swiftSettings),
 
+        .target(name: "ProbattnFuzzing",
+                dependencies: ["ProbattnWire", "ProbattnConfig", "ProbattnImaging", "ProbattnSession"],
+                swiftSettings: swiftSettings),
+
         .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
@@ -174,8 +194,8 @@ let package = Package(
         .testTarget(name: "DaemonTests",
                     dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
                                    "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
-                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON",
+                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnFuzzing",
                                    .product(name: "Logging", package: "swift-log")]),
-    ] + plugins.map(\.1),
+    ] + plugins.map(\.1) + fuzzTargets.map(\.1),
     swiftLanguageModes: [.v5]
 )

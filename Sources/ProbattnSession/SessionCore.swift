@@ -9,16 +9,20 @@ public struct SessionSettings: Sendable {
     public var maxImagePixels: Int
     public var conflictPolicy: ConflictPolicy
     /// True when the store keeps the client's `source_path` instead of the image bytes (`store.image_bytes: path`):
-    /// `open_image` then needs a `source_path`.
+    /// `open_image` then needs a `source_path` that resolves inside `imageRoot`.
     public var storesImagePaths: Bool
+    /// The folder every stored `source_path` must resolve inside (`store.image_root`; see `ImagePaths`). With
+    /// `storesImagePaths` and no root, every `source_path` is refused.
+    public var imageRoot: String?
     /// The pipeline for images opened from now on.
     public var pipeline: SegmentationPipeline
 
     public init(maxImagePixels: Int, conflictPolicy: ConflictPolicy, storesImagePaths: Bool,
-                pipeline: SegmentationPipeline) {
+                imageRoot: String? = nil, pipeline: SegmentationPipeline) {
         self.maxImagePixels = maxImagePixels
         self.conflictPolicy = conflictPolicy
         self.storesImagePaths = storesImagePaths
+        self.imageRoot = imageRoot
         self.pipeline = pipeline
     }
 }
@@ -187,9 +191,18 @@ public final class SessionCore: @unchecked Sendable {
                 imageID: imageID, width: current.width, height: current.height, classes: classes, contentHash: hash,
                 version: version, reopened: true, timings: timings)))
         }
-        if settings.storesImagePaths, sourcePath == nil {
-            throw ProtocolError(.badRequest,
-                                "field 'source_path' is required: this daemon stores image paths, not bytes (store.image_bytes: path)")
+        var sourcePath = sourcePath
+        if settings.storesImagePaths {
+            guard let given = sourcePath else {
+                throw ProtocolError(.badRequest,
+                                    "field 'source_path' is required: this daemon stores image paths, not bytes (store.image_bytes: path)")
+            }
+            // The resolved path is what is stored and re-read.
+            guard let root = settings.imageRoot, let resolved = ImagePaths.resolve(given, inside: root) else {
+                throw ProtocolError(.badRequest,
+                                    "field 'source_path' must name an existing file inside the daemon's image folder (store.image_root), symlinks resolved")
+            }
+            sourcePath = resolved
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let image = try decode(bytes, maxPixels: settings.maxImagePixels)
@@ -383,7 +396,10 @@ public final class SessionCore: @unchecked Sendable {
         let bytes: [UInt8]
         if let inline = session.imageBytes {
             bytes = inline
-        } else if let path = session.sourcePath {
+        } else if let stored = session.sourcePath {
+            guard let root = currentSettings.imageRoot, let path = ImagePaths.resolve(stored, inside: root) else {
+                throw ProtocolError(.internal, "the image file '\(stored)' is missing or no longer inside store.image_root")
+            }
             do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) } catch {
                 throw ProtocolError(.internal, "cannot re-read the image file '\(path)': \(error.localizedDescription)")
             }

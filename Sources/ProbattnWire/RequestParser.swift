@@ -3,6 +3,7 @@ import ProbattnSession
 
 /// Turns the frames of one request (after the routing envelope) into a `Request`, or a `ProtocolError` with the
 /// header's echo. Enforces the frame and size limits first, so an oversized message is refused before it is parsed.
+/// Called by the ZeroMQ transport for every inbound message, after `splitEnvelope`.
 public struct RequestParser: Sendable {
     public var maxMessageBytes: Int
     public var maxFrames: Int
@@ -13,6 +14,35 @@ public struct RequestParser: Sendable {
     }
 
     public static let maxIDLength = 256
+    /// Largest header frame, in bytes (1 MiB); a longer one is refused with `bad_header` before it is parsed.
+    public static let maxHeaderBytes = 1 << 20
+    /// How many frames at the start of a message may form its envelope (see `splitEnvelope`).
+    public static let maxEnvelopeFrames = 8
+
+    /// Splits the frames after the routing id into the envelope (sent back in front of the reply) and the request.
+    /// A message whose frame 0 is a JSON object has no envelope. Otherwise the envelope is every frame up to and
+    /// including the first empty frame among the first `maxEnvelopeFrames` (a REQ socket's delimiter, a
+    /// REQ_CORRELATE request id and delimiter, the routing ids a ROUTER/DEALER proxy adds and the delimiter the
+    /// client sent); without such an empty frame there is no envelope and frame 0 is read as the header.
+    public static func splitEnvelope(_ frames: [[UInt8]]) -> (envelope: [[UInt8]], request: [[UInt8]]) {
+        guard let delimiter = frames.prefix(maxEnvelopeFrames).firstIndex(where: \.isEmpty) else {
+            return ([], frames)
+        }
+        if delimiter > 0, case .object? = header(frames[0]) { return ([], frames) }
+        return (Array(frames[...delimiter]), Array(frames[(delimiter + 1)...]))
+    }
+
+    /// The header frame's JSON, or nil when it is longer than `maxHeaderBytes`, not UTF-8 or not JSON.
+    private static func header(_ bytes: [UInt8]) -> JSONValue? {
+        guard bytes.count <= maxHeaderBytes, isUTF8Text(bytes) else { return nil }
+        return JSONValue.parse(bytes)
+    }
+
+    /// Valid UTF-8 without NUL bytes. JSON in UTF-8 never has a raw NUL (inside strings it must be escaped), while
+    /// ASCII text in UTF-16 or UTF-32 is full of them; Foundation's decoder would otherwise accept those encodings.
+    static func isUTF8Text(_ bytes: [UInt8]) -> Bool {
+        !bytes.contains(0) && String(validating: bytes, as: UTF8.self) != nil
+    }
 
     public func parse(_ frames: [[UInt8]]) -> Result<Request, ParseFailure> {
         guard let headerBytes = frames.first else {
@@ -20,7 +50,7 @@ public struct RequestParser: Sendable {
         }
         // The header is parsed (when possible) before the limits are checked, so that even a refused message's reply
         // carries its request_id.
-        let header = headerBytes.count <= 1 << 20 ? JSONValue.parse(headerBytes) : nil
+        let header = Self.header(headerBytes)
         let echo = RequestEcho(requestID: header?["request_id"]?.stringValue, kind: header?["kind"]?.stringValue)
         func fail(_ code: ErrorCode, _ message: String) -> Result<Request, ParseFailure> {
             .failure(ParseFailure(echo: echo, error: ProtocolError(code, message)))
@@ -31,6 +61,13 @@ public struct RequestParser: Sendable {
         let total = frames.reduce(0) { $0 + $1.count }
         if total > maxMessageBytes {
             return fail(.messageTooLarge, "the request has \(total) bytes; at most \(maxMessageBytes) are accepted")
+        }
+        if headerBytes.count > Self.maxHeaderBytes {
+            return fail(.badHeader, "the header frame has \(headerBytes.count) bytes; headers are limited to "
+                            + "\(Self.maxHeaderBytes) bytes (1 MiB)")
+        }
+        if !Self.isUTF8Text(headerBytes) {
+            return fail(.badHeader, "the header frame is not UTF-8 text (invalid UTF-8 or NUL bytes, as in UTF-16)")
         }
         guard let header, case .object(let fields) = header else {
             return fail(.badHeader, "the header frame is not a JSON object")

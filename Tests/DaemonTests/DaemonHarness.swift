@@ -71,7 +71,7 @@ final class DaemonProcess: @unchecked Sendable {
               results: \(results)
             store:
               path: \(storePath)
-              image_bytes: \(imageBytes)
+              image_bytes: \(imageBytes)\(imageBytes == "path" ? "\n  image_root: \(folder)" : "")
             logging:
               level: debug
             \(http ? "http: {listen: \"127.0.0.1:0\"}" : "")

@@ -79,7 +79,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// The session core's settings from a config.
     static func sessionSettings(_ config: DaemonConfig, pipeline: SegmentationPipeline) -> SessionSettings {
         SessionSettings(maxImagePixels: config.limits.maxImagePixels, conflictPolicy: config.sessions.conflictPolicy,
-                        storesImagePaths: config.store.imageBytes == .path, pipeline: pipeline)
+                        storesImagePaths: config.store.imageBytes == .path, imageRoot: config.store.imageRoot,
+                        pipeline: pipeline)
     }
 
     /// Called once every listener is bound (the ZeroMQ sockets, and the HTTP gateway when configured): logs "Daemon
