@@ -69,7 +69,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 }
 
 @Suite struct HTTPGatewayRoutes {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func everyRouteAnswersWithTheProtocolsFields() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -149,7 +149,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(notUpgraded.errorCode == "bad_request")
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func errorStatusesFollowTheirCodes() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -257,7 +257,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 }
 
 @Suite struct HTTPWebSocketTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func twoClientsReceiveEveryUpdateInOrderWithItsClickAndPresence() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -310,7 +310,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         _ = try http.request("DELETE", "/api/v1/images/\(HTTPConnection.encode(id))")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aTextFrameThatIsNotARequestGetsAnErrorAndTheConnectionStaysOpen() throws {
         let daemon = try SharedHTTPDaemon.get()
         let id = HTTPRequests.uniqueID("ws-bad")
@@ -381,7 +381,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
             .reduce(0) { $0 + $1.value }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func countersMoveAfterAClickOnBothTransports() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -417,7 +417,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 
 /// Tests that measure or stop the daemon, each with its own.
 @Suite struct HTTPProcessTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func aBodyOverTheLimitIsRefusedAsItArrivesAndMemoryStaysBounded() throws {
         let limit = 16 << 20
         let daemon = try DaemonProcess(extraYAML: "limits: {max_message_bytes: \(limit)}", http: true)
@@ -455,7 +455,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(try daemon.httpConnection().request("GET", "/api/v1/health").status == 200)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func fiftyClientsThatDisconnectMidUploadLeaveNothingBehind() throws {
         let daemon = try DaemonProcess(http: true)
         try daemon.start()
@@ -485,7 +485,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(try daemon.httpConnection().request("GET", "/api/v1/health").status == 200)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func aStoreFailureIs500AndARequestDuringTheDrainIs503() throws {
         let daemon = try DaemonProcess(http: true)
         try daemon.start()
@@ -529,7 +529,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(try daemon.waitForExit() == 0)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aFailedBindFailsTheStartBeforeReady() throws {
         let taken = try SharedHTTPDaemon.get().httpEndpoint.replacingOccurrences(of: "http://", with: "")
         let daemon = try DaemonProcess(extraYAML: "http: {listen: \"\(taken)\"}")
@@ -543,7 +543,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 }
 
 @Suite struct HTTPBenchShortModeTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func benchLatencyOverHTTPReportsEveryKindAndLosesNothing() throws {
         let daemon = try SharedHTTPDaemon.get()
         let jsonPath = daemon.folder + "/bench-http-\(UInt32.random(in: 0..<UInt32.max)).json"
