@@ -39,18 +39,24 @@ def check(condition, what):
 
 
 def wait_for(what, predicate, timeout=TIMEOUT, interval=0.02):
-    """Polls predicate until it returns a truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+    """Waits, with Selenium's WebDriverWait, until predicate returns a truthy value; fails with `what` at the deadline.
+    A predicate that raises (a page in the middle of a reload) counts as not yet."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.wait import WebDriverWait
+    last = [None]
+
+    def check(_):
         try:
-            last = predicate()
+            last[0] = predicate()
         except Exception as e:  # a page in the middle of a reload
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise CheckFailed(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+            last[0] = e
+            return False
+        return last[0] if last[0] else False
+
+    try:
+        return WebDriverWait(None, timeout, poll_frequency=interval).until(check)
+    except TimeoutException:
+        raise CheckFailed(f"timed out after {timeout} s waiting for {what} (last: {last[0]!r})")
 
 
 class Page:

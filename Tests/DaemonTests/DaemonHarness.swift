@@ -151,21 +151,30 @@ final class DaemonProcess: @unchecked Sendable {
     /// Waits for "Daemon ready" (logged once the HTTP listener is bound) and takes the bound port from the
     /// "HTTP listening address=HOST:PORT" line.
     private func readHTTPEndpoint(deadline: Date) throws {
-        while true {
-            let text = log
-            if text.contains("Daemon ready"), let line = text.components(separatedBy: "\n")
-                .first(where: { $0.contains("HTTP listening") }),
-               let range = line.range(of: "address=") {
-                let address = line[range.upperBound...].split(separator: " ").first.map(String.init) ?? ""
-                httpEndpoint = "http://\(address)"
-                return
-            }
-            guard process?.isRunning == true else {
-                throw HarnessError("probattnd exited before the HTTP gateway was ready. Log:\n\(text)")
-            }
-            guard Date() < deadline else { throw HarnessError("no 'HTTP listening' line in time. Log:\n\(text)") }
-            usleep(20_000)
+        guard waitForLog("Daemon ready", timeout: max(0, deadline.timeIntervalSinceNow)) else {
+            throw HarnessError(process?.isRunning == true ? "no 'Daemon ready' line in time. Log:\n\(log)"
+                               : "probattnd exited before the HTTP gateway was ready. Log:\n\(log)")
         }
+        let text = log
+        guard let line = text.components(separatedBy: "\n").first(where: { $0.contains("HTTP listening") }),
+              let range = line.range(of: "address=") else {
+            throw HarnessError("no 'HTTP listening' line before 'Daemon ready'. Log:\n\(text)")
+        }
+        let address = line[range.upperBound...].split(separator: " ").first.map(String.init) ?? ""
+        httpEndpoint = "http://\(address)"
+    }
+
+    /// Re-reads a value that changes without any event to wait on (the process's open descriptors or its RSS, from
+    /// /proc) until `condition` holds or `timeout` passes; returns whether it held. This samples a measurement, it
+    /// synchronises with nothing: between readings it waits on a semaphore that nobody signals.
+    func sample(for timeout: Double, every interval: Double = 0.05, until condition: () -> Bool) -> Bool {
+        let deadline = DispatchTime.now() + timeout
+        let pause = DispatchSemaphore(value: 0)
+        while !condition() {
+            guard DispatchTime.now() < deadline else { return false }
+            _ = pause.wait(timeout: .now() + interval)
+        }
+        return true
     }
 
     /// A keep-alive HTTP connection to the gateway.

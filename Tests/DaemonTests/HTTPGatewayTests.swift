@@ -473,11 +473,10 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         }
         clients.forEach { $0.close() }
         clients.removeAll()
-        let deadline = Date().addingTimeInterval(20)
-        while daemon.openDescriptors > descriptors + 5, Date() < deadline { usleep(50_000) }
-        #expect(daemon.openDescriptors <= descriptors + 5, "descriptors \(descriptors) before, \(daemon.openDescriptors) after")
-        while daemon.memory.rss > rss + 20 << 20, Date() < deadline { usleep(50_000) }
-        #expect(daemon.memory.rss <= rss + 20 << 20, "RSS \(rss >> 20) MiB before, \(daemon.memory.rss >> 20) MiB after")
+        #expect(daemon.sample(for: 20, until: { daemon.openDescriptors <= descriptors + 5 }),
+                "descriptors \(descriptors) before, \(daemon.openDescriptors) after")
+        #expect(daemon.sample(for: 20, until: { daemon.memory.rss <= rss + 20 << 20 }),
+                "RSS \(rss >> 20) MiB before, \(daemon.memory.rss >> 20) MiB after")
         print("Abandoned uploads: descriptors \(descriptors) -> \(daemon.openDescriptors), RSS \(rss >> 20) -> "
               + "\(daemon.memory.rss >> 20) MiB")
         #expect(rss > 0)

@@ -62,12 +62,12 @@ import Glibc
                             "--screenshots", shots]
         script.standardOutput = output
         script.standardError = output
+        let finished = DispatchSemaphore(value: 0)
+        script.terminationHandler = { _ in finished.signal() }
         try script.run()
-        let deadline = Date().addingTimeInterval(240)
-        while script.isRunning && Date() < deadline { usleep(50_000) }
-        if script.isRunning {
+        if finished.wait(timeout: .now() + 240) == .timedOut {
             script.terminate()
-            script.waitUntilExit()
+            _ = finished.wait(timeout: .now() + 30)
         }
         try output.close()
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
@@ -112,22 +112,17 @@ import Glibc
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// Waits until the gateway answers `GET /api/v1/health` with 200, failing with the daemon's log at the deadline.
+    /// Checks that the gateway answers `GET /api/v1/health` with 200 once the daemon logged that it listens
+    /// (`DaemonProcess.start` waited for "Daemon ready", which comes after the bind), failing with the daemon's log.
     static func waitForHTTP(_ endpoint: String, timeout: Double, daemon: DaemonProcess) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last = "no answer"
-        while Date() < deadline {
-            do {
-                let connection = try HTTPConnection(endpoint: endpoint, timeout: 2)
-                defer { connection.close() }
-                let response = try connection.request("GET", "/api/v1/health")
-                if response.status == 200 { return }
-                last = "status \(response.status)"
-            } catch {
-                last = "\(error)"
-            }
-            usleep(100_000)
+        guard daemon.waitForLog("HTTP listening", timeout: timeout) else {
+            throw HarnessError("the daemon logged no 'HTTP listening' within \(timeout) s. Log:\n\(daemon.log)")
         }
-        throw HarnessError("the HTTP gateway did not answer \(endpoint) within \(timeout) s (\(last)). Log:\n\(daemon.log)")
+        let connection = try HTTPConnection(endpoint: endpoint, timeout: timeout)
+        defer { connection.close() }
+        let response = try connection.request("GET", "/api/v1/health")
+        guard response.status == 200 else {
+            throw HarnessError("GET /api/v1/health gave \(response.status). Log:\n\(daemon.log)")
+        }
     }
 }
