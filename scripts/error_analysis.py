@@ -29,10 +29,14 @@ Pixels (for an error mask E = FP | FN over non-ignored pixels), in this order of
             looks like a clicked part of the object
   other     the rest (FN of a clicked colour, FP of another colour)
 Clicks (each click before the instance first reaches 90 % IoU that gains less than 1 IoU point):
-  flip      IoU falls (gain < 0) and the pixels the click turned wrong exceed FLIP_FRACTION (1 %) of the object;
-            'straddle' flags the flips where the clicked token straddles the GT boundary (minority class >= 10 %
-            of its footprint) or a token reached by clicks of both classes (within the 3 px click radius) lies in
-            the region that turned wrong
+  a flip: IoU falls (gain < 0) and the pixels the click turned wrong exceed FLIP_FRACTION (1 %) of the object;
+  flip_straddle     a flip where the clicked token straddles the GT boundary (minority class >= 10 % of its
+                    footprint) or a token reached by clicks of both classes (within the 3 px click radius) lies in
+                    the region that turned wrong
+  spread_lookalike  another flip whose turned-wrong region lies mostly (> 50 %) in components not within 8 px of
+                    the click, with a mean colour within LOOK_DE of the clicked pixel's: the click's class spread
+                    through the units to a distant region that looks like the clicked pixel
+  spread_other      the remaining flips (next to the click, or of another colour)
   thin / boundary / multi / lookalike / other   the kind of the clicked pixel in the previous mask's error (pixel
             rules above; the click's own component decides multi / lookalike)
 Instances that never reach 90 %: the kind holding most error pixels of the final mask; 'flips' counts those with a
@@ -181,7 +185,13 @@ class Instance:
         c = self.clicks[k - 1]
         if gain < 0 and turned_wrong.sum() > FLIP_FRACTION * self.object_area:
             self.last_flip = self.flip_detail(k, turned_wrong)
-            return "flip", self.flip_straddles(k, turned_wrong)
+            straddle = self.flip_straddles(k, turned_wrong)
+            if straddle:
+                return "flip_straddle", True
+            far = self.last_flip["connected_to_click"] < 0.5
+            if far and self.last_flip["delta_e_to_click"] <= LOOK_DE:
+                return "spread_lookalike", False
+            return "spread_other", False
         kinds, _, _ = self.pixel_kinds(k - 1)
         for name in ("thin", "boundary", "multi", "lookalike"):
             if kinds[name][c["y"], c["x"]]:
@@ -236,13 +246,13 @@ def analyse(args):
     records = json.load(open(os.path.join(args.report, "instances.json")))
     if isinstance(records, dict):
         records = records.get("instances", records)
-    kinds = ["flip", "thin", "boundary", "multi", "lookalike", "other"]
+    kinds = ["flip_straddle", "spread_lookalike", "spread_other", "thin", "boundary", "multi", "lookalike", "other"]
     click_counts = {k: 0 for k in kinds}
     straddling_flips = 0
     low_clicks = 0
     failed = []
-    pixel_totals = {k: 0 for k in kinds[1:]}
-    final_pixel_totals = {k: 0 for k in kinds[1:]}
+    pixel_totals = {k: 0 for k in kinds[3:]}
+    final_pixel_totals = {k: 0 for k in kinds[3:]}
     flip_events = 0
     flip_events_straddling = 0
     per_instance = []
