@@ -1,3 +1,4 @@
+import Foundation
 import ProbattnImaging
 import Testing
 @testable import ProbattnSegmentation
