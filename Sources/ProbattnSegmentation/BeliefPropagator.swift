@@ -74,6 +74,10 @@ public struct BeliefPropagator: Propagator {
     public var refinementSmoothness: Double
     /// How far from the upsampled boundary the refinement may move it, in pixels.
     public var refinementReach: Int
+    /// κ of the neighbour coupling (0 = off, the default): each EM round's E-step is multiplied by
+    /// exp(κ Σ_n s_tn p_n(c)) over the token's 8 grid neighbours n, s_tn = exp(−½‖f_t − f_n‖²) (mean-field Potts
+    /// prior along the image's own adjacency, contrast-sensitive through the features; `NeighbourCoupling`).
+    public var neighbourWeight: Double = 0
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
@@ -123,6 +127,7 @@ public struct BeliefPropagator: Propagator {
                   refinementSmoothness: try r.double("refinement_smoothness", default: d.refinementSmoothness,
                                                      in: 0...1000),
                   refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
+        neighbourWeight = try r.double("neighbour_weight", default: d.neighbourWeight, in: 0...100)
         try r.finish()
         if refinement == .graphCut, upsampling != .bilateral {
             throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
@@ -313,7 +318,13 @@ public struct BeliefPropagator: Propagator {
         var fixed = [Float](repeating: 0, count: h * (k + 1))
         var update = [Float](repeating: 0, count: k)
         let omega = Float(relaxation)
+        let coupling = neighbourWeight > 0
+            ? NeighbourCoupling(encoded: encoded, features: adapted.queries ?? encoded.features,
+                                channels: adapted.channels ?? encoded.featureDimension, kappa: Float(neighbourWeight))
+            : nil
+        var previous = posterior
         for _ in 0..<rounds {
+            if coupling != nil { previous = posterior }
             fixed.withUnsafeMutableBufferPointer { fixed in
             posterior.withUnsafeBufferPointer { posterior in
                 for t in 0..<h {
@@ -353,6 +364,10 @@ public struct BeliefPropagator: Propagator {
                         update[j] = p
                         sum += p
                     }
+                    if let coupling, sum > 0 {
+                        sum = coupling.apply(token: t, to: update.baseAddress!, classCount: k, previous: previous,
+                                             clicked: clicked)
+                    }
                     var total: Float = 0
                     for j in 0..<k {
                         let fresh = sum > 0 ? update[j] / sum : neutral
@@ -367,6 +382,72 @@ public struct BeliefPropagator: Propagator {
             }
         }
         return posterior
+    }
+
+    /// The neighbour coupling of `neighbourWeight`: for every token its grid neighbours (8-neighbourhood) and their
+    /// similarities s_tn = exp(−½‖f_t − f_n‖²), computed once per click from the features.
+    struct NeighbourCoupling {
+        let kappa: Float
+        /// Per token, `slots` entries of (neighbour, similarity); neighbour −1 = none.
+        static let slots = 8
+        var neighbours: [Int32]
+        var similarity: [Float]
+
+        init?(encoded: EncodedImage, features: [Float], channels c: Int, kappa: Float) {
+            guard let grid = encoded.grid, grid.rows * grid.cols == encoded.tokenCount,
+                  features.count == encoded.tokenCount * c else { return nil }
+            self.kappa = kappa
+            let h = encoded.tokenCount
+            neighbours = [Int32](repeating: -1, count: h * Self.slots)
+            similarity = [Float](repeating: 0, count: h * Self.slots)
+            for r in 0..<grid.rows {
+                for col in 0..<grid.cols {
+                    let t = r * grid.cols + col
+                    var slot = 0
+                    for dr in -1...1 {
+                        for dc in -1...1 where !(dr == 0 && dc == 0) {
+                            let rr = r + dr, cc = col + dc
+                            guard rr >= 0, rr < grid.rows, cc >= 0, cc < grid.cols else { slot += 1; continue }
+                            let n = rr * grid.cols + cc
+                            var d2: Float = 0
+                            for x in 0..<c {
+                                let d = features[t * c + x] - features[n * c + x]
+                                d2 += d * d
+                            }
+                            neighbours[t * Self.slots + slot] = Int32(n)
+                            similarity[t * Self.slots + slot] = expf(-0.5 * d2)
+                            slot += 1
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Multiplies the K unnormalised class values at `values` by exp(κ Σ_n s_tn p_n(c)) (p_n: the previous
+        /// round's posterior, a clicked neighbour's clicked value) and returns their new sum.
+        func apply(token t: Int, to values: UnsafeMutablePointer<Float>, classCount k: Int, previous: [Float],
+                   clicked: BeliefPropagator.ClickedTokens) -> Float {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { field in
+                field.initialize(repeating: 0)
+                for slot in 0..<Self.slots {
+                    let n = Int(neighbours[t * Self.slots + slot])
+                    if n < 0 { continue }
+                    let s = similarity[t * Self.slots + slot]
+                    let fixed = clicked.isFixed(n)
+                    for c in 0..<k {
+                        field[c] += s * (fixed ? clicked.value(n, c, classCount: k) : previous[n * k + c])
+                    }
+                }
+                var top = field[0]
+                for c in 1..<max(1, k) { top = max(top, field[c]) }
+                var sum: Float = 0
+                for c in 0..<k {
+                    values[c] *= expf(kappa * (field[c] - top))
+                    sum += values[c]
+                }
+                return sum
+            }
+        }
     }
 
     // MARK: - Step 3: token distributions → pixel labels
