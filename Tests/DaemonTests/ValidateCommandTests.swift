@@ -100,6 +100,9 @@ import ProbattnEvaluation
         }
         let refused: [([String: ConfigValue], String)] = [
             (["variant": .string("softmax"), "unit_stride": .int(2)], "'unit_stride' = 2"),
+            (["variant": .mapping(["type": .string("softmax")]), "unit_stride": .int(2)], "'unit_stride' = 2"),
+            (["variant": .mapping(["type": .string("neighborhood"), "kernel_size": .int(4)])],
+             "'kernel_size' must be an odd number"),
             (["variant": .string("neighborhood"), "kernel_size": .int(4)], "'kernel_size' must be an odd number"),
         ]
         for (options, expected) in refused {
