@@ -39,11 +39,15 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "System packages present."; fi
 
-## pydeps: pyzmq for the protocol example's test (docs/examples/client.py), only when missing. Debian's pip refuses
-## system-wide installs (PEP 668) unless told otherwise, hence the second attempt.
+## pydeps: pyzmq for the protocol example's test (docs/examples/client.py) and prometheus_client, whose text-format
+## parser reads GET /metrics in the HTTP gateway's tests; each only when missing. Debian's pip refuses system-wide
+## installs (PEP 668) unless told otherwise, hence the second attempt.
 pydeps: deps
 	@python3 -c 'import zmq' 2>/dev/null && echo "pyzmq present." || \
 	  python3 -m pip install --quiet pyzmq || python3 -m pip install --quiet --break-system-packages pyzmq
+	@python3 -c 'import prometheus_client' 2>/dev/null && echo "prometheus_client present." || \
+	  python3 -m pip install --quiet prometheus_client || \
+	  python3 -m pip install --quiet --break-system-packages prometheus_client
 
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
