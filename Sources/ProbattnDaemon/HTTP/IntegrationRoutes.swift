@@ -161,6 +161,8 @@ final class IntegrationRoutes: @unchecked Sendable {
             let prompt = try LabelStudioBackend.prompt(json)
             let url = try labelStudio.resolve(prompt.imageURL).absoluteString
             var result: PredictResult?
+            var downloaded = false
+            var downloadSeconds = 0.0
             if let hash = urlHashes.hash(for: url) {
                 switch await predict(LabelStudioBackend.request(prompt, image: .cached, contentHash: hash),
                                      transport: "label_studio", gateway: gateway, received: received) {
@@ -170,9 +172,13 @@ final class IntegrationRoutes: @unchecked Sendable {
                 }
             }
             if result == nil {
+                let started = DispatchTime.now().uptimeNanoseconds
                 let bytes = try await labelStudio.download(prompt.imageURL)
+                let fetched = DispatchTime.now().uptimeNanoseconds
+                downloadSeconds = Double(fetched - started) / 1e9
+                downloaded = true
                 switch await predict(LabelStudioBackend.request(prompt, image: .bytes(bytes), contentHash: nil),
-                                     transport: "label_studio", gateway: gateway, received: received) {
+                                     transport: "label_studio", gateway: gateway, received: fetched) {
                 case .success(let value):
                     urlHashes.remember(value.contentHash, for: url)
                     result = value
@@ -184,8 +190,11 @@ final class IntegrationRoutes: @unchecked Sendable {
                 return failure(400, "the context gives original_width × original_height = \(prompt.width) × "
                                + "\(prompt.height), but the task's image is \(result.width) × \(result.height)")
             }
-            return Self.json(LabelStudioBackend.reply(prompt, result, regionID: String(UUID().uuidString.prefix(8))),
-                             status: 200)
+            var timed = result
+            timed.timings["download"] = downloadSeconds
+            timed.timings["request_total"] = Double(DispatchTime.now().uptimeNanoseconds - received) / 1e9
+            return Self.json(LabelStudioBackend.reply(prompt, timed, downloaded: downloaded,
+                                                      regionID: String(UUID().uuidString.prefix(8))), status: 200)
         } catch let error as IntegrationError {
             return failure(error.status, error.message)
         } catch {

@@ -124,9 +124,10 @@ enum LabelStudioBackend {
     }
 
     /// The `/predict` reply: one prediction with one brushlabels region (the object class's pixels, in Label
-    /// Studio's RLE), plus a `probattn` object with the content hash, whether the preparation was cached and the
-    /// timings (Label Studio passes the prediction on unchanged).
-    static func reply(_ prompt: Prompt, _ result: PredictResult, regionID: String) -> JSONValue {
+    /// Studio's RLE), plus a `probattn` object with the content hash, whether the preparation was cached, whether
+    /// the image was downloaded for this call, and the timings (the core's, plus `download` and `request_total`: the
+    /// whole `/predict` from its arrival) (Label Studio passes the prediction on unchanged).
+    static func reply(_ prompt: Prompt, _ result: PredictResult, downloaded: Bool, regionID: String) -> JSONValue {
         let foreground = result.mask.mask.labels.map { $0 == 0 }
         let region: JSONValue = [
             "id": .string(regionID), "from_name": .string(prompt.fromName), "to_name": .string(prompt.toName),
@@ -139,6 +140,7 @@ enum LabelStudioBackend {
         let prediction: JSONValue = [
             "result": [region], "model_version": .string(modelVersion),
             "probattn": ["content_hash": .string(result.contentHash), "cached": .bool(result.cached),
+                         "downloaded": .bool(downloaded),
                          "timings_ms": .object(result.timings.mapValues(JSONValue.ms)),
                          "pixels": .int(foreground.lazy.filter { $0 }.count)],
         ]
