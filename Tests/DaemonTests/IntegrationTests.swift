@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import ProbattnClient
 import ProbattnImaging
 import ProbattnJSON
@@ -107,20 +110,20 @@ struct IntegrationTests {
     @Test("CVAT: the lambda manager's JSON on POST /cvat/interactor gives the two-region image's object")
     func cvatGateway() throws {
         let daemon = try SharedHTTPDaemon.get()
-        let http = try daemon.httpConnection()
+        let base = daemon.httpEndpoint
         let png = try TestImages.png(seed: 11)
         let body = Integration.cvatBody(png: png, positive: [[80.4, 60.7]], negative: [[10, 10]])
-        let first = try HTTPRequests.post(http, "/cvat/interactor", body)
+        let first = try Exchange.post(base + "/cvat/interactor", body)
         #expect(first.status == 200, "\(first.text)")
         let mask = try Integration.decodeCVAT(try #require(JSONValue.parse(first.body)), width: TestImages.width,
                                               height: TestImages.height)
         let differing = zip(mask, Integration.expectedRectangle()).filter { $0 != $1 }.count
         #expect(differing == 0, "\(differing) pixels differ from the bright rectangle")
         // The same frame again (CVAT sends the image on every call): the preparation is shared.
-        let again = try HTTPRequests.post(http, "/cvat/interactor",
+        let again = try Exchange.post(base + "/cvat/interactor",
                                           Integration.cvatBody(png: png, positive: [[80, 60], [50, 40]], negative: [[10, 10]]))
         #expect(again.status == 200)
-        let box = try HTTPRequests.post(http, "/cvat/interactor", Integration.cvatBody(
+        let box = try Exchange.post(base + "/cvat/interactor", Integration.cvatBody(
             png: png, positive: [], negative: [], box: [[38, 28], [122, 92]]))
         #expect(box.status == 200, "a box alone is a prompt: \(box.text)")
         let boxed = try Integration.decodeCVAT(try #require(JSONValue.parse(box.body)), width: TestImages.width,
@@ -158,7 +161,7 @@ struct IntegrationTests {
     @Test("CVAT: bad input gets a non-200 status with a text body, and the daemon keeps serving")
     func cvatBadInput() throws {
         let daemon = try SharedHTTPDaemon.get()
-        let http = try daemon.httpConnection()
+        let base = daemon.httpEndpoint
         let png = try TestImages.png()
         let cases: [(String, [UInt8], Int)] = [
             ("malformed body", Array("{\"image\": ".utf8), 400),
@@ -174,13 +177,12 @@ struct IntegrationTests {
                                                           positive: [[10, 10]], negative: []).serialized(), 413),
         ]
         for (name, body, status) in cases {
-            let response = try http.request("POST", "/cvat/interactor", headers: [("Content-Type", "application/json")],
-                                            body: body)
+            let response = try Exchange.send("POST", base + "/cvat/interactor", body: body)
             #expect(response.status == status, "\(name): \(response.status) \(response.text)")
             #expect(response.header("content-type")?.hasPrefix("text/plain") == true, "\(name)")
             #expect(!response.text.isEmpty, "\(name): the body says why")
         }
-        let fine = try HTTPRequests.post(http, "/cvat/interactor",
+        let fine = try Exchange.post(base + "/cvat/interactor",
                                          Integration.cvatBody(png: png, positive: [[80, 60]], negative: []))
         #expect(fine.status == 200)
     }
@@ -188,12 +190,12 @@ struct IntegrationTests {
     @Test("predict over ZeroMQ and HTTP: the mask of exactly the call's points, on a preparation shared by content")
     func predictCommand() throws {
         let daemon = try SharedHTTPDaemon.get()
-        let http = try daemon.httpConnection()
-        let png = try TestImages.png(seed: 21)
+        let base = daemon.httpEndpoint
+        let png = try TestImages.png(seed: 14)
         let header: JSONValue = ["points": [["x": 80, "y": 60, "class": "object"], ["x": 5, "y": 5, "class": "background"]]]
         let form = HTTPConnection.multipart([(name: "header", contentType: "application/json", body: header.serialized()),
                                              (name: "image", contentType: "image/png", body: png)])
-        let first = try http.request("POST", "/api/v1/predict", headers: [("Content-Type", form.contentType)], body: form.body)
+        let first = try Exchange.send("POST", base + "/api/v1/predict", body: form.body, contentType: form.contentType)
         #expect(first.status == 200, "\(first.text)")
         let reply = try #require(JSONValue.parse(first.body))
         #expect(reply["ok"]?.boolValue == true)
@@ -202,12 +204,12 @@ struct IntegrationTests {
         // By content hash only: the preparation is reused.
         var byHash = header
         if case .object(var fields) = byHash { fields["content_hash"] = .string(hash); byHash = .object(fields) }
-        let second = try HTTPRequests.post(http, "/api/v1/predict", byHash)
+        let second = try Exchange.post(base + "/api/v1/predict", byHash)
         let again = try #require(JSONValue.parse(second.body))
         #expect(again["cached"]?.boolValue == true, "\(second.text)")
         #expect(again["timings_ms"]?["encode"]?.doubleValue == 0)
         #expect(again["mask"] == reply["mask"], "same points, same image: same mask")
-        let unknown = try HTTPRequests.post(http, "/api/v1/predict",
+        let unknown = try Exchange.post(base + "/api/v1/predict",
                                             ["points": [["x": 1, "y": 1, "class": "object"]], "content_hash": "sha256:00"])
         #expect(unknown.status == 404)
         // Over ZeroMQ: the same command and the same mask; no session was opened.
@@ -241,16 +243,16 @@ struct IntegrationTests {
             """, http: true)
         try daemon.start()
         defer { daemon.stop() }
-        let http = try daemon.httpConnection()
+        let base = daemon.httpEndpoint
         let started = Date()
-        let response = try HTTPRequests.post(http, "/label-studio/predict", LabelStudioBodies.predict(imageURL: "/data/upload/1/a.png"))
+        let response = try Exchange.post(base + "/label-studio/predict", LabelStudioBodies.predict(imageURL: "/data/upload/1/a.png"))
         let seconds = Date().timeIntervalSince(started)
         #expect(response.status == 504, "\(response.text)")
         let body = try #require(JSONValue.parse(response.body))
         #expect(body["status"]?.intValue == 504)
         #expect(body["detail"]?.stringValue?.contains("fetch_timeout_s") == true, "\(response.text)")
         #expect(seconds < 10, "answered after \(seconds) s")
-        let health = try http.request("GET", "/label-studio/health")
+        let health = try Exchange.send("GET", base + "/label-studio/health")
         #expect(health.status == 200)
     }
 
@@ -273,7 +275,7 @@ struct IntegrationTests {
         let text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? "(no report)"
         print("Label Studio end-to-end report:\n\(text)")
         #expect(run.status == 0, "the Label Studio end-to-end check failed: \(run.stderr.suffix(4000))")
-        let health = try daemon.httpConnection().request("GET", "/label-studio/health")
+        let health = try Exchange.send("GET", daemon.httpEndpoint + "/label-studio/health")
         #expect(health.status == 200, "the daemon keeps serving")
     }
 }
@@ -294,6 +296,44 @@ enum LabelStudioBodies {
     }
 }
 
-extension HTTPClientResponse {
+/// One HTTP exchange through URLSession (a fresh request each time; every wait has the session's timeout).
+struct Exchange {
+    var status: Int
+    var headers: [String: String]
+    var body: [UInt8]
     var text: String { String(decoding: body, as: UTF8.self) }
+    func header(_ name: String) -> String? { headers.first { $0.key.lowercased() == name.lowercased() }?.value }
+
+    static func send(_ method: String, _ url: String, body: [UInt8] = [], contentType: String = "application/json",
+                     timeout: Double = 60) throws -> Exchange {
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: timeout)
+        request.httpMethod = method
+        if method != "GET" {
+            request.httpBody = Data(body)
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        }
+        let done = DispatchSemaphore(value: 0)
+        let box = Box()
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            box.set(data: data, response: response as? HTTPURLResponse, error: error)
+            done.signal()
+        }.resume()
+        guard done.wait(timeout: .now() + timeout + 5) == .success else { throw HarnessError("\(method) \(url): no answer") }
+        let (data, response, error) = box.get()
+        guard let response else { throw HarnessError("\(method) \(url): \(error.map { "\($0)" } ?? "no response")") }
+        var headers: [String: String] = [:]
+        for (k, v) in response.allHeaderFields { headers["\(k)"] = "\(v)" }
+        return Exchange(status: response.statusCode, headers: headers, body: [UInt8](data ?? Data()))
+    }
+
+    static func post(_ url: String, _ json: JSONValue) throws -> Exchange {
+        try send("POST", url, body: json.serialized())
+    }
+
+    private final class Box: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: (Data?, HTTPURLResponse?, Error?) = (nil, nil, nil)
+        func set(data: Data?, response: HTTPURLResponse?, error: Error?) { lock.withLock { value = (data, response, error) } }
+        func get() -> (Data?, HTTPURLResponse?, Error?) { lock.withLock { value } }
+    }
 }
