@@ -60,7 +60,8 @@ test: deps pydeps
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
 ## run: the release daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555,
-## results on tcp://127.0.0.1:5556, the SQLite store in ./state, plugins from the build products (next to the binary).
+## results on tcp://127.0.0.1:5556, HTTP on http://127.0.0.1:5580, the SQLite store in ./state, plugins from the build
+## products (next to the binary).
 run: release
 	mkdir -p state
 	exec "$$($(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)

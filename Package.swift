@@ -26,9 +26,11 @@
 //   ProbattnStore       -> Session, GRDB   the SQLite persistence
 //   ProbattnConfig      -> Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
-//   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests)
-//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, ServiceLifecycle   the ZeroMQ transport, runtime,
-//                                    reload, systemd notifications
+//   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests):
+//                                    ZeroMQ, and a small blocking HTTP/1.1 and WebSocket client over POSIX sockets
+//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, ServiceLifecycle, Hummingbird(+WebSocket), Metrics,
+//                                    Prometheus   the transports (ZeroMQ; HTTP and WebSocket on Hummingbird 2), the
+//                                    Prometheus metrics of both, runtime, reload, systemd notifications
 //   ProbattnTesting     -> Session, Segmentation   an in-process harness (session core + pipeline + in-memory
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share

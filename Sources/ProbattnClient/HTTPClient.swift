@@ -125,11 +125,12 @@ final class SocketStream: @unchecked Sendable {
 
     /// Everything up to and including `delimiter`; throws when the stream ends first.
     func read(through delimiter: [UInt8], deadline: Double, limit: Int = 1 << 20) throws -> [UInt8] {
-        var searched = start
+        // Positions after `start` already ruled out (relative, since `fill` may move the buffered bytes).
+        var scanned = 0
         while true {
             if available >= delimiter.count {
                 let end = buffer.count - delimiter.count
-                var index = max(start, searched)
+                var index = start + scanned
                 while index <= end {
                     if buffer[index] == delimiter[0], Array(buffer[index..<(index + delimiter.count)]) == delimiter {
                         let bytes = Array(buffer[start..<(index + delimiter.count)])
@@ -138,7 +139,7 @@ final class SocketStream: @unchecked Sendable {
                     }
                     index += 1
                 }
-                searched = end + 1
+                scanned = end + 1 - start
             }
             guard available < limit else { throw HTTPClientError("no delimiter within \(limit) bytes") }
             guard try fill(deadline: deadline) else { throw HTTPClientError("the connection closed") }

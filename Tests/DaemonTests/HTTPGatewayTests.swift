@@ -165,7 +165,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
             #expect(response.json?["ok"]?.boolValue == false, sourceLocation: sourceLocation)
             #expect(response.header("content-type") == "application/json", sourceLocation: sourceLocation)
         }
-        expectError(try HTTPRequests.open(http, id: id, png: try TestImages.png(seed: 9)), 409, "image_exists")
+        expectError(try HTTPRequests.open(http, id: id, png: try TestImages.png(seed: 4)), 409, "image_exists")
         expectError(try HTTPRequests.post(http, path + "/undo", ["annotator": "nobody"]), 409, "nothing_to_undo")
         expectError(try HTTPRequests.post(http, path + "/feedback", ["protocol": 2, "annotator": "a",
                                                                      "clicks": [["x": 1, "y": 1, "class": "object"]]]),
@@ -179,19 +179,29 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         expectError(try HTTPRequests.open(http, id: id + "-frames", png: try TestImages.png(), extraParts: 3), 413,
                     "too_many_frames")
 
-        // busy: more concurrent clicks on one image than its queue holds (queue_depth_per_image: 2).
+        // busy: more simultaneous clicks on one image than its queue holds (queue_depth_per_image: 2), each on its
+        // own connection and thread, released together.
         let statuses = Locked<[Int]>([])
-        let endpoint = daemon.httpEndpoint
-        DispatchQueue.concurrentPerform(iterations: 12) { index in
-            guard let connection = try? HTTPConnection(endpoint: endpoint),
-                  let response = try? HTTPRequests.click(connection, id: id, annotator: "busy-\(index)",
-                                                         x: 10 + index, y: 10) else { return }
-            statuses.withLock { $0.append(response.status) }
-            if response.status == 429 {
-                #expect(response.errorCode == "busy")
-                #expect(response.header("retry-after") == "1")
-            }
+        let connections = try (0..<12).map { _ in try daemon.httpConnection() }
+        let go = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        for (index, connection) in connections.enumerated() {
+            done.enter()
+            Thread {
+                go.wait()
+                if let response = try? HTTPRequests.click(connection, id: id, annotator: "busy-\(index)",
+                                                          x: 10 + index, y: 10) {
+                    statuses.withLock { $0.append(response.status) }
+                    if response.status == 429 {
+                        #expect(response.errorCode == "busy")
+                        #expect(response.header("retry-after") == "1")
+                    }
+                }
+                done.leave()
+            }.start()
         }
+        for _ in connections { go.signal() }
+        done.wait()
         #expect(statuses.withLock { $0.count } == 12)
         #expect(statuses.withLock { $0.contains(429) }, "no click was refused as busy: \(statuses.withLock { $0 })")
         #expect(statuses.withLock { $0.allSatisfy { $0 == 200 || $0 == 429 } })
@@ -268,32 +278,18 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
             "protocol": 1, "request_id": "bob-1", "kind": "feedback",
             "annotator": "bob", "clicks": [["x": 10, "y": 10, "class": "background"]],
         ]
+        var seen = ["alice": WebSocketLog(), "bob": WebSocketLog()]
         try bob.sendText(String(decoding: bobsClick.serialized(), as: UTF8.self))
+        try seen["bob"]!.collect(bob) { $0.replies["bob-1"] != nil }
         try alice.sendText(#"{"protocol": 1, "request_id": "alice-undo", "kind": "undo", "annotator": "alice"}"#)
+        try seen["alice"]!.collect(alice) { $0.replies["alice-undo"] != nil }
 
         for (name, ws) in [("alice", alice), ("bob", bob)] {
-            var versions: [Int] = []
-            var updates: [JSONValue] = []
-            var replies: [String: JSONValue] = [:]
-            let deadline = Date().addingTimeInterval(30)
-            while versions.count < 4, Date() < deadline {
-                guard case .text(let text) = try ws.receive(timeout: deadline.timeIntervalSinceNow),
-                      let json = JSONValue.parse(Array(text.utf8)) else { continue }
-                switch json["kind"]?.stringValue {
-                case "mask_update":
-                    versions.append(json["version"]?.intValue ?? -1)
-                    updates.append(json)
-                    // publish_png: a binary PNG frame follows each update.
-                    guard case .binary(let png) = try ws.receive(timeout: 10) else {
-                        Issue.record("\(name): no PNG frame after version \(versions.last ?? -1)")
-                        continue
-                    }
-                    #expect(Array(png.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
-                case "presence": break
-                default: replies[json["request_id"]?.stringValue ?? ""] = json
-                }
-            }
+            try seen[name]!.collect(ws) { $0.updates.count >= 4 && $0.pngFrames >= 4 }
+            let updates = seen[name]!.updates
+            let versions = updates.map { $0["version"]?.intValue ?? -1 }
             #expect(versions == [0, 1, 2, 3], "\(name) saw versions \(versions)")
+            #expect(seen[name]!.pngFrames == 4, "\(name): a PNG frame follows every update (publish_png)")
             guard updates.count == 4 else { continue }
             #expect(updates[0]["cause"]?.stringValue == "open")
             #expect(updates[1]["click"]?["annotator"]?.stringValue == "alice")
@@ -304,9 +300,9 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
             #expect(updates[2]["request_id"]?.stringValue == "bob-1")
             #expect(updates[3]["cause"]?.stringValue == "undo")
             #expect(updates[3]["undone"]?["id"] == updates[1]["click"]?["id"])
-            if name == "bob" { #expect(replies["bob-1"]?["version"]?.intValue == 2) }
-            if name == "alice" { #expect(replies["alice-undo"]?["undone"]?["annotator"]?.stringValue == "alice") }
         }
+        #expect(seen["bob"]!.replies["bob-1"]?["version"]?.intValue == 2)
+        #expect(seen["alice"]!.replies["alice-undo"]?["undone"]?["annotator"]?.stringValue == "alice")
         bob.close()
         let left = try nextMessage(alice) { $0["kind"]?.stringValue == "presence" }
         #expect(left["annotators"] == ["alice"])
@@ -536,6 +532,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(status == 1)
         #expect(!daemon.log.contains("Daemon ready"))
         #expect(daemon.log.contains("cannot serve HTTP on \(taken)"))
+        #expect(daemon.log.contains("Address already in use"))
     }
 }
 
@@ -563,6 +560,34 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
             #expect(report["kinds"]?[kind]?["count"]?.intValue ?? 0 > 0, "kind \(kind)")
         }
         #expect(report["kinds"]?["feedback"]?["p50_ms"]?.doubleValue != nil)
+    }
+}
+
+/// What one WebSocket client received: mask updates in arrival order, replies by request id, PNG frames.
+struct WebSocketLog {
+    var updates: [JSONValue] = []
+    var replies: [String: JSONValue] = [:]
+    var pngFrames = 0
+
+    /// Reads messages until `done` holds (30 s at most).
+    mutating func collect(_ ws: WebSocketConnection, until done: (WebSocketLog) -> Bool) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while !done(self) {
+            guard deadline.timeIntervalSinceNow > 0 else { throw HarnessError("WebSocket: condition not met in 30 s") }
+            switch try ws.receive(timeout: deadline.timeIntervalSinceNow) {
+            case .text(let text):
+                guard let json = JSONValue.parse(Array(text.utf8)) else { continue }
+                switch json["kind"]?.stringValue {
+                case "mask_update": updates.append(json)
+                case "presence": break
+                default: replies[json["request_id"]?.stringValue ?? ""] = json
+                }
+            case .binary(let bytes):
+                if Array(bytes.prefix(4)) == [0x89, 0x50, 0x4E, 0x47] { pngFrames += 1 }
+            case .close(let code, let reason):
+                throw HarnessError("WebSocket closed: \(code) \(reason)")
+            }
+        }
     }
 }
 

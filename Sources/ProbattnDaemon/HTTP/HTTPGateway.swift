@@ -80,8 +80,9 @@ final class HTTPGateway: @unchecked Sendable {
         do {
             try await app.run()
         } catch {
-            finishListening(.failure(error))
-            throw ProtocolError(.internal, "cannot serve HTTP on \(settings.listen): \(error)")
+            let failure = ProtocolError(.internal, "cannot serve HTTP on \(settings.listen): \(error)")
+            finishListening(.failure(failure))
+            throw failure
         }
         finishListening(.failure(ProtocolError(.internal, "the HTTP server stopped before it was listening")))
     }
