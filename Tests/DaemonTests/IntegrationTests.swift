@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ProbattnClient
+import ProbattnConfig
 import ProbattnImaging
 import ProbattnJSON
 import Testing
@@ -277,6 +278,24 @@ struct IntegrationTests {
         #expect(run.status == 0, "the Label Studio end-to-end check failed: \(run.stderr.suffix(4000))")
         let health = try Exchange.send("GET", daemon.httpEndpoint + "/label-studio/health")
         #expect(health.status == 200, "the daemon keeps serving")
+    }
+}
+
+@Suite("label_studio config")
+struct LabelStudioConfigTests {
+    @Test("label_studio: url, api_key, fetch_timeout_s; strict like every other section")
+    func decoding() throws {
+        let config = try DaemonConfig.decode(yaml: """
+            label_studio: {url: "http://127.0.0.1:8080", api_key: abc, fetch_timeout_s: 2.5}
+            """)
+        #expect(config.labelStudio.url == "http://127.0.0.1:8080")
+        #expect(config.labelStudio.apiKey == "abc")
+        #expect(config.labelStudio.fetchTimeoutSeconds == 2.5)
+        #expect(try DaemonConfig.decode(yaml: "").labelStudio.fetchTimeoutSeconds == 10)
+        for bad in ["label_studio: {url: ftp://x}", "label_studio: {fetch_timeout_s: 0}", "label_studio: {token: x}",
+                    "label_studio: {fetch_timeout_s: soon}"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try DaemonConfig.decode(yaml: bad) }
+        }
     }
 }
 

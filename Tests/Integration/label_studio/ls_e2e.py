@@ -238,7 +238,7 @@ def main():
         one = {"result": [keypoint(50.0, 50.0, True)]}
         big_ctx = {"result": [{**keypoint(50.0, 50.0, True), "original_width": 200, "original_height": 150}]}
         bad = [
-            ("task URL that 404s", predict_body(f"/data/upload/{pid}/no-such-image.png", one), 502, "404"),
+            ("task URL that 404s", predict_body("/data/no-such-route/image.png", one), 502, "HTTP 404"),
             ("URL on another host", predict_body("http://images.example.com/a.png", one), 400, "not on Label Studio's host"),
             ("image over the pixel limit", predict_body(big_url, big_ctx), 413, "pixels"),
             ("point outside the image", predict_body(second_task["data"]["image"],
