@@ -173,7 +173,8 @@ struct IntegrationTests {
             ("no positive point", Integration.cvatBody(png: png, positive: [], negative: [[3, 3]]).serialized(), 400),
             ("missing neg_points", JSONValue.object(["image": .string(Data(png).base64EncodedString()),
                                                      "pos_points": [[1, 1]]]).serialized(), 400),
-            // The shared daemon allows 40000 pixels.
+            // The shared daemon allows 8 MiB bodies and 40000 pixels.
+            ("body over max_message_bytes", [UInt8](repeating: 0x20, count: 9 << 20), 413),
             ("over the pixel limit", Integration.cvatBody(png: try TestImages.png(width: 250, height: 200),
                                                           positive: [[10, 10]], negative: []).serialized(), 413),
         ]

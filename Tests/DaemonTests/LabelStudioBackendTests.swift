@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnConfig
+import ProbattnImaging
 import ProbattnJSON
 import ProbattnSession
 import Testing
@@ -79,5 +80,25 @@ import Testing
             .replacingOccurrences(of: "=", with: "")
         #expect(LabelStudioClient.jwtClaims("eyJhbGciOiJIUzI1NiJ9.\(payload).c2ln")?["token_type"]?.stringValue == "refresh")
         #expect(LabelStudioClient.jwtClaims("0123456789abcdef0123456789abcdef01234567") == nil)
+    }
+}
+
+/// CVAT's reply, written directly, is the same JSON as built from values.
+@Suite struct CVATReplyTests {
+    @Test func directJSONEqualsTheValueEncoding() throws {
+        let w = 7, h = 5
+        var labels = [UInt8](repeating: 1, count: w * h)
+        for (x, y) in [(2, 1), (3, 1), (3, 2), (5, 3)] { labels[y * w + x] = 0 }
+        let mask = EncodedMask(LabelMask(width: w, height: h, labels: labels), classes: ["object", "background"])
+        let result = PredictResult(contentHash: "sha256:x", width: w, height: h, classes: ["object", "background"],
+                                   mask: mask, cached: true, points: [], box: nil, timings: [:])
+        let direct = try #require(CVATInteractor.reply(result))
+        #expect(direct == CVATInteractor.replyValue(result))
+        #expect(direct["bounds"] == [2, 1, 5, 3])
+        #expect(direct["mask"] == [[255, 255, 0, 0], [0, 255, 0, 0], [0, 0, 0, 255]])
+        let empty = PredictResult(contentHash: "sha256:x", width: w, height: h, classes: ["object", "background"],
+                                  mask: EncodedMask(LabelMask(width: w, height: h, filledWith: 1), classes: ["object", "background"]),
+                                  cached: true, points: [], box: nil, timings: [:])
+        #expect(CVATInteractor.reply(empty) == nil)
     }
 }

@@ -57,8 +57,10 @@ final class IntegrationRoutes: @unchecked Sendable {
     private func protocolPredict(_ request: HummingbirdCore.Request, target: RequestTarget, gateway: HTTPGateway,
                                  received: UInt64) async -> Response {
         let echo = RequestEcho(requestID: target.query["request_id"], kind: RequestKind.predict.rawValue)
-        guard case .complete(let body) = await gateway.readBody(request) else {
-            return Self.protocolError(echo, ProtocolError(.messageTooLarge, "the body could not be read within limits.max_message_bytes"))
+        let body: [UInt8]
+        switch await gateway.readBody(request) {
+        case .complete(let bytes): body = bytes
+        case .refused(let error, _): return Self.closing(Self.protocolError(echo, error))
         }
         var header: [String: JSONValue] = [:]
         var payloads: [[UInt8]] = []
@@ -153,8 +155,11 @@ final class IntegrationRoutes: @unchecked Sendable {
             logger.notice("Label Studio prediction refused: \(message)", metadata: ["status": "\(status)"])
             return Self.json(LabelStudioBackend.error(status, message), status: status)
         }
-        guard case .complete(let body) = await gateway.readBody(request) else {
-            return failure(413, "the body could not be read within limits.max_message_bytes")
+        let body: [UInt8]
+        switch await gateway.readBody(request) {
+        case .complete(let bytes): body = bytes
+        case .refused(let error, _):
+            return Self.closing(failure(GatewayStatus.status(for: error.code.rawValue), error.message))
         }
         guard let json = JSONValue.parse(body) else { return failure(400, "the body is not JSON") }
         do {
@@ -210,18 +215,22 @@ final class IntegrationRoutes: @unchecked Sendable {
             logger.notice("CVAT interaction refused: \(message)", metadata: ["status": "\(status)"])
             return Self.text(status, message)
         }
-        guard case .complete(let body) = await gateway.readBody(request) else {
-            return failure(413, "the body could not be read within limits.max_message_bytes")
+        let body: [UInt8]
+        switch await gateway.readBody(request) {
+        case .complete(let bytes): body = bytes
+        case .refused(let error, _):
+            return Self.closing(failure(GatewayStatus.status(for: error.code.rawValue), error.message))
         }
         guard let json = JSONValue.parse(body) else { return failure(400, "the body is not JSON") }
         do {
             let prompt = try CVATInteractor.prompt(json)
             switch await predict(CVATInteractor.request(prompt), transport: "cvat", gateway: gateway, received: received) {
             case .success(let result):
-                guard let reply = CVATInteractor.reply(result) else {
+                guard let reply = CVATInteractor.replyBytes(result) else {
                     return failure(422, "the mask is empty: no pixel is on the object")
                 }
-                return Self.json(reply, status: 200)
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: reply)))
             case .failure(let error):
                 return failure(GatewayStatus.status(for: error.code.rawValue), "\(error.code.rawValue): \(error.message)")
             }
@@ -276,6 +285,13 @@ final class IntegrationRoutes: @unchecked Sendable {
 
     private static func protocolError(_ echo: RequestEcho, _ error: ProtocolError) -> Response {
         json(WireEncoding.reply(echo, .failure(error)), status: GatewayStatus.status(for: error.code.rawValue))
+    }
+
+    /// A response after which the connection is closed (the rest of a refused body is not read).
+    private static func closing(_ response: Response) -> Response {
+        var response = response
+        response.headers[.connection] = "close"
+        return response
     }
 
     static func json(_ value: JSONValue, status: Int) -> Response {

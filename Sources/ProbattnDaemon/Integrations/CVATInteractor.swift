@@ -69,6 +69,40 @@ enum CVATInteractor {
     /// the polygon with OpenCV on the mask and offsets it by `bounds`. Nil when the mask is empty (the UI cannot
     /// take an empty mask).
     static func reply(_ result: PredictResult) -> JSONValue? {
+        replyBytes(result).flatMap { JSONValue.parse($0) }
+    }
+
+    /// The same reply as JSON text, written directly (a 1280 × 960 object is about a million numbers: building
+    /// JSON values for them and encoding those would cost more than the segmentation).
+    static func replyBytes(_ result: PredictResult) -> [UInt8]? {
+        let w = result.width, h = result.height
+        let labels = result.mask.mask.labels
+        var x0 = w, y0 = h, x1 = -1, y1 = -1
+        for y in 0..<h {
+            for x in 0..<w where labels[y * w + x] == 0 {
+                x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
+            }
+        }
+        guard x1 >= 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity((x1 - x0 + 2) * (y1 - y0 + 1) * 4 + 64)
+        out += Array("{\"bounds\":[\(x0),\(y0),\(x1),\(y1)],\"mask\":[".utf8)
+        let on = Array("255".utf8)
+        for y in y0...y1 {
+            if y > y0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "["))
+            for x in x0...x1 {
+                if x > x0 { out.append(UInt8(ascii: ",")) }
+                if labels[y * w + x] == 0 { out += on } else { out.append(UInt8(ascii: "0")) }
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        out += Array("]}".utf8)
+        return out
+    }
+
+    /// The reply built as JSON values (the reference the direct writer is checked against).
+    static func replyValue(_ result: PredictResult) -> JSONValue? {
         let w = result.width, h = result.height
         let labels = result.mask.mask.labels
         var x0 = w, y0 = h, x1 = -1, y1 = -1
