@@ -173,6 +173,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var pipeline: [StageSpec] = DaemonConfig.defaultPipeline
     public var logging = LoggingOptions()
     public var notify = Notify()
+    /// The Label Studio ML backend's image source (`DaemonConfig+LabelStudio.swift`).
+    public var labelStudio = LabelStudio()
 
     public init() {}
 
@@ -207,7 +209,7 @@ public struct DaemonConfig: Sendable, Equatable {
         var config = DaemonConfig()
         guard let root = try ConfigNode.root(yaml: yaml), !root.isNull else { return config }
         let top = try root.mapping(allowed: ["endpoints", "http", "plugin_dir", "store", "limits", "sessions", "pipeline",
-                                             "logging", "notify"])
+                                             "logging", "notify", "label_studio"])
         if let node = top["endpoints"] {
             let keys = try node.mapping(allowed: ["requests", "results"])
             if let value = keys["requests"] { config.endpoints.requests = try value.nonEmptyString() }
@@ -228,6 +230,7 @@ public struct DaemonConfig: Sendable, Equatable {
             if let root = keys["web_root"], !root.isNull { settings.webRoot = try root.nonEmptyString() }
             config.http = settings
         }
+        if let node = top["label_studio"] { config.labelStudio = try decodeLabelStudio(node) }
         if let node = top["plugin_dir"], !node.isNull {
             config.pluginDirectory = try node.nonEmptyString()
         }

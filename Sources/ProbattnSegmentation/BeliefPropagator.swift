@@ -8,7 +8,8 @@ import ProbattnPluginHost
 ///    including the token under the click) to the one-hot of its class, with indicator 1. A token reached by clicks of
 ///    several classes has no single observed class: it is left to the propagation like an unclicked token (step 2),
 ///    and split below the token for the pixels (step 3 takes, as its distribution, the share of its footprint near
-///    the clicks that lies nearest to each class's clicks), so no click is overwritten.
+///    the clicks that lies nearest to each class's clicks), so no click is overwritten. Tokens the caller fixes
+///    (`FixedTokens`: a prompt box's outside) are fixed to their class, unless a click reaches them.
 /// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
 ///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
 ///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image
@@ -138,6 +139,13 @@ public struct BeliefPropagator: Propagator {
 
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
         -> SegmentationResult {
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: FixedTokens(), classCount: classCount)
+    }
+
+    /// With `fixed`, step 1 also fixes those tokens (each to its class, indicator 1) unless a click reaches them;
+    /// the other steps are unchanged.
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                          classCount: Int) throws -> SegmentationResult {
         let start = DispatchTime.now().uptimeNanoseconds
         let image = encoded.image
         let w = image.width, h = image.height
@@ -155,6 +163,12 @@ public struct BeliefPropagator: Propagator {
             }
         }
         let tokens = encoded.tokenCount
+        for (t, c) in fixed.classOf {
+            guard t >= 0, Int(t) < tokens, c >= 0, c < classCount else {
+                throw SegmentationError(.invalidInput, "fixed token \(t) with class \(c) is outside the \(tokens) "
+                                            + "tokens or \(classCount) classes")
+            }
+        }
         let channels = adapted.channels ?? encoded.featureDimension
         guard encoded.tokenOfPixel.count == w * h, adapted.unitCount > 0, channels > 0,
               adapted.keys.count == adapted.unitCount * channels,
@@ -164,8 +178,11 @@ public struct BeliefPropagator: Propagator {
 
         let k = classCount
         var probabilities: [Float]
-        let clicked = clickedTokens(encoded: encoded, clicks: clicks, classCount: k)
-        if clicks.isEmpty || k == 1 || emIterations == 0 {
+        var clicked = clickedTokens(encoded: encoded, clicks: clicks, classCount: k)
+        for (t, c) in fixed.classOf where clicked.classOf[Int(t)] == ClickedTokens.none {
+            clicked.classOf[Int(t)] = Int32(c)
+        }
+        if (clicks.isEmpty && fixed.isEmpty) || k == 1 || emIterations == 0 {
             // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
             // neutral distribution, whose ties go to the last class (background).
             probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)

@@ -91,7 +91,7 @@ public struct RequestParser: Sendable {
                                     + RequestKind.allCases.map(\.rawValue).joined(separator: ", "))
             }
             let payloads = Array(frames.dropFirst())
-            if kind != .openImage, !payloads.isEmpty {
+            if kind != .openImage, kind != .predict, !payloads.isEmpty {
                 throw ProtocolError(.badRequest, "'\(kind.rawValue)' takes no payload frames, got \(payloads.count)")
             }
             let body = try parseBody(kind, &reader, payloads: payloads)
@@ -107,16 +107,7 @@ public struct RequestParser: Sendable {
         switch kind {
         case .openImage:
             let imageID = try r.identifier("image_id")
-            var classes = ["object", "background"]
-            if let list = try r.optionalStringArray("classes") {
-                guard (2...255).contains(list.count) else {
-                    throw ProtocolError(.badRequest, "field 'classes' must list 2 to 255 classes, got \(list.count)")
-                }
-                guard Set(list).count == list.count, !list.contains(where: \.isEmpty) else {
-                    throw ProtocolError(.badRequest, "field 'classes' must hold distinct non-empty names")
-                }
-                classes = list
-            }
+            let classes = try Self.classes(r)
             let annotator = try r.optionalIdentifier("annotator")
             let sourcePath = try r.optionalString("source_path")
             let publishPNG = try r.optionalBool("publish_png") ?? false
@@ -158,6 +149,74 @@ public struct RequestParser: Sendable {
         case .listSessions: return .listSessions
         case .health: return .health
         case .listPlugins: return .listPlugins
+        case .predict:
+            return .predict(try Self.prompt(r, payloads: payloads))
+        }
+    }
+
+    /// The `classes` field (default object, background).
+    private static func classes(_ r: FieldReader) throws -> [String] {
+        guard let list = try r.optionalStringArray("classes") else { return ["object", "background"] }
+        guard (2...255).contains(list.count) else {
+            throw ProtocolError(.badRequest, "field 'classes' must list 2 to 255 classes, got \(list.count)")
+        }
+        guard Set(list).count == list.count, !list.contains(where: \.isEmpty) else {
+            throw ProtocolError(.badRequest, "field 'classes' must hold distinct non-empty names")
+        }
+        return list
+    }
+
+    /// `predict`: `points` (may be empty when there is a `box`), optional `box` {x0, y0, x1, y1}, the image as one
+    /// payload frame or, without a payload, by `content_hash`.
+    private static func prompt(_ r: FieldReader, payloads: [[UInt8]]) throws -> PromptRequest {
+        let classes = try classes(r)
+        let annotator = try r.optionalIdentifier("annotator")
+        var points: [WireClick] = []
+        if let raw = r.fields["points"], raw != .null {
+            guard let list = raw.arrayValue else {
+                throw ProtocolError(.badRequest, "field 'points' must be an array of {x, y, class}")
+            }
+            points = try list.enumerated().map { index, item -> WireClick in
+                guard case .object(let c) = item else {
+                    throw ProtocolError(.badRequest, "points[\(index)] must be an object {x, y, class}")
+                }
+                let cr = FieldReader(fields: c, prefix: "points[\(index)].")
+                return WireClick(x: try cr.int("x"), y: try cr.int("y"), className: try cr.string("class"))
+            }
+        }
+        var box: PixelBox?
+        if let raw = r.fields["box"], raw != .null {
+            guard case .object(let b) = raw else {
+                throw ProtocolError(.badRequest, "field 'box' must be an object {x0, y0, x1, y1}")
+            }
+            let br = FieldReader(fields: b, prefix: "box.")
+            let value = PixelBox(x0: try br.int("x0"), y0: try br.int("y0"), x1: try br.int("x1"), y1: try br.int("y1"))
+            guard value.x0 <= value.x1, value.y0 <= value.y1 else {
+                throw ProtocolError(.badRequest, "field 'box' needs x0 <= x1 and y0 <= y1")
+            }
+            box = value
+        }
+        if points.isEmpty, box == nil {
+            throw ProtocolError(.badRequest, "'predict' needs at least one point in 'points' or a 'box'")
+        }
+        let hash = try r.optionalString("content_hash")
+        switch payloads.count {
+        case 0:
+            guard let hash else {
+                throw ProtocolError(.badRequest,
+                                    "'predict' needs the image: one payload frame with its bytes, or 'content_hash'")
+            }
+            return PromptRequest(contentHash: hash, classes: classes, points: points, box: box, annotator: annotator)
+        case 1:
+            let prompt = PromptRequest(bytes: payloads[0], classes: classes, points: points, box: box,
+                                       annotator: annotator)
+            if let hash, hash != prompt.contentHash {
+                throw ProtocolError(.badRequest, "field 'content_hash' (\(hash)) is not the hash of the image bytes "
+                                    + "(\(prompt.contentHash))")
+            }
+            return prompt
+        default:
+            throw ProtocolError(.badRequest, "'predict' takes at most one payload frame (the image), got \(payloads.count)")
         }
     }
 

@@ -187,7 +187,7 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         let error = decodeError("endpoints: {}\nplugins_dir: /x\n")
         #expect(error?.code == .unknownKey)
         #expect(error?.path == "plugins_dir")
-        #expect(error?.message == "unknown key 'plugins_dir' at plugins_dir (line 2); valid keys at the top level: endpoints, http, plugin_dir, store, limits, sessions, pipeline, logging, notify")
+        #expect(error?.message == "unknown key 'plugins_dir' at plugins_dir (line 2); valid keys at the top level: endpoints, http, plugin_dir, store, limits, sessions, pipeline, logging, notify, label_studio")
     }
 
     @Test func theHTTPListenAddressIsHostColonPort() throws {

@@ -49,6 +49,12 @@ final class HTTPGateway: @unchecked Sendable {
         requests.dispatcher.addListener { update in hub.publish(update) }
     }
 
+    /// Routes other files add (`IntegrationRoutes`): asked first with every request's target; nil lets the
+    /// gateway's own routes answer. Set before `run()`.
+    var hook: (@Sendable (HummingbirdCore.Request, RequestTarget, UInt64) async -> Response?)?
+
+    var isDraining: Bool { lock.withLock { draining } }
+
     /// New limits from a reload: body size and frame count apply to the next request.
     func setLimits(_ limits: DaemonConfig.Limits) {
         lock.withLock { parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames) }
@@ -142,7 +148,7 @@ final class HTTPGateway: @unchecked Sendable {
         }
     }
 
-    private var currentParser: RequestParser { lock.withLock { parser } }
+    var currentParser: RequestParser { lock.withLock { parser } }
 
     private static let shuttingDown = ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests")
 
@@ -153,6 +159,7 @@ final class HTTPGateway: @unchecked Sendable {
         let received = DispatchTime.now().uptimeNanoseconds
         if let page = webResponse(web, request) { return page }
         let target = RequestTarget(request.head.path ?? "/")
+        if let hook, let answered = await hook(request, target, received) { return answered }
         let route: GatewayRoute
         switch GatewayRoute.match(method: request.method.rawValue, target: target) {
         case .success(let matched): route = matched
@@ -317,7 +324,7 @@ final class HTTPGateway: @unchecked Sendable {
     static let requestIDHeader = HTTPField.Name("X-Probattn-Request-Id")!
 
     /// What reading a request body gave.
-    private enum BodyOutcome {
+    enum BodyOutcome {
         case complete([UInt8])
         /// The error to answer, and whether the connection must be closed after the answer (the rest of the body
         /// is not wanted).
@@ -326,7 +333,7 @@ final class HTTPGateway: @unchecked Sendable {
 
     /// The whole body, at most `limits.max_message_bytes`: refused at once when Content-Length is larger, else as
     /// soon as the running total passes the limit (nothing beyond it is kept).
-    private func readBody(_ request: HummingbirdCore.Request) async -> BodyOutcome {
+    func readBody(_ request: HummingbirdCore.Request) async -> BodyOutcome {
         let limit = currentParser.maxMessageBytes
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > limit {

@@ -69,6 +69,13 @@ public final class DaemonRuntime: @unchecked Sendable {
         dispatcher.addListener { update in outbox.post([.publish(frames: WireEncoding.updateFrames(update))]) }
         let requests = DaemonRequests(dispatcher: dispatcher, plugins: plugins, metrics: DaemonMetrics())
         gateway = config.http.map { HTTPGateway(settings: $0, limits: config.limits, requests: requests, logger: logger) }
+        if let gateway {
+            let routes = IntegrationRoutes(labelStudio: config.labelStudio, limits: config.limits, requests: requests,
+                                           logger: logger)
+            gateway.hook = { [unowned gateway] request, target, received in
+                await routes.respond(request, target: target, gateway: gateway, received: received)
+            }
+        }
         sockets = try SocketLoop(
             endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
             limits: config.limits, requests: requests,
@@ -114,6 +121,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
             if new.http != current.http { restartOnly.append("http") }
+            if new.labelStudio != current.labelStudio { restartOnly.append("label_studio") }
             if new.store != current.store { restartOnly.append("store") }
             if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
             if new.logging != current.logging { restartOnly.append("logging") }
