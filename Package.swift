@@ -27,8 +27,10 @@
 //   ProbattnConfig      -> Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests)
-//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, ServiceLifecycle   the ZeroMQ transport, runtime,
-//                                    reload, systemd notifications
+//   ProbattnKeys        -> ZMQ, Session   key and token files (docs/SECURITY.md), the authorized-keys folder,
+//                                    `probattn keys generate`
+//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, Keys, ServiceLifecycle   the ZeroMQ transport,
+//                                    runtime, reload, systemd notifications, CURVE/ZAP and the access checks
 //   ProbattnTesting     -> Session, Segmentation   an in-process harness (session core + pipeline + in-memory
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
@@ -115,10 +117,11 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(name: "ProbattnClient", dependencies: ["ProbattnZMQ", "ProbattnJSON", "ProbattnSession"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnKeys", dependencies: ["ProbattnZMQ", "ProbattnSession"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
                     "ProbattnSession", "ProbattnWire", "ProbattnStore", "ProbattnConfig", "ProbattnSegmentation",
-                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "CBLAS",
+                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "CBLAS", "ProbattnKeys",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                     .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -135,7 +138,7 @@ let package = Package(
                               "ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench", "ProbattnPluginHost",
                               "ProbattnImaging", "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnSession",
                               "ProbattnConfig", "ProbattnClient", "ProbattnZMQ", "ProbattnJSON",
-                              "ProbattnCommandLine",
+                              "ProbattnCommandLine", "ProbattnKeys",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                           ],
                           swiftSettings: swiftSettings),
@@ -159,7 +162,7 @@ let package = Package(
         .testTarget(name: "DaemonTests",
                     dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
                                    "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
-                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON",
+                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnKeys",
                                    .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]

@@ -22,6 +22,11 @@ final class DaemonRequests: @unchecked Sendable {
                 answer: @escaping @Sendable (_ reply: JSONValue, _ payloads: [[UInt8]]) -> Void) {
         let echo = RequestEcho(request)
         if case .listPlugins = request.body {
+            // Answered here, not by the core, so the role check is made here.
+            do { _ = try Authorization.authorize(request, openedBy: { _ in nil }) } catch {
+                answer(WireEncoding.reply(echo, .failure(error as? ProtocolError ?? ProtocolError(.forbidden, "\(error)"))), [])
+                return
+            }
             answer(WireEncoding.reply(echo, .success(listPlugins())), [])
             return
         }

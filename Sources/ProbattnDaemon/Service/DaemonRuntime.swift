@@ -2,6 +2,7 @@ import CBLAS
 import Foundation
 import Logging
 import ProbattnConfig
+import ProbattnKeys
 import ProbattnPluginHost
 import ProbattnSegmentation
 import ProbattnSession
@@ -23,6 +24,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     private let sockets: SocketLoop
     private let notifier: SystemdNotifier
     private let logger: Logger
+    /// The keys of a secured daemon; nil when it runs open.
+    let access: AccessControl?
 
     /// Loads plugins, builds the pipeline, opens the store, resumes the sessions it holds and binds the sockets.
     public init(configPath: String, config: DaemonConfig, notifier: SystemdNotifier, logger: Logger) throws {
@@ -38,6 +41,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
         try config.validate(plugins: plugins)
+        access = try AccessControl.load(config.security)
+        Self.logSecurity(config, access: access, logger: logger)
         let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
@@ -59,10 +64,26 @@ public final class DaemonRuntime: @unchecked Sendable {
         sockets = try SocketLoop(
             endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
             limits: config.limits, requests: DaemonRequests(dispatcher: dispatcher, plugins: plugins),
-            outbox: outbox, notifier: notifier, watchdog: config.notify.watchdog, logger: logger)
+            outbox: outbox, notifier: notifier, watchdog: config.notify.watchdog, logger: logger, access: access)
         try sockets.start()
         logger.info("Daemon ready", metadata: ["store": "\(storePath)", "workers": "\(workers)",
                                                "pipeline": "\(config.pipeline.map(\.type).joined(separator: ">"))"])
+    }
+
+    /// At every start: how the daemon is secured, or a warning that it runs open.
+    static func logSecurity(_ config: DaemonConfig, access: AccessControl?, logger: Logger) {
+        guard let access else {
+            logger.warning("Running open: no security section, so any client that reaches the sockets can act as any annotator (docs/SECURITY.md)",
+                           metadata: ["requests": "\(config.endpoints.requests)", "results": "\(config.endpoints.results)"])
+            return
+        }
+        if let path = config.security.serverSecretKey, SecretKeyFile.isExposed(path: path) {
+            logger.warning("The server secret key is readable by group or others; make it mode 0600",
+                           metadata: ["file": "\(path)"])
+        }
+        logger.info("Security on: CURVE with ZAP on both sockets",
+                    metadata: ["server_key": "\(access.serverKey.publicKey)", "clients": "\(access.current.entries.count)",
+                               "authorized_keys": "\(config.security.authorizedKeys ?? "")"])
     }
 
     /// The session core's settings from a config.
@@ -79,8 +100,10 @@ public final class DaemonRuntime: @unchecked Sendable {
     }
 
     /// Re-reads the config file (SIGHUP). Applies limits, the conflict policy and the pipeline's stages (used for
-    /// images opened from now on); endpoints, the store, the plugin folder and logging need a restart and are kept.
-    /// On any error the running config stays and the reason is logged.
+    /// images opened from now on) and, on a secured daemon, the client keys of `security.authorized_keys` (read again
+    /// even when the config is unchanged; removed keys are refused at once, and the results socket is bound again so
+    /// subscribers authenticate anew); endpoints, the store, the plugin folder, logging and the server key need a
+    /// restart and are kept. On any error the running config and keys stay and the reason is logged.
     public func reload() {
         notifier.reloading()
         defer { notifier.ready() }
@@ -98,6 +121,16 @@ public final class DaemonRuntime: @unchecked Sendable {
             if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
             if new.logging != current.logging { restartOnly.append("logging") }
             if new.notify != current.notify { restartOnly.append("notify") }
+            if new.security.isEnabled != current.security.isEnabled
+                || new.security.serverSecretKey != current.security.serverSecretKey {
+                restartOnly.append("security.server_secret_key")
+            }
+            // The client keys are read again on every reload (even with an unchanged config); a bad key file fails
+            // the reload and keeps the previous set.
+            var reloadedKeys: AuthorizedKeys?
+            if access != nil, new.security.isEnabled, let folder = new.security.authorizedKeys {
+                reloadedKeys = try AuthorizedKeys.load(directory: folder)
+            }
             if !restartOnly.isEmpty {
                 logger.warning("These settings change only on restart; keeping the running values",
                                metadata: ["keys": "\(restartOnly.joined(separator: ","))"])
@@ -112,6 +145,14 @@ public final class DaemonRuntime: @unchecked Sendable {
             core.cache.setBudget(applied.limits.cacheMemoryBytes)
             scheduler.setLimits(perKey: applied.limits.queueDepthPerImage, total: applied.limits.maxPendingRequests)
             sockets.setLimits(applied.limits)
+            if let access, let reloadedKeys {
+                let removed = access.replace(with: reloadedKeys)
+                applied.security.authorizedKeys = new.security.authorizedKeys
+                applied.security.allowInsecure = new.security.allowInsecure
+                logger.notice("Client keys reloaded", metadata: ["clients": "\(reloadedKeys.entries.count)",
+                                                                 "removed": "\(removed.count)"])
+                if !removed.isEmpty { sockets.rebindResultsSocket() }
+            }
             lock.withLock { config = applied }
             logger.notice("Configuration reloaded", metadata: ["config": "\(configPath)"])
         } catch {
