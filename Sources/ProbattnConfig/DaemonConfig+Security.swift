@@ -12,8 +12,8 @@ extension DaemonConfig {
                                        currentDirectory: String = FileManager.default.currentDirectoryPath)
         -> DaemonConfig {
         var folder = (configFile as NSString).deletingLastPathComponent
-        if folder.isEmpty { folder = "." }
-        if !folder.hasPrefix("/") { folder = Self.join(currentDirectory, folder) }
+        if !folder.hasPrefix("/") { folder = folder.isEmpty ? currentDirectory : Self.join(currentDirectory, folder) }
+        folder = (folder as NSString).standardizingPath
         var resolved = self
         if let key = security.serverSecretKey, !key.hasPrefix("/") {
             let credentials = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 }

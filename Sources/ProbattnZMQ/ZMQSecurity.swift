@@ -110,7 +110,8 @@ extension ZMQSocket {
         while true {
             let rc = zmq_msg_recv(&message, h, frames.isEmpty && dontWait ? ZMQ_DONTWAIT : 0)
             guard rc >= 0 else { throw ZMQError("receive") }
-            if frames.isEmpty, let property = zmq_msg_gets(&message, "User-Id") {
+            // A ROUTER's routing-id frame is made locally and carries no properties; the peer's frames do.
+            if userID == nil, let property = zmq_msg_gets(&message, "User-Id") {
                 userID = String(cString: property)
             }
             let size = zmq_msg_size(&message)

@@ -30,6 +30,8 @@ final class DaemonProcess: @unchecked Sendable {
     /// Signalled once the process has exited.
     private let exited = DispatchSemaphore(value: 0)
     private let imageBytes: String
+    /// The CURVE keys `start` asks `health` with (a secured daemon answers no one else); nil for an open daemon.
+    var startupKeys: ZMQCurveClientKeys?
 
     /// Writes the config (`extraYAML` is appended: limits, sessions, …) without starting anything.
     init(extraYAML: String = "", imageBytes: String = "inline", environment: [String: String] = [:],
@@ -120,7 +122,7 @@ final class DaemonProcess: @unchecked Sendable {
         try process.run()
         self.process = process
         // Ask for health until it answers; fail at once (with the log) if the daemon exits instead.
-        let client = try ProbattnClient(endpoint: requests, timeout: 0.5)
+        let client = try ProbattnClient(endpoint: requests, timeout: 0.5, curve: startupKeys)
         let deadline = Date().addingTimeInterval(timeout)
         // One request suffices: the DEALER queues it until the daemon binds.
         let pending = try client.send("health")
