@@ -39,11 +39,15 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "System packages present."; fi
 
-## pydeps: pyzmq for the protocol example's test (docs/examples/client.py), only when missing. Debian's pip refuses
-## system-wide installs (PEP 668) unless told otherwise, hence the second attempt.
+## pydeps: pyzmq for the protocol example's test (docs/examples/client.py) and prometheus_client, whose text-format
+## parser reads GET /metrics in the HTTP gateway's tests; each only when missing. Debian's pip refuses system-wide
+## installs (PEP 668) unless told otherwise, hence the second attempt.
 pydeps: deps
 	@python3 -c 'import zmq' 2>/dev/null && echo "pyzmq present." || \
 	  python3 -m pip install --quiet pyzmq || python3 -m pip install --quiet --break-system-packages pyzmq
+	@python3 -c 'import prometheus_client' 2>/dev/null && echo "prometheus_client present." || \
+	  python3 -m pip install --quiet prometheus_client || \
+	  python3 -m pip install --quiet --break-system-packages prometheus_client
 
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
@@ -55,8 +59,9 @@ test: deps pydeps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-## run: the release daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555,
-## results on tcp://127.0.0.1:5556, the SQLite store in ./state, plugins from the build products (next to the binary).
+## run: the release daemon in the foreground (Ctrl-C stops it gracefully): requests on tcp://127.0.0.1:5555, results
+## on tcp://127.0.0.1:5556, HTTP on http://127.0.0.1:5580, the SQLite store in ./state, plugins from the build
+## products (next to the binary).
 run: release
 	mkdir -p state
 	exec "$$($(SWIFT) build $(RELEASE_FLAGS) $(BUILD_FLAGS) --show-bin-path)/probattnd" run --config $(CONFIG)

@@ -26,11 +26,14 @@
 //   ProbattnStore       -> Session, GRDB   the SQLite persistence
 //   ProbattnConfig      -> Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
-//   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests)
+//   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests):
+//                                    ZeroMQ, and a small blocking HTTP/1.1 and WebSocket client over POSIX sockets
 //   ProbattnKeys        -> ZMQ, Session   key and token files (docs/SECURITY.md), the authorized-keys folder,
 //                                    `probattn keys generate`
-//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, Keys, ServiceLifecycle   the ZeroMQ transport,
-//                                    runtime, reload, systemd notifications, CURVE/ZAP and the access checks
+//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, Keys, ServiceLifecycle, Hummingbird(+WebSocket), Metrics,
+//                                    Prometheus   the transports (ZeroMQ; HTTP and WebSocket on Hummingbird 2), the
+//                                    Prometheus metrics of both, runtime, reload, systemd notifications, CURVE/ZAP,
+//                                    tokens and the access checks
 //   ProbattnTesting     -> Session, Segmentation   an in-process harness (session core + pipeline + in-memory
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
@@ -75,6 +78,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -125,6 +134,13 @@ let package = Package(
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                     .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                    .product(name: "Hummingbird", package: "hummingbird"),
+                    .product(name: "HummingbirdCore", package: "hummingbird"),
+                    .product(name: "NIOCore", package: "swift-nio"),
+                    .product(name: "HTTPTypes", package: "swift-http-types"),
+                    .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                    .product(name: "Metrics", package: "swift-metrics"),
+                    .product(name: "Prometheus", package: "swift-prometheus"),
                 ],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnTesting",

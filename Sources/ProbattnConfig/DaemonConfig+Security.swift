@@ -25,8 +25,8 @@ extension DaemonConfig {
         return resolved
     }
 
-    /// `security` is complete (both key settings or neither), and an open daemon binds only local endpoints unless
-    /// `security.allow_insecure` is true. Called by `validateStructure`.
+    /// `security` is complete (both key settings or neither), and an open daemon binds only local endpoints (and
+    /// `http.listen` only a loopback host) unless `security.allow_insecure` is true. Called by `validateStructure`.
     func validateSecurity() throws {
         switch (security.serverSecretKey, security.authorizedKeys) {
         case (.some, nil):
@@ -41,9 +41,16 @@ extension DaemonConfig {
         guard !security.isEnabled, !security.allowInsecure else { return }
         for (path, endpoint) in [("endpoints.requests", endpoints.requests), ("endpoints.results", endpoints.results)]
         where !Self.isLocalEndpoint(endpoint) {
-            throw ConfigError(.invalidValue, path: path,
-                              "\(path): '\(endpoint)' is not a loopback address, and without security anyone who reaches it can act as any annotator; configure security.server_secret_key and security.authorized_keys (docs/SECURITY.md), or set security.allow_insecure: true")
+            throw Self.openWide(path, endpoint)
         }
+        if let http, !Self.isLoopbackHost(http.host) {
+            throw Self.openWide("http.listen", http.listen)
+        }
+    }
+
+    private static func openWide(_ path: String, _ address: String) -> ConfigError {
+        ConfigError(.invalidValue, path: path,
+                    "\(path): '\(address)' is not a loopback address, and without security anyone who reaches it can act as any annotator; configure security.server_secret_key and security.authorized_keys (docs/SECURITY.md), or set security.allow_insecure: true")
     }
 
     /// True for endpoints only this machine can reach: `ipc://` and `inproc://`, and `tcp://` on a loopback host.

@@ -19,6 +19,43 @@ public struct DaemonConfig: Sendable, Equatable {
         public init() {}
     }
 
+    /// The HTTP and WebSocket gateway (docs/HTTP.md). YAML `http`; when omitted there is no HTTP server.
+    public struct HTTP: Sendable, Equatable {
+        /// `HOST:PORT` as written (YAML `listen`); IPv6 hosts in brackets, e.g. `[::1]:5580`. Port 0 binds a free
+        /// port, which the daemon logs ("HTTP listening address=HOST:PORT").
+        public var listen: String
+        /// The host part of `listen`, without brackets.
+        public var host: String
+        /// The port part of `listen`, 0...65535.
+        public var port: Int
+
+        /// Splits `HOST:PORT`; nil when `listen` is not of that form.
+        public init?(listen: String) {
+            let text = listen.trimmingCharacters(in: .whitespaces)
+            var host: Substring
+            var portText: Substring
+            if text.hasPrefix("[") {
+                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                    return nil
+                }
+                host = text[text.index(after: text.startIndex)..<close]
+                portText = text[text.index(close, offsetBy: 2)...]
+            } else {
+                guard let colon = text.lastIndex(of: ":") else { return nil }
+                host = text[..<colon]
+                portText = text[text.index(after: colon)...]
+                if host.contains(":") { return nil }
+            }
+            guard !host.isEmpty, !host.contains(where: { $0 == "/" || $0.isWhitespace }),
+                  let port = Int(portText), (0...65535).contains(port), portText.allSatisfy(\.isASCII) else {
+                return nil
+            }
+            self.listen = text
+            self.host = String(host)
+            self.port = port
+        }
+    }
+
     /// How image bytes are kept in the store.
     public enum ImageBytes: String, Sendable, Equatable, CaseIterable {
         /// The encoded image bytes are stored in the database (self-contained; a restart needs nothing else).
@@ -113,6 +150,8 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public var endpoints = Endpoints()
+    /// The HTTP gateway; nil (the default) means no HTTP server.
+    public var http: HTTP?
     /// Folder scanned for attention plugins. YAML `plugin_dir`; nil (the default) means
     /// `PluginRegistry.defaultDirectory()`: the build's products when run from the build, the installed plugin folder
     /// otherwise. A relative path is resolved against the working directory.
@@ -149,12 +188,24 @@ public struct DaemonConfig: Sendable, Equatable {
     public static func decode(yaml: String) throws -> DaemonConfig {
         var config = DaemonConfig()
         guard let root = try ConfigNode.root(yaml: yaml), !root.isNull else { return config }
-        let top = try root.mapping(allowed: ["endpoints", "plugin_dir", "store", "limits", "sessions", "pipeline",
+        let top = try root.mapping(allowed: ["endpoints", "http", "plugin_dir", "store", "limits", "sessions", "pipeline",
                                              "logging", "notify", "security"])
         if let node = top["endpoints"] {
             let keys = try node.mapping(allowed: ["requests", "results"])
             if let value = keys["requests"] { config.endpoints.requests = try value.nonEmptyString() }
             if let value = keys["results"] { config.endpoints.results = try value.nonEmptyString() }
+        }
+        if let node = top["http"], !node.isNull {
+            let keys = try node.mapping(allowed: ["listen"])
+            guard let value = keys["listen"] else {
+                throw ConfigError(.missingKey, path: node.childPath("listen"),
+                                  "\(node.path): missing key 'listen' (HOST:PORT, e.g. 127.0.0.1:5580)\(node.lineSuffix)")
+            }
+            let text = try value.nonEmptyString()
+            guard let http = HTTP(listen: text) else {
+                throw value.invalidValue("must be HOST:PORT with a port in 0...65535 (e.g. 127.0.0.1:5580 or [::1]:5580), found '\(text)'")
+            }
+            config.http = http
         }
         if let node = top["plugin_dir"], !node.isNull {
             config.pluginDirectory = try node.nonEmptyString()

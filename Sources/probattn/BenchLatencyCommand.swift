@@ -18,11 +18,21 @@ struct BenchLatencyCommand: ParsableCommand {
             works on image a mod N; the first annotator of each image opens it, the others join with get_mask. \
             Prints p50/p90/p99/max per request kind and for the publish delay (feedback sent -> its mask update \
             received), the feedback throughput, and every lost, duplicated or out-of-order reply or update. Exits \
-            with status 1 when any of those (or an error reply) occurred.
+            with status 1 when any of those (or an error reply) occurred. With --transport http the clicks alternate \
+            between POST .../feedback (kind feedback) and the image's WebSocket (kind ws_feedback), and publish is \
+            the delay until the update reaches the WebSocket of every other annotator of the image (docs/HTTP.md).
             """)
 
-    @Option(help: ArgumentHelp("The daemon's request (ROUTER) endpoint.", valueName: "endpoint"))
-    var endpoint = "tcp://127.0.0.1:5555"
+    /// The endpoint to use: the given one, or the transport's default.
+    var requestEndpoint: String { endpoint ?? (transport == "http" ? "http://127.0.0.1:5580" : "tcp://127.0.0.1:5555") }
+
+    @Option(help: ArgumentHelp("zmq: the ZeroMQ sockets; http: the HTTP gateway (POST routes and one WebSocket per annotator).",
+                               valueName: "zmq|http"))
+    var transport = "zmq"
+
+    @Option(help: ArgumentHelp("The daemon's request (ROUTER) endpoint, or with --transport http its gateway, http://HOST:PORT (default http://127.0.0.1:5580).",
+                               valueName: "endpoint"))
+    var endpoint: String?
 
     @Option(name: .customLong("results-endpoint"),
             help: ArgumentHelp("The daemon's results (PUB) endpoint.", valueName: "endpoint"))
@@ -70,6 +80,12 @@ struct BenchLatencyCommand: ParsableCommand {
         }
         guard clicks >= 1 else { throw ValidationError("--clicks must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard ["zmq", "http"].contains(transport) else { throw ValidationError("--transport must be zmq or http") }
+        if transport == "http" {
+            do { _ = try HTTPConnection.hostAndPort(requestEndpoint) } catch {
+                throw ValidationError("--endpoint must be http://HOST:PORT with --transport http, got '\(requestEndpoint)'")
+            }
+        }
         if imageDirectory == nil { _ = try parsedSize() }
         guard (serverKey == nil) == (clientKey == nil) else {
             throw ValidationError("--server-key and --client-key go together")
@@ -96,17 +112,22 @@ struct BenchLatencyCommand: ParsableCommand {
     func run() throws {
         let benchImages = try loadImages()
         let keys = try loadKeys()
+        let endpoint = requestEndpoint
         let settings = LatencyBenchmarkSettings(requestEndpoint: endpoint, resultsEndpoint: resultsEndpoint,
                                                 annotators: annotators, clicksPerAnnotator: clicks,
                                                 timeout: timeout, seed: seed, curve: keys?.keys,
                                                 annotatorName: keys?.annotator)
         let source = imageDirectory.map { "from \($0)" } ?? "synthetic"
         print("probattn bench latency: \(images) image(s) \(benchImages[0].width)x\(benchImages[0].height) (\(source)), "
-              + "\(annotators) annotator(s), \(clicks) click(s) each; \(endpoint), \(resultsEndpoint)"
+              + "\(annotators) annotator(s), \(clicks) click(s) each; "
+              + (transport == "http" ? "\(endpoint) (HTTP and WebSocket)" : "\(endpoint), \(resultsEndpoint)")
               + (keys.map { ", CURVE as \($0.annotator ?? "annotator-N")" } ?? ""))
-        let report = try LatencyBenchmark(settings: settings, images: benchImages).run()
+        let report = transport == "http"
+            ? HTTPLatencyBenchmark(settings: settings, images: benchImages).run()
+            : try LatencyBenchmark(settings: settings, images: benchImages).run()
         print(Self.table(report), terminator: "")
-        print(Self.daemonStages(endpoint: endpoint, timeout: timeout, curve: keys?.keys), terminator: "")
+        print(transport == "http" ? Self.daemonStages(httpEndpoint: endpoint, timeout: timeout)
+              : Self.daemonStages(endpoint: endpoint, timeout: timeout, curve: keys?.keys), terminator: "")
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -162,6 +183,20 @@ struct BenchLatencyCommand: ParsableCommand {
               let stages = reply["stages"]?.objectValue else {
             return "daemon stages: health request failed\n"
         }
+        return stagesLine(stages)
+    }
+
+    /// The same, from `GET /api/v1/health` of the HTTP gateway.
+    static func daemonStages(httpEndpoint: String, timeout: Double) -> String {
+        guard let connection = try? HTTPConnection(endpoint: httpEndpoint, timeout: min(timeout, 5)),
+              let response = try? connection.request("GET", "/api/v1/health"), let json = response.json else {
+            return "daemon stages: health request failed\n"
+        }
+        return stagesLine(json["stages"]?.objectValue)
+    }
+
+    private static func stagesLine(_ stages: [String: JSONValue]?) -> String {
+        guard let stages else { return "daemon stages: health request failed\n" }
         let order = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total"]
         let names = order.filter { stages[$0] != nil } + stages.keys.filter { !order.contains($0) }.sorted()
         let parts = names.compactMap { name -> String? in
@@ -174,7 +209,7 @@ struct BenchLatencyCommand: ParsableCommand {
 
     /// The human-readable report.
     static func table(_ report: LatencyReport) -> String {
-        let order = ["open_image", "get_mask", "feedback", "publish", "close_image"]
+        let order = ["open_image", "get_mask", "feedback", "ws_feedback", "publish", "close_image"]
         let kinds = order.filter { report.samples[$0] != nil } + report.samples.keys.filter { !order.contains($0) }.sorted()
         func column(_ text: String, _ width: Int) -> String {
             String(repeating: " ", count: max(0, width - text.count)) + text

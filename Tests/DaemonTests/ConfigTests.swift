@@ -88,7 +88,11 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         // The file spells out the built-in defaults (the pipeline is PipelineFactory's), so it and an empty config
         // agree; a default changed in code without the file fails here.
         #expect(config.pipeline == DaemonConfig.defaultPipeline)
-        #expect(config == DaemonConfig())
+        // The one key whose default is "absent": the file turns the HTTP gateway on.
+        #expect(config.http?.listen == "127.0.0.1:5580")
+        var expected = DaemonConfig()
+        expected.http = DaemonConfig.HTTP(listen: "127.0.0.1:5580")
+        #expect(config == expected)
     }
 
     @Test func everyKeyOfTheDefaultFileHasAComment() throws {
@@ -179,7 +183,26 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         let error = decodeError("endpoints: {}\nplugins_dir: /x\n")
         #expect(error?.code == .unknownKey)
         #expect(error?.path == "plugins_dir")
-        #expect(error?.message == "unknown key 'plugins_dir' at plugins_dir (line 2); valid keys at the top level: endpoints, plugin_dir, store, limits, sessions, pipeline, logging, notify")
+        #expect(error?.message == "unknown key 'plugins_dir' at plugins_dir (line 2); valid keys at the top level: endpoints, http, plugin_dir, store, limits, sessions, pipeline, logging, notify")
+    }
+
+    @Test func theHTTPListenAddressIsHostColonPort() throws {
+        #expect(try DaemonConfig.decode(yaml: "endpoints: {}\n").http == nil)
+        let v4 = try DaemonConfig.decode(yaml: "http: {listen: 127.0.0.1:5580}\n").http
+        #expect(v4?.host == "127.0.0.1")
+        #expect(v4?.port == 5580)
+        let v6 = try DaemonConfig.decode(yaml: "http: {listen: \"[::1]:0\"}\n").http
+        #expect(v6?.host == "::1")
+        #expect(v6?.port == 0)
+        for bad in ["127.0.0.1", "127.0.0.1:70000", ":80", "[::1]80", "host:port"] {
+            let error = decodeError("http: {listen: \"\(bad)\"}\n")
+            #expect(error?.code == .invalidValue, "\(bad)")
+            #expect(error?.path == "http.listen")
+        }
+        #expect(decodeError("http: {}\n")?.code == .missingKey)
+        let unknown = decodeError("http: {listen: 127.0.0.1:1, port: 2}\n")
+        #expect(unknown?.code == .unknownKey)
+        #expect(unknown?.message == "unknown key 'port' at http.port (line 1); valid keys in http: listen")
     }
 
     @Test func anUnknownNestedKeyIsNamedWithItsPath() {

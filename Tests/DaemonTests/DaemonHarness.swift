@@ -32,11 +32,17 @@ final class DaemonProcess: @unchecked Sendable {
     private let imageBytes: String
     /// The CURVE keys `start` asks `health` with (a secured daemon answers no one else); nil for an open daemon.
     var startupKeys: ZMQCurveClientKeys?
+    /// Whether the config has the HTTP gateway (on a free loopback port, read from the log after start).
+    let http: Bool
+    /// `http://127.0.0.1:PORT` once started with `http`.
+    private(set) var httpEndpoint = ""
 
-    /// Writes the config (`extraYAML` is appended: limits, sessions, …) without starting anything.
+    /// Writes the config (`extraYAML` is appended: limits, sessions, …) without starting anything. With `http`, the
+    /// gateway listens on `127.0.0.1:0` (a free port).
     init(extraYAML: String = "", imageBytes: String = "inline", environment: [String: String] = [:],
-         folder: String? = nil) throws {
+         folder: String? = nil, http: Bool = false) throws {
         self.imageBytes = imageBytes
+        self.http = http
         let base = folder ?? Self.makeTemporaryFolder()
         self.folder = base
         configPath = base + "/probattnd.yaml"
@@ -70,6 +76,7 @@ final class DaemonProcess: @unchecked Sendable {
               image_bytes: \(imageBytes)
             logging:
               level: debug
+            \(http ? "http: {listen: \"127.0.0.1:0\"}" : "")
             \(extraYAML)
             """
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -131,6 +138,7 @@ final class DaemonProcess: @unchecked Sendable {
                 guard reply.ok, reply.requestID == pending else {
                     throw HarnessError("unexpected health reply: \(reply.header)")
                 }
+                if http { try readHTTPEndpoint(deadline: deadline) }
                 return
             }
             guard process.isRunning else {
@@ -140,6 +148,49 @@ final class DaemonProcess: @unchecked Sendable {
                 throw HarnessError("probattnd did not answer within \(timeout) s. Log:\n\(log)")
             }
         }
+    }
+
+    /// Waits for "Daemon ready" (logged once the HTTP listener is bound) and takes the bound port from the
+    /// "HTTP listening address=HOST:PORT" line.
+    private func readHTTPEndpoint(deadline: Date) throws {
+        guard waitForLog("Daemon ready", timeout: max(0, deadline.timeIntervalSinceNow)) else {
+            throw HarnessError("no 'Daemon ready' line in time (or probattnd exited). Log:\n\(log)")
+        }
+        let text = log
+        guard let line = text.components(separatedBy: "\n").first(where: { $0.contains("HTTP listening") }),
+              let range = line.range(of: "address=") else {
+            throw HarnessError("no 'HTTP listening' line before 'Daemon ready'. Log:\n\(text)")
+        }
+        let address = line[range.upperBound...].split(separator: " ").first.map(String.init) ?? ""
+        httpEndpoint = "http://\(address)"
+    }
+
+    /// A keep-alive HTTP connection to the gateway.
+    func httpConnection(timeout: Double = 30) throws -> HTTPConnection {
+        try HTTPConnection(endpoint: httpEndpoint, timeout: timeout)
+    }
+
+    /// A WebSocket on an image (`annotator` becomes `?annotator=`).
+    func webSocket(imageID: String, annotator: String? = nil, timeout: Double = 30) throws -> WebSocketConnection {
+        let query = annotator.map { "?annotator=\(HTTPConnection.encode($0))" } ?? ""
+        return try WebSocketConnection(endpoint: httpEndpoint,
+                                       target: "/api/v1/images/\(HTTPConnection.encode(imageID))/ws\(query)",
+                                       timeout: timeout)
+    }
+
+    /// Resident and peak resident memory of the daemon (VmRSS, VmHWM), in bytes.
+    var memory: (rss: Int, peak: Int) {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> Int {
+            guard let line = status.components(separatedBy: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        return (field("VmRSS"), field("VmHWM"))
+    }
+
+    /// Open file descriptors of the daemon.
+    var openDescriptors: Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
     }
 
     var pid: Int32 { process?.processIdentifier ?? -1 }

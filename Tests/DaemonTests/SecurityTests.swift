@@ -21,7 +21,10 @@ final class SecuredDaemon {
     static let clients: [(String, Principal.Role)] = [("alice", .annotate), ("bob", .annotate), ("vera", .view),
                                                       ("root", .admin)]
 
-    init(extraYAML: String = "") throws {
+    /// Client tokens by name (shown once by `KeyGenerator`).
+    private(set) var tokens: [String: String] = [:]
+
+    init(extraYAML: String = "", http: Bool = false) throws {
         let folder = DaemonProcess.makeTemporaryFolder()
         keyFolder = folder + "/keys"
         authorizedFolder = folder + "/authorized"
@@ -30,6 +33,7 @@ final class SecuredDaemon {
         serverPublicKey = try #require(ZMQCurve.decode(server.publicKey))
         for (name, role) in Self.clients {
             let made = try KeyGenerator.generate(name: name, role: role, directory: keyFolder)
+            tokens[name] = made.token
             try FileManager.default.copyItem(atPath: made.publicKeyFile, toPath: "\(authorizedFolder)/\(name).key")
         }
         daemon = try DaemonProcess(extraYAML: """
@@ -37,7 +41,7 @@ final class SecuredDaemon {
               server_secret_key: \(server.secretKeyFile)
               authorized_keys: \(authorizedFolder)
             \(extraYAML)
-            """, folder: folder)
+            """, folder: folder, http: http)
         daemon.startupKeys = try keys(for: "root")
     }
 
@@ -203,5 +207,102 @@ struct SecurityTests {
         try daemon.start()
         defer { daemon.stop() }
         #expect(daemon.waitForLog("Running open"))
+    }
+}
+
+/// HTTP requests with credentials.
+private func send(_ http: HTTPConnection, _ method: String, _ target: String, token: String?,
+                  authorization: String? = nil, json: JSONValue? = nil) throws -> HTTPClientResponse {
+    var headers: [(String, String)] = []
+    if let token { headers.append(("Authorization", "Bearer \(token)")) }
+    if let authorization { headers.append(("Authorization", authorization)) }
+    if json != nil { headers.append(("Content-Type", "application/json")) }
+    return try http.request(method, target, headers: headers, body: json?.serialized() ?? [])
+}
+
+private func errorCode(_ response: HTTPClientResponse) -> String? {
+    JSONValue.parse(response.body)?["error"]?["code"]?.stringValue
+}
+
+@Suite("Security over HTTP")
+struct HTTPSecurityTests {
+    @Test func tokensOnRoutesAndWebSockets() throws {
+        let secured = try SecuredDaemon(http: true)
+        try secured.daemon.start()
+        defer { secured.daemon.stop() }
+        let http = try secured.daemon.httpConnection()
+        let alice = try #require(secured.tokens["alice"]), vera = try #require(secured.tokens["vera"])
+
+        let none = try send(http, "GET", "/api/v1/health", token: nil)
+        #expect(none.status == 401 && errorCode(none) == "unauthorized")
+        #expect(none.header("www-authenticate")?.hasPrefix("Bearer") == true)
+        #expect(try send(http, "GET", "/metrics", token: nil).status == 401, "every route")
+        #expect(try send(http, "GET", "/api/v1/health", token: String(repeating: "ab", count: 32)).status == 401)
+        #expect(try send(http, "GET", "/api/v1/health", token: alice).status == 200)
+        let whoami = JSONValue.parse(try send(http, "GET", "/api/v1/whoami", token: vera).body)
+        #expect(whoami?["identity"] == "vera" && whoami?["role"] == "view" && whoami?["security"] == true)
+
+        // Open as alice (the identity is the token's), then a viewer's click is 403 and alice cannot write as bob.
+        let form = HTTPConnection.multipart([(name: "header", contentType: "application/json",
+                                              body: JSONValue.object(["image_id": "img"]).serialized()),
+                                             (name: "image", contentType: "image/png", body: try TestImages.png())])
+        let opened = try http.request("POST", "/api/v1/images",
+                                      headers: [("Authorization", "Bearer \(alice)"), ("Content-Type", form.contentType)],
+                                      body: form.body)
+        #expect(opened.status == 201)
+        func click(_ annotator: String) -> JSONValue {
+            ["annotator": .string(annotator), "clicks": [["x": 80, "y": 60, "class": "object"]]]
+        }
+        let viewerClick = try send(http, "POST", "/api/v1/images/img/feedback", token: vera, json: click("vera"))
+        #expect(viewerClick.status == 403 && errorCode(viewerClick) == "forbidden")
+        #expect(try send(http, "POST", "/api/v1/images/img/feedback", token: alice, json: click("bob")).status == 403)
+        #expect(try send(http, "POST", "/api/v1/images/img/feedback", token: alice, json: click("alice")).status == 200)
+
+        // Label Studio's ML backend connection: Basic with the token as the password, on /label-studio/* only.
+        let basic = "Basic " + Data("probattn:\(alice)".utf8).base64EncodedString()
+        let labelStudio = try send(http, "POST", "/label-studio/predict", token: nil, authorization: basic, json: [:])
+        #expect(labelStudio.status != 401, "Basic is accepted on /label-studio/*")
+        let challenged = try send(http, "POST", "/label-studio/predict", token: nil, json: [:])
+        #expect(challenged.status == 401)
+        #expect(challenged.headers.contains { $0.name == "www-authenticate" && $0.value.hasPrefix("Basic") })
+        #expect(try send(http, "GET", "/api/v1/health", token: nil, authorization: basic).status == 401,
+                "Basic is not accepted elsewhere")
+
+        // WebSocket: the token travels as a subprotocol; without one the upgrade is refused.
+        let endpoint = secured.daemon.httpEndpoint
+        #expect(throws: HTTPClientError.self) {
+            try WebSocketConnection(endpoint: endpoint, target: "/api/v1/images/img/ws", timeout: 10)
+        }
+        #expect(throws: HTTPClientError.self) {
+            try WebSocketConnection(endpoint: endpoint, target: "/api/v1/images/img/ws", timeout: 10,
+                                    protocols: ["probattn.v1", "bearer." + String(repeating: "0", count: 64)])
+        }
+        #expect(throws: HTTPClientError.self, "a viewer cannot name another annotator") {
+            try WebSocketConnection(endpoint: endpoint, target: "/api/v1/images/img/ws?annotator=alice", timeout: 10,
+                                    protocols: ["probattn.v1", "bearer.\(vera)"])
+        }
+        let ws = try WebSocketConnection(endpoint: endpoint, target: "/api/v1/images/img/ws", timeout: 10,
+                                         protocols: ["probattn.v1", "bearer.\(vera)"])
+        defer { ws.close() }
+        #expect(ws.acceptedProtocol == "probattn.v1")
+        let presence = try nextMessage(ws) { $0["kind"] == "presence" }
+        #expect(presence["annotators"]?.arrayValue?.contains("vera") == true, "the token's identity is the annotator")
+        try ws.sendText(#"{"protocol": 1, "request_id": "w1", "kind": "get_mask"}"#)
+        #expect(try nextMessage(ws) { $0["request_id"] == "w1" }["ok"] == true)
+        try ws.sendText(#"{"protocol": 1, "request_id": "w2", "kind": "feedback", "annotator": "vera", "clicks": [{"x": 1, "y": 1, "class": "object"}]}"#)
+        #expect(try nextMessage(ws) { $0["request_id"] == "w2" }["error"]?["code"] == "forbidden")
+
+        // A reload that removes vera's key: her token is refused at once, and her open WebSocket is closed.
+        try FileManager.default.removeItem(atPath: "\(secured.authorizedFolder)/vera.key")
+        secured.daemon.signal(SIGHUP)
+        #expect(secured.daemon.waitForLog("Client keys reloaded"))
+        #expect(try send(http, "GET", "/api/v1/health", token: vera).status == 401)
+        #expect(try send(http, "GET", "/api/v1/health", token: alice).status == 200)
+        var closedWith: Int?
+        let end = Date().addingTimeInterval(10)
+        while closedWith == nil, Date() < end {
+            if case .close(let code, _) = try ws.receive(timeout: 10) { closedWith = code }
+        }
+        #expect(closedWith == 4403)
     }
 }

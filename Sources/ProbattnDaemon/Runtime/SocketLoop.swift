@@ -236,13 +236,15 @@ final class SocketLoop: @unchecked Sendable {
         case .failure(let failure):
             logger.notice("Request refused: \(failure.error.message)",
                           metadata: ["request": "\(failure.echo.requestID ?? "-")", "code": "\(failure.error.code.rawValue)"])
+            requests.countRefusal(transport: "zmq", echo: failure.echo, error: failure.error)
             send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(failure.echo, .failure(failure.error)))],
                  router: router, publisher: nil)
         case .success(var request):
             request.principal = principal
             if isDraining {
-                send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(RequestEcho(request), .failure(
-                    ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests"))))],
+                let refusal = ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests")
+                requests.countRefusal(transport: "zmq", echo: RequestEcho(request), error: refusal)
+                send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(RequestEcho(request), .failure(refusal)))],
                      router: router, publisher: nil)
                 return
             }

@@ -10,8 +10,10 @@ import ProbattnStore
 import ProbattnWire
 
 /// Everything the running daemon holds, built from a validated config: plugins, pipeline, store, cache, worker pool,
-/// the session core with its dispatcher, and the ZeroMQ transport's socket thread. `start` builds and binds (what must succeed before `READY=1`); `reload` applies a new
-/// config file; `stop` drains and flushes.
+/// the session core with its dispatcher, the metrics, the ZeroMQ transport's socket thread and (when configured) the
+/// HTTP gateway. `init` builds and binds the ZeroMQ sockets; the gateway binds when `DaemonService` runs it, and
+/// `announceReady` (READY=1, "Daemon ready") follows both. `reload` applies a new config file; `stop` drains and
+/// flushes.
 public final class DaemonRuntime: @unchecked Sendable {
     public let configPath: String
     private let lock = NSLock()
@@ -26,6 +28,10 @@ public final class DaemonRuntime: @unchecked Sendable {
     private let logger: Logger
     /// The keys of a secured daemon; nil when it runs open.
     let access: AccessControl?
+    private let storePath: String
+    private let workers: Int
+    /// The HTTP transport, when the config has `http`; not yet bound (see `HTTPGateway.run`).
+    let gateway: HTTPGateway?
 
     /// Loads plugins, builds the pipeline, opens the store, resumes the sessions it holds and binds the sockets.
     public init(configPath: String, config: DaemonConfig, notifier: SystemdNotifier, logger: Logger) throws {
@@ -51,6 +57,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         openblas_set_num_threads(Int32(max(1, cores / workers)))
 
         let storePath = config.store.resolvedPath()
+        self.storePath = storePath
+        self.workers = workers
         store = try SQLiteSessionStore(path: storePath)
         let cache = PreparedCache(budgetBytes: config.limits.cacheMemoryBytes)
         scheduler = WorkScheduler(workers: workers, perKeyLimit: config.limits.queueDepthPerImage,
@@ -61,13 +69,16 @@ public final class DaemonRuntime: @unchecked Sendable {
         dispatcher = SessionDispatcher(core: core, scheduler: scheduler, logger: logger)
         let outbox = try Outbox()
         dispatcher.addListener { update in outbox.post([.publish(frames: WireEncoding.updateFrames(update))]) }
+        let requests = DaemonRequests(dispatcher: dispatcher, plugins: plugins, metrics: DaemonMetrics())
+        let access = self.access
+        gateway = config.http.map {
+            HTTPGateway(settings: $0, limits: config.limits, requests: requests, logger: logger, access: access)
+        }
         sockets = try SocketLoop(
             endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
-            limits: config.limits, requests: DaemonRequests(dispatcher: dispatcher, plugins: plugins),
+            limits: config.limits, requests: requests,
             outbox: outbox, notifier: notifier, watchdog: config.notify.watchdog, logger: logger, access: access)
         try sockets.start()
-        logger.info("Daemon ready", metadata: ["store": "\(storePath)", "workers": "\(workers)",
-                                               "pipeline": "\(config.pipeline.map(\.type).joined(separator: ">"))"])
     }
 
     /// At every start: how the daemon is secured, or a warning that it runs open.
@@ -92,8 +103,12 @@ public final class DaemonRuntime: @unchecked Sendable {
                         storesImagePaths: config.store.imageBytes == .path, pipeline: pipeline)
     }
 
-    /// Sends `READY=1` and lets the request loop start its watchdog pings.
+    /// Called once every listener is bound (the ZeroMQ sockets, and the HTTP gateway when configured): logs "Daemon
+    /// ready", sends `READY=1` and lets the request loop start its watchdog pings.
     public func announceReady() {
+        let pipeline = lock.withLock { config.pipeline.map(\.type).joined(separator: ">") }
+        logger.info("Daemon ready", metadata: ["store": "\(storePath)", "workers": "\(workers)", "pipeline": "\(pipeline)",
+                                               "http": "\(gateway == nil ? "off" : "on")"])
         notifier.ready()
         notifier.status("Serving requests")
         sockets.markReady()
@@ -117,6 +132,7 @@ public final class DaemonRuntime: @unchecked Sendable {
                 : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
+            if new.http != current.http { restartOnly.append("http") }
             if new.store != current.store { restartOnly.append("store") }
             if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
             if new.logging != current.logging { restartOnly.append("logging") }
@@ -145,6 +161,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             core.cache.setBudget(applied.limits.cacheMemoryBytes)
             scheduler.setLimits(perKey: applied.limits.queueDepthPerImage, total: applied.limits.maxPendingRequests)
             sockets.setLimits(applied.limits)
+            gateway?.setLimits(applied.limits)
             if let access, let reloadedKeys {
                 let removed = access.replace(with: reloadedKeys)
                 applied.security.authorizedKeys = new.security.authorizedKeys
@@ -152,6 +169,7 @@ public final class DaemonRuntime: @unchecked Sendable {
                 logger.notice("Client keys reloaded", metadata: ["clients": "\(reloadedKeys.entries.count)",
                                                                  "removed": "\(removed.count)"])
                 if !removed.isEmpty { sockets.rebindResultsSocket() }
+                gateway?.revokeRemovedTokens()
             }
             lock.withLock { config = applied }
             logger.notice("Configuration reloaded", metadata: ["config": "\(configPath)"])
@@ -164,6 +182,7 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// Graceful stop: new requests get `shutting_down`, accepted ones are answered, then the workers end and the
     /// store's WAL is checkpointed. Blocks (call it off the cooperative pool).
     public func stop() {
+        gateway?.beginDraining()
         sockets.beginDraining()
         logger.notice("Stopping: answering the requests in flight")
         sockets.waitUntilFinished()

@@ -25,6 +25,28 @@ public struct DaemonService: Service {
         let runtime = try await Self.offPool {
             try DaemonRuntime(configPath: configPath, config: config, notifier: notifier, logger: logger)
         }
+        guard let gateway = runtime.gateway else {
+            await serve(runtime, hangups: hangups)
+            return
+        }
+        // The HTTP server runs as a child task: the service group's graceful shutdown reaches it there (Hummingbird's
+        // application is itself a service), and it ends once its connections are closed.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await gateway.run() }
+            do {
+                try await gateway.waitUntilListening()
+            } catch {
+                await Self.offPool { runtime.stop() }
+                throw error
+            }
+            await serve(runtime, hangups: hangups)
+            try await group.waitForAll()
+        }
+    }
+
+    /// From READY=1 to the end of the drain: reloads on SIGHUP until graceful shutdown, then drains the runtime
+    /// (both transports refuse new requests; accepted ones are answered) and flushes the store.
+    private func serve(_ runtime: DaemonRuntime, hangups: UnixSignalsSequence) async {
         runtime.announceReady()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
