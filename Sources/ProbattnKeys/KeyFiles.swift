@@ -16,7 +16,7 @@ enum KeyText {
     static func fields(_ text: String, file: String, allowed: [String]) throws -> [String: String] {
         var fields: [String: String] = [:]
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)  // also a CR of CRLF files
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let colon = line.firstIndex(of: ":") else {
                 throw KeyError("\(file) line \(index + 1): expected 'field: value'")

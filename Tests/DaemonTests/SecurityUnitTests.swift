@@ -76,6 +76,8 @@ struct KeyFileTests {
         }
         let parsed = try PublicKeyFile.parse("# comment\n\npublic_key: \(key)\nannotator: a\nrole: view\n", file: "f")
         #expect(parsed.role == .view && parsed.tokenSHA256 == nil)
+        #expect(try PublicKeyFile.parse("public_key: \(key)\r\nannotator: a\r\nrole: admin\r\n", file: "f").role == .admin,
+                "CRLF line ends")
         let other = try ZMQCurve.generateKeyPair()
         #expect(throws: KeyError.self) {
             try SecretKeyFile.parse("public_key: \(key)\nsecret_key: \(other.secretKey)\n", file: "f")

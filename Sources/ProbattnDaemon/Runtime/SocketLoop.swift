@@ -223,9 +223,12 @@ final class SocketLoop: @unchecked Sendable {
                 case .success(let request): echo = RequestEcho(request)
                 }
                 let error = ProtocolError(.forbidden, "this connection's key is not (or no longer) authorized")
-                logger.notice("Request refused: \(error.message)",
-                              metadata: ["request": "\(echo.requestID ?? "-")", "key": "\(userID ?? "-")",
-                                         "code": "\(error.code.rawValue)"])
+                requests.countRefusal(transport: "zmq", echo: echo, error: error)
+                if access.shouldLogRefusal(of: userID ?? "-") {
+                    logger.notice("Request refused: \(error.message) (logged once per key per 60 s)",
+                                  metadata: ["request": "\(echo.requestID ?? "-")", "key": "\(userID ?? "-")",
+                                             "code": "\(error.code.rawValue)"])
+                }
                 send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(echo, .failure(error)))],
                      router: router, publisher: nil)
                 return

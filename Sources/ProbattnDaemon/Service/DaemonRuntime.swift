@@ -81,7 +81,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         try sockets.start()
     }
 
-    /// At every start: how the daemon is secured, or a warning that it runs open.
+    /// At every start: how the daemon is secured (with a warning when HTTP tokens would cross the network in clear),
+    /// or a warning that it runs open.
     static func logSecurity(_ config: DaemonConfig, access: AccessControl?, logger: Logger) {
         guard let access else {
             logger.warning("Running open: no security section, so any client that reaches the sockets can act as any annotator (docs/SECURITY.md)",
@@ -91,6 +92,10 @@ public final class DaemonRuntime: @unchecked Sendable {
         if let path = config.security.serverSecretKey, SecretKeyFile.isExposed(path: path) {
             logger.warning("The server secret key is readable by group or others; make it mode 0600",
                            metadata: ["file": "\(path)"])
+        }
+        if let http = config.http, !DaemonConfig.isLoopbackHost(http.host) {
+            logger.warning("HTTP listens beyond loopback without TLS: tokens cross the network in clear; put a TLS reverse proxy in front (docs/SECURITY.md)",
+                           metadata: ["listen": "\(http.listen)"])
         }
         logger.info("Security on: CURVE with ZAP on both sockets",
                     metadata: ["server_key": "\(access.serverKey.publicKey)", "clients": "\(access.current.entries.count)",
