@@ -15,8 +15,9 @@ enum KeyText {
     /// The fields of `text`, read strictly; `file` names the file in errors.
     static func fields(_ text: String, file: String, allowed: [String]) throws -> [String: String] {
         var fields: [String: String] = [:]
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)  // also a CR of CRLF files
+        // Split on every line end: a CRLF is one Character, which a split on "\n" alone would not cut.
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let colon = line.firstIndex(of: ":") else {
                 throw KeyError("\(file) line \(index + 1): expected 'field: value'")
