@@ -38,6 +38,9 @@
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
 //   probattn, probattnd               the two executables (probattn links no GRDB)
+//   ProbattnFuzzing     -> Wire, Config, Imaging   fuzz targets: raw input to the request parser, the config decoder,
+//                                    the image decoders and the RLE decoder; Fuzz/<Name> holds one libFuzzer
+//                                    executable per target (`make fuzz`) and Fuzz/corpus the seed inputs
 //
 // Attention plugins live in Plugins/<Name> as ordinary targets with an explicit `path:` (they are *runtime*
 // plugins loaded with dlopen, not SwiftPM package plugins), each built as its own dynamic library product.
@@ -65,13 +68,26 @@ let plugins = [
     attentionPlugin("uniform", target: "UniformAttentionPlugin", folder: "Uniform", swift: false),
 ]
 
+/// One libFuzzer executable `fuzz-<name>` over a `FuzzTargets` function (`make fuzz` builds it with -sanitize=fuzzer).
+func fuzzTarget(_ product: String, folder: String) -> (Product, Target) {
+    (.executable(name: "fuzz-\(product)", targets: ["Fuzz\(folder)"]),
+     .executableTarget(name: "Fuzz\(folder)", dependencies: ["ProbattnFuzzing"], path: "Fuzz/\(folder)"))
+}
+
+let fuzzTargets = [
+    fuzzTarget("request", folder: "Request"),
+    fuzzTarget("config", folder: "Config"),
+    fuzzTarget("image", folder: "Image"),
+    fuzzTarget("rle", folder: "RLE"),
+]
+
 let package = Package(
     name: "probattn",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "probattn", targets: ["probattn"]),
         .executable(name: "probattnd", targets: ["probattnd"]),
-    ] + plugins.map(\.0),
+    ] + plugins.map(\.0) + fuzzTargets.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -137,6 +153,7 @@ let package = Package(
                     .product(name: "Hummingbird", package: "hummingbird"),
                     .product(name: "HummingbirdCore", package: "hummingbird"),
                     .product(name: "NIOCore", package: "swift-nio"),
+                    .product(name: "NIOPosix", package: "swift-nio"),
                     .product(name: "HTTPTypes", package: "swift-http-types"),
                     .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                     .product(name: "Metrics", package: "swift-metrics"),
@@ -166,6 +183,10 @@ let package = Package(
                           ],
                           swiftSettings: swiftSettings),
 
+        .target(name: "ProbattnFuzzing",
+                dependencies: ["ProbattnWire", "ProbattnConfig", "ProbattnImaging", "ProbattnSession"],
+                swiftSettings: swiftSettings),
+
         .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
@@ -178,8 +199,9 @@ let package = Package(
         .testTarget(name: "DaemonTests",
                     dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
                                    "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
-                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnKeys",
+                                   "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnFuzzing",
+                                   "ProbattnKeys",
                                    .product(name: "Logging", package: "swift-log")]),
-    ] + plugins.map(\.1),
+    ] + plugins.map(\.1) + fuzzTargets.map(\.1),
     swiftLanguageModes: [.v5]
 )

@@ -84,6 +84,21 @@ func pool(_ matrix: UnsafeBufferPointer<Float>, width: Int, rows: Int, cols: Int
     return pooled
 }
 
+/// The option checks `validate_options` and `attend` share.
+func contextPoolPooling(_ options: OptionReader) throws -> (support: Double, maxSupport: Double, radius: Int) {
+    let support = try options.float("support")
+    let maxSupport = try options.float("max_support")
+    let radius = try options.int("radius")
+    guard support.isFinite, support >= 0 else {
+        throw PluginFailure("option 'support' must be >= 0 (0 derives it), got \(support)")
+    }
+    guard maxSupport.isFinite, maxSupport > 0 else {
+        throw PluginFailure("option 'max_support' must be > 0, got \(maxSupport)")
+    }
+    guard radius >= 0 else { throw PluginFailure("option 'radius' must be >= 0, got \(radius)") }
+    return (support, maxSupport, radius)
+}
+
 let contextPoolVariant = VariantDefinition(
     name: "context_pool",
     summary: "softmax attention over keys and values Gaussian-pooled on the token grid with a per-unit support (ContextPool, arXiv 2207.01844)",
@@ -96,21 +111,16 @@ let contextPoolVariant = VariantDefinition(
         .int("iterations", "10", "label propagation steps v <- Wv (fixed tokens clamped) when values are fixed"),
     ],
     requirements: [.grid, .unitsEqualTokens],
+    capabilities: [.propagationNeedsUnitsEqualTokens],
+    validateOptions: { options, count, error, capacity in
+        runValidate(options, count, error, capacity) { _ = try contextPoolPooling($0) }
+    },
     attend: { input, output in
         runAttend(input, output) { call in
             guard call.hasGrid, call.units == call.tokens else {
                 throw PluginFailure("context pooling needs the token grid and as many units as tokens")
             }
-            let support = try call.options.float("support")
-            let maxSupport = try call.options.float("max_support")
-            let radius = try call.options.int("radius")
-            guard support.isFinite, support >= 0 else {
-                throw PluginFailure("option 'support' must be >= 0 (0 derives it), got \(support)")
-            }
-            guard maxSupport.isFinite, maxSupport > 0 else {
-                throw PluginFailure("option 'max_support' must be > 0, got \(maxSupport)")
-            }
-            guard radius >= 0 else { throw PluginFailure("option 'radius' must be >= 0, got \(radius)") }
+            let (support, maxSupport, radius) = try contextPoolPooling(call.options)
             let scale = try DenseAttention.scale(requested: try call.options.float("scale"), channels: call.channels)
             let iterations = try call.options.int("iterations")
 

@@ -77,6 +77,17 @@ func neighborhoodWeights(_ call: AttendCall, kernel: Int, dilation: Int, scale: 
     return sparse
 }
 
+/// The option checks `validate_options` and `attend` share: the window side and dilation.
+func neighborhoodWindow(_ options: OptionReader) throws -> (kernel: Int, dilation: Int) {
+    let kernel = try options.int("kernel_size")
+    let dilation = try options.int("dilation")
+    guard kernel >= 1, kernel % 2 == 1 else {
+        throw PluginFailure("option 'kernel_size' must be an odd number >= 1, got \(kernel)")
+    }
+    guard dilation >= 1 else { throw PluginFailure("option 'dilation' must be >= 1, got \(dilation)") }
+    return (kernel, dilation)
+}
+
 let neighborhoodVariant = VariantDefinition(
     name: "neighborhood",
     summary: "neighborhood attention: softmax over a kernel_size x kernel_size window (dilated, shifted at borders) on the token grid",
@@ -87,14 +98,13 @@ let neighborhoodVariant = VariantDefinition(
         .int("iterations", "10", "label propagation steps v <- Wv (fixed tokens clamped) when values are fixed"),
     ],
     requirements: [.grid, .unitsEqualTokens],
+    capabilities: [.propagationNeedsUnitsEqualTokens],
+    validateOptions: { options, count, error, capacity in
+        runValidate(options, count, error, capacity) { _ = try neighborhoodWindow($0) }
+    },
     attend: { input, output in
         runAttend(input, output) { call in
-            let kernel = try call.options.int("kernel_size")
-            let dilation = try call.options.int("dilation")
-            guard kernel >= 1, kernel % 2 == 1 else {
-                throw PluginFailure("option 'kernel_size' must be an odd number >= 1, got \(kernel)")
-            }
-            guard dilation >= 1 else { throw PluginFailure("option 'dilation' must be >= 1, got \(dilation)") }
+            let (kernel, dilation) = try neighborhoodWindow(call.options)
             guard call.hasGrid, call.units == call.tokens else {
                 throw PluginFailure("neighborhood attention needs the token grid and as many units as tokens")
             }

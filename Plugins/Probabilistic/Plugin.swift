@@ -53,6 +53,7 @@ let probabilisticVariant = VariantDefinition(
         .string("prior_mode", "textbook", "textbook: priors centred on the initial keys/values; reference: on the previous iterate"),
         .bool("clamp_fixed", "true", "blend outputs at fixed tokens to their fixed values by their indicator weight"),
     ],
+    capabilities: [.comparesByDistance, .givesWeights],
     attend: { input, output in
         runAttend(input, output) { call in
             let options = call.options

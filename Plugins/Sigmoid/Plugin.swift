@@ -19,6 +19,7 @@ let sigmoidVariant = VariantDefinition(
         .int("iterations", "1",
              "label propagation steps v <- Wv (fixed tokens clamped) when values are fixed; needs units == tokens"),
     ],
+    capabilities: [.propagationNeedsUnitsEqualTokens],
     attend: { input, output in
         runAttend(input, output) { call in
             let scale = try DenseAttention.scale(requested: try call.options.float("scale"), channels: call.channels)

@@ -14,6 +14,7 @@ let softmaxVariant = VariantDefinition(
         .int("iterations", "10",
              "label propagation steps v <- Wv (fixed tokens clamped) when values are fixed; needs units == tokens"),
     ],
+    capabilities: [.propagationNeedsUnitsEqualTokens],
     attend: { input, output in
         runAttend(input, output) { call in
             let scale = try DenseAttention.scale(requested: try call.options.float("scale"), channels: call.channels)

@@ -78,7 +78,9 @@ static int32_t uniform_attend(const probattn_attend_input *input, probattn_atten
     return 0;
 }
 
-/* 4. The variant table: name (the config's `type:`), summary, options, requirements (none), attend. */
+/* 4. The variant table: name (the config's `type:`), summary, options, requirements (none), attend, and what the
+ *    variant is (capabilities: none of the flags, since any number of units works and it gives no W); no option
+ *    checks beyond the types (validate_options NULL). */
 static const probattn_variant uniform_variant = {
     .name = "uniform",
     .summary = "every token gets the mean unit value, or the indicator-weighted mean of the fixed values (example C plugin)",
@@ -86,6 +88,8 @@ static const probattn_variant uniform_variant = {
     .option_count = (int32_t)(sizeof uniform_options / sizeof uniform_options[0]),
     .requirements = 0,
     .attend = uniform_attend,
+    .capabilities = 0,
+    .validate_options = NULL,
 };
 
 /* 5. The entry the host calls once after checking the ABI version: register every variant this file provides. */

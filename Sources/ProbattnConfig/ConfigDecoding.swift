@@ -41,7 +41,7 @@ struct ConfigNode {
         case .alias: return "an alias"
         case .scalar(let scalar):
             if isNull { return "nothing" }
-            return "'\(scalar.string)'"
+            return "'\(ConfigError.excerpt(scalar.string))'"
         }
     }
 
@@ -63,7 +63,7 @@ struct ConfigNode {
                 throw ConfigError(.wrongType, path: path,
                                   "\(displayPath): keys must be words, found a \(keyNode.mapping != nil ? "mapping" : "list")\(ConfigNode(keyNode, path: path).lineSuffix)")
             }
-            let key = keyScalar.string
+            let key = ConfigError.excerpt(keyScalar.string)
             let child = ConfigNode(valueNode, path: childPath(key))
             guard allowed.contains(key) else {
                 let keyLine = ConfigNode(keyNode, path: path).lineSuffix
@@ -111,6 +111,13 @@ struct ConfigNode {
         return value
     }
 
+    /// An integer within `range` (the message names the bound it passes).
+    func int(in range: ClosedRange<Int>) throws -> Int {
+        let value = try int(atLeast: range.lowerBound)
+        guard value <= range.upperBound else { throw invalidValue("must be at most \(range.upperBound), found \(value)") }
+        return value
+    }
+
     /// `true` or `false`.
     func bool() throws -> Bool {
         guard case .scalar = node, tagIs(.bool), let value = node.bool else { throw wrongType("true or false") }
@@ -123,12 +130,13 @@ struct ConfigNode {
         let text = try string()
         guard let value = Choice(rawValue: text) else {
             let valid = Choice.allCases.map(\.rawValue).joined(separator: ", ")
-            throw invalidValue("'\(text)' is not one of: \(valid)")
+            throw invalidValue("'\(ConfigError.excerpt(text))' is not one of: \(valid)")
         }
         return value
     }
 
-    /// A stage option: a scalar (int, float, bool, string) or a list of them.
+    /// A stage option: a scalar (int, float, bool, string), a list of them, or a mapping of such options (a nested
+    /// stanza: the adapter's `variant: {type: ..., ...}`).
     func configValue() throws -> ConfigValue {
         switch node {
         case .scalar(let scalar):
@@ -142,22 +150,67 @@ struct ConfigNode {
             return .string(scalar.string)
         case .sequence:
             return .list(try sequence().map { try $0.configValue() })
-        case .mapping, .alias:
-            throw wrongType("a number, true/false, a string or a list")
+        case .mapping(let mapping):
+            var result: [String: ConfigValue] = [:]
+            for (keyNode, valueNode) in mapping {
+                let key = try ConfigNode(keyNode, path: path).string()
+                guard result[key] == nil else { throw invalidValue("duplicate key '\(key)'") }
+                result[key] = try ConfigNode(valueNode, path: childPath(key)).configValue()
+            }
+            return .mapping(result)
+        case .alias:
+            throw wrongType("a number, true/false, a string, a list or a mapping")
         }
     }
 }
 
 extension ConfigNode {
-    /// Parses YAML text into its root node; nil for an empty document.
+    /// `DaemonConfig.maxNodes`.
+    static var maxNodes: Int { DaemonConfig.maxNodes }
+
+    /// Parses YAML text into its root node; nil for an empty document. Throws a `.syntax` error for text that is
+    /// not YAML and a `.tooLarge` error naming `maxNodes` for a document that expands beyond it.
     static func root(yaml: String) throws -> ConfigNode? {
+        let node: Node?
         do {
-            guard let node = try Yams.compose(yaml: yaml) else { return nil }
-            return ConfigNode(node, path: "")
+            node = try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
             throw ConfigError(.syntax, path: "", "not valid YAML: \(error)")
         } catch {
             throw ConfigError(.syntax, path: "", "not valid YAML: \(error)")
+        }
+        guard let node else { return nil }
+        try checkNodeCount(node)
+        return ConfigNode(node, path: "")
+    }
+
+    /// Counts the nodes of the expanded document without recursion and stops at the first node past `maxNodes`.
+    /// Yams shares an anchored node between its aliases (copy-on-write), so composing costs the text's size;
+    /// only a walk pays for the expansion, and this one pays at most `maxNodes` steps.
+    private static func checkNodeCount(_ root: Node) throws {
+        // Nodes are counted when they are found (before they are stacked), so the stack never holds more than
+        // `maxNodes` of them.
+        var stack: [Node] = [root]
+        var count = 1
+        func found(_ children: Int, under node: Node) throws {
+            count += children
+            guard count <= maxNodes else {
+                let line = node.mark.map { " (line \($0.line))" } ?? ""
+                throw ConfigError(.tooLarge, path: "",
+                                  "the document has more than \(maxNodes) YAML nodes after alias expansion\(line); "
+                                      + "the cap is \(maxNodes) nodes (an alias counts as a copy of its anchor)")
+            }
+        }
+        while let node = stack.popLast() {
+            switch node {
+            case .scalar, .alias: break
+            case .sequence(let sequence):
+                try found(sequence.count, under: node)
+                stack.append(contentsOf: sequence)
+            case .mapping(let mapping):
+                try found(2 * mapping.count, under: node)
+                for (key, value) in mapping { stack.append(key); stack.append(value) }
+            }
         }
     }
 }

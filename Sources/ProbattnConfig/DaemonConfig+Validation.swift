@@ -1,3 +1,4 @@
+import Foundation
 import ProbattnPluginHost
 import ProbattnSegmentation
 
@@ -6,19 +7,57 @@ extension DaemonConfig {
     /// publishes on the PUB socket). Its options are none.
     public static let writerTypes = ["sqlite"]
 
-    /// Checks that need no resources and that decoding alone cannot do: endpoint syntax, distinct endpoints, the
-    /// shape of the pipeline (one encoder, one adapter, one propagator, in that order, then at most one writer) and
-    /// each stage's `type` (from `PipelineFactory.stageTypes`; the writer's from `writerTypes`).
-    /// Called by `validate(plugins:)`; throws the first problem as a one-line `ConfigError`.
+    /// Checks that need no resources and that decoding alone cannot do: endpoint syntax, distinct endpoints, every
+    /// limit within `Limits.ranges` (decoding checks them too; a config built in code is checked here), the image
+    /// root of the path-mode store, the shape of the pipeline (one encoder, one adapter, one propagator, in that
+    /// order, then at most one writer) and each stage's `type` (from `PipelineFactory.stageTypes`; the writer's from
+    /// `writerTypes`). Called by `validate(plugins:)`; throws the first problem as a one-line `ConfigError`.
     func validateStructure() throws {
+        try validateLimits()
+        try validateStore()
         try Self.validateEndpoint(endpoints.requests, path: "endpoints.requests")
         try Self.validateEndpoint(endpoints.results, path: "endpoints.results")
         guard endpoints.requests != endpoints.results else {
             throw ConfigError(.invalidValue, path: "endpoints.results",
-                              "endpoints.results: must differ from endpoints.requests (both are \(endpoints.requests))")
+                              "endpoints.results: must differ from endpoints.requests (both are \(ConfigError.excerpt(endpoints.requests)))")
         }
         try validatePipelineShape()
         try validateSecurity()
+    }
+
+    private func validateLimits() throws {
+        let values: [(String, Int)] = [
+            ("max_image_pixels", limits.maxImagePixels), ("max_message_bytes", limits.maxMessageBytes),
+            ("max_frames", limits.maxFrames), ("queue_depth_per_image", limits.queueDepthPerImage),
+            ("max_pending_requests", limits.maxPendingRequests), ("cache_memory_bytes", limits.cacheMemoryBytes),
+        ]
+        for (key, value) in values {
+            let range = Limits.range(key)
+            guard range.contains(value) else {
+                throw ConfigError(.invalidValue, path: "limits.\(key)",
+                                  "limits.\(key): must be within \(range.lowerBound)...\(range.upperBound), found \(value)")
+            }
+        }
+    }
+
+    /// With `image_bytes: path`, `image_root` must name an existing folder by an absolute path (every `source_path`
+    /// must resolve inside it).
+    private func validateStore() throws {
+        guard store.imageBytes == .path else { return }
+        guard let root = store.imageRoot else {
+            throw ConfigError(.missingKey, path: "store.image_root",
+                              "store.image_root: required with store.image_bytes: path (the folder every source_path must lie in)")
+        }
+        let shown = ConfigError.excerpt(root)
+        guard root.hasPrefix("/") else {
+            throw ConfigError(.invalidValue, path: "store.image_root",
+                              "store.image_root: '\(shown)' must be an absolute path")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigError(.invalidValue, path: "store.image_root",
+                              "store.image_root: '\(shown)' is not an existing folder")
+        }
     }
 
     private func validatePipelineShape() throws {
@@ -34,18 +73,18 @@ extension DaemonConfig {
             let valid = PipelineFactory.stageTypes[stage.role] ?? []
             guard valid.contains(stage.type) else {
                 throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
-                                  "pipeline[\(index)].type: unknown \(stage.role.rawValue) type '\(stage.type)'; valid types: \(valid.joined(separator: ", "))")
+                                  "pipeline[\(index)].type: unknown \(stage.role.rawValue) type '\(ConfigError.excerpt(stage.type))'; valid types: \(valid.joined(separator: ", "))")
             }
         }
         if let index = pipeline.firstIndex(where: { $0.role == .writer }) {
             let writer = pipeline[index]
             guard Self.writerTypes.contains(writer.type) else {
                 throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
-                                  "pipeline[\(index)].type: unknown writer type '\(writer.type)'; valid types: \(Self.writerTypes.joined(separator: ", "))")
+                                  "pipeline[\(index)].type: unknown writer type '\(ConfigError.excerpt(writer.type))'; valid types: \(Self.writerTypes.joined(separator: ", "))")
             }
             if let option = writer.options.keys.sorted().first {
                 throw ConfigError(.unknownKey, path: "pipeline[\(index)].options.\(option)",
-                                  "pipeline[\(index)].options: unknown option '\(option)'; the \(writer.type) writer takes no options")
+                                  "pipeline[\(index)].options: unknown option '\(ConfigError.excerpt(option))'; the \(writer.type) writer takes no options")
             }
         }
     }
@@ -54,7 +93,7 @@ extension DaemonConfig {
     /// `ipc://PATH` or `inproc://NAME`.
     static func validateEndpoint(_ endpoint: String, path: String) throws {
         func invalid(_ why: String) -> ConfigError {
-            ConfigError(.invalidValue, path: path, "\(path): '\(endpoint)' \(why)")
+            ConfigError(.invalidValue, path: path, "\(path): '\(ConfigError.excerpt(endpoint))' \(why)")
         }
         guard let separator = endpoint.range(of: "://") else {
             throw invalid("is not a ZeroMQ endpoint (expected tcp://HOST:PORT, ipc://PATH or inproc://NAME)")
@@ -69,7 +108,7 @@ extension DaemonConfig {
             let port = address[address.index(after: colon)...]
             if port == "*" { return }
             guard let number = Int(port), (1...65535).contains(number) else {
-                throw invalid("has an invalid port '\(port)' (1-65535 or *)")
+                throw invalid("has an invalid port '\(ConfigError.excerpt(String(port)))' (1-65535 or *)")
             }
         case "ipc", "inproc":
             guard !address.isEmpty else { throw invalid("needs a \(scheme == "ipc" ? "path" : "name") after \(scheme)://") }
@@ -80,6 +119,20 @@ extension DaemonConfig {
 }
 
 extension DaemonConfig {
+    /// Things the config says in a way that still works but will not always: one line each, naming the key path.
+    /// `probattnd validate` prints them as warnings, the daemon logs them at start and on reload.
+    public var deprecations: [String] {
+        pipeline.enumerated().compactMap { index, stage in
+            guard stage.role == .adapter, stage.type == VariantAttentionAdapter.typeName,
+                  let stanza = try? AdapterStanza(stage.options, defaultVariant: PipelineFactory.defaultVariant,
+                                                  defaults: [:]),
+                  stanza.isFlat else { return nil }
+            return "pipeline[\(index)].options: the flat adapter form (the variant's options beside "
+                + "`variant: \(stanza.variant)`) is deprecated; write `variant: {type: \(stanza.variant), ...its options}` "
+                + "beside the adapter's own unit_stride and query_embedding"
+        }
+    }
+
     /// Every check that needs no resources: what `probattnd validate` and a SIGHUP reload run before a config is
     /// used. Without `plugins`, the structure, the stage types and `security` (`validateSecurity`); with the registry
     /// of the plugin folder the daemon would load, also every stage's options, the attention variant (it must be

@@ -28,6 +28,13 @@ public struct DaemonConfig: Sendable, Equatable {
         public var host: String
         /// The port part of `listen`, 0...65535.
         public var port: Int
+        /// Folder of images the web annotator lists and opens by name (docs/WEB.md): only the regular image files
+        /// directly in it. YAML `image_folder`; nil (the default): no folder. A relative path is resolved against
+        /// the working directory.
+        public var imageFolder: String?
+        /// Folder of the web annotator's files served at `/`. YAML `web_root`; nil (the default): found as
+        /// `WebFiles.locate` describes ($PROBATTN_WEB_ROOT, the installed share/probattn/web, the source tree's Web/).
+        public var webRoot: String?
 
         /// Splits `HOST:PORT`; nil when `listen` is not of that form.
         public init?(listen: String) {
@@ -60,7 +67,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public enum ImageBytes: String, Sendable, Equatable, CaseIterable {
         /// The encoded image bytes are stored in the database (self-contained; a restart needs nothing else).
         case inline
-        /// Only the path the client gave is stored; the file must still be there when a session resumes.
+        /// Only the path of the client's file is stored (it must lie inside `Store.imageRoot`); the file must still be
+        /// there when a session resumes.
         case path
     }
 
@@ -72,6 +80,9 @@ public struct DaemonConfig: Sendable, Equatable {
         public var path: String = "state/probattn.sqlite"
         /// Whether image bytes are stored inline or as a path. YAML `image_bytes`.
         public var imageBytes: ImageBytes = .inline
+        /// The folder every `source_path` must lie in (after resolving symlinks) when `imageBytes` is `.path`;
+        /// required then, unused otherwise. An absolute path. YAML `image_root`.
+        public var imageRoot: String?
         public init() {}
 
         /// The SQLite file's absolute path: `path` itself when absolute, else `$STATE_DIRECTORY/path` when the
@@ -87,8 +98,27 @@ public struct DaemonConfig: Sendable, Equatable {
         }
     }
 
-    /// Bounds on what clients may send and on what the daemon holds. Every limit is ≥ 1.
+    /// Bounds on what clients may send and on what the daemon holds. Every limit lies in its range in `ranges`
+    /// (decoding and `validate` check it), so no arithmetic on a limit can overflow.
     public struct Limits: Sendable, Equatable {
+        /// The accepted range of each limit, by YAML key. The upper bounds are far above any sensible setting and
+        /// keep every product the daemon forms from a limit well inside `Int`/`Int64`.
+        public static let ranges: KeyValuePairs<String, ClosedRange<Int>> = [
+            "max_image_pixels": 1...(1 << 30),  // 32768 × 32768
+            "max_message_bytes": 1...(1 << 31),  // 2 GiB: ZMQ_MAXMSGSIZE and frame sizes stay far from overflow
+            "max_frames": 1...1024,
+            "queue_depth_per_image": 1...1_000_000,
+            "max_pending_requests": 1...1_000_000,
+            "cache_memory_mb": 1...(1 << 24),  // 16 TiB
+            "cache_memory_bytes": 1...(1 << 44),
+        ]
+
+        /// The range of the limit called `key` in YAML.
+        public static func range(_ key: String) -> ClosedRange<Int> {
+            ranges.first { $0.key == key }?.value ?? 1...Int.max
+        }
+
+
         /// Largest image accepted by "open", in pixels (width × height). YAML `max_image_pixels`.
         public var maxImagePixels: Int = 4096 * 4096
         /// Largest request accepted, all frames together, in bytes. YAML `max_message_bytes`.
@@ -164,6 +194,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var logging = LoggingOptions()
     public var notify = Notify()
     public var security = Security()
+    /// The Label Studio ML backend's image source (`DaemonConfig+LabelStudio.swift`).
+    public var labelStudio = LabelStudio()
 
     public init() {}
 
@@ -173,8 +205,18 @@ public struct DaemonConfig: Sendable, Equatable {
         PipelineFactory.defaultStages + [StageSpec(role: .writer, type: "sqlite")]
     }
 
+    /// Most YAML nodes a config document may have once its aliases are expanded (every scalar, list and mapping
+    /// counts, keys included; the default config has about 150). A few hundred bytes of nested aliases can stand
+    /// for billions of nodes, so the document is counted before anything walks it; more is a `.tooLarge` error.
+    public static let maxNodes = 10_000
+
+    /// Largest config file read, in bytes (1 MiB; the default config is about 8 kB). Larger files are refused
+    /// (`.tooLarge`) before they are parsed.
+    public static let maxFileBytes = 1 << 20
+
     /// Reads and decodes a config file, resolving the relative paths of `security` (`resolvingSecurityPaths`).
-    /// Throws `ConfigError` (`.unreadable` when the file cannot be read).
+    /// Throws `ConfigError` (`.unreadable` when the file cannot be read, `.tooLarge` when it is larger than
+    /// `maxFileBytes`).
     public static func load(path: String) throws -> DaemonConfig {
         let text = try readText(path: path)
         do {
@@ -189,14 +231,14 @@ public struct DaemonConfig: Sendable, Equatable {
         var config = DaemonConfig()
         guard let root = try ConfigNode.root(yaml: yaml), !root.isNull else { return config }
         let top = try root.mapping(allowed: ["endpoints", "http", "plugin_dir", "store", "limits", "sessions", "pipeline",
-                                             "logging", "notify", "security"])
+                                             "logging", "notify", "label_studio", "security"])
         if let node = top["endpoints"] {
             let keys = try node.mapping(allowed: ["requests", "results"])
             if let value = keys["requests"] { config.endpoints.requests = try value.nonEmptyString() }
             if let value = keys["results"] { config.endpoints.results = try value.nonEmptyString() }
         }
         if let node = top["http"], !node.isNull {
-            let keys = try node.mapping(allowed: ["listen"])
+            let keys = try node.mapping(allowed: ["listen", "image_folder", "web_root"])
             guard let value = keys["listen"] else {
                 throw ConfigError(.missingKey, path: node.childPath("listen"),
                                   "\(node.path): missing key 'listen' (HOST:PORT, e.g. 127.0.0.1:5580)\(node.lineSuffix)")
@@ -205,14 +247,19 @@ public struct DaemonConfig: Sendable, Equatable {
             guard let http = HTTP(listen: text) else {
                 throw value.invalidValue("must be HOST:PORT with a port in 0...65535 (e.g. 127.0.0.1:5580 or [::1]:5580), found '\(text)'")
             }
-            config.http = http
+            var settings = http
+            if let folder = keys["image_folder"], !folder.isNull { settings.imageFolder = try folder.nonEmptyString() }
+            if let root = keys["web_root"], !root.isNull { settings.webRoot = try root.nonEmptyString() }
+            config.http = settings
         }
+        if let node = top["label_studio"] { config.labelStudio = try decodeLabelStudio(node) }
         if let node = top["plugin_dir"], !node.isNull {
             config.pluginDirectory = try node.nonEmptyString()
         }
         if let node = top["store"] {
-            let keys = try node.mapping(allowed: ["path", "image_bytes"])
+            let keys = try node.mapping(allowed: ["path", "image_bytes", "image_root"])
             if let value = keys["path"] { config.store.path = try value.nonEmptyString() }
+            if let value = keys["image_root"], !value.isNull { config.store.imageRoot = try value.nonEmptyString() }
             if let value = keys["image_bytes"] {
                 config.store.imageBytes = try value.choice(ImageBytes.self)
             }
@@ -253,20 +300,19 @@ public struct DaemonConfig: Sendable, Equatable {
         let keys = try node.mapping(allowed: ["max_image_pixels", "max_message_bytes", "max_frames",
                                               "queue_depth_per_image", "max_pending_requests", "cache_memory_mb",
                                               "cache_memory_bytes"])
-        if let value = keys["max_image_pixels"] { limits.maxImagePixels = try value.int(atLeast: 1) }
-        if let value = keys["max_message_bytes"] { limits.maxMessageBytes = try value.int(atLeast: 1) }
-        if let value = keys["max_frames"] { limits.maxFrames = try value.int(atLeast: 1) }
-        if let value = keys["queue_depth_per_image"] { limits.queueDepthPerImage = try value.int(atLeast: 1) }
-        if let value = keys["max_pending_requests"] { limits.maxPendingRequests = try value.int(atLeast: 1) }
+        func limit(_ key: String) throws -> Int? { try keys[key]?.int(in: Limits.range(key)) }
+        if let value = try limit("max_image_pixels") { limits.maxImagePixels = value }
+        if let value = try limit("max_message_bytes") { limits.maxMessageBytes = value }
+        if let value = try limit("max_frames") { limits.maxFrames = value }
+        if let value = try limit("queue_depth_per_image") { limits.queueDepthPerImage = value }
+        if let value = try limit("max_pending_requests") { limits.maxPendingRequests = value }
         switch (keys["cache_memory_mb"], keys["cache_memory_bytes"]) {
         case (.some(let mb), .some):
             throw mb.invalidValue("give either cache_memory_mb or cache_memory_bytes, not both")
         case (.some(let mb), nil):
-            let value = try mb.int(atLeast: 1)
-            guard value <= Int.max >> 20 else { throw mb.invalidValue("\(value) MiB is too large") }
-            limits.cacheMemoryBytes = value << 20
+            limits.cacheMemoryBytes = try mb.int(in: Limits.range("cache_memory_mb")) << 20
         case (nil, .some(let bytes)):
-            limits.cacheMemoryBytes = try bytes.int(atLeast: 1)
+            limits.cacheMemoryBytes = try bytes.int(in: Limits.range("cache_memory_bytes"))
         case (nil, nil):
             break
         }
@@ -291,9 +337,10 @@ public struct DaemonConfig: Sendable, Equatable {
             for (keyNode, valueNode) in mapping {
                 let key = try ConfigNode(keyNode, path: optionsNode.path).string()
                 guard options[key] == nil else {
-                    throw optionsNode.invalidValue("duplicate option '\(key)'")
+                    throw optionsNode.invalidValue("duplicate option '\(ConfigError.excerpt(key))'")
                 }
-                options[key] = try ConfigNode(valueNode, path: optionsNode.childPath(key)).configValue()
+                options[key] = try ConfigNode(valueNode, path: optionsNode.childPath(ConfigError.excerpt(key)))
+                    .configValue()
             }
         }
         return StageSpec(role: role, type: type, options: options)
@@ -313,6 +360,10 @@ public struct DaemonConfig: Sendable, Equatable {
             throw unreadable("no such file")
         }
         guard !isDirectory.boolValue else { throw unreadable("it is a directory") }
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > maxFileBytes {
+            throw ConfigError(.tooLarge, path: "",
+                              "config file \(path) has \(size) bytes; config files are limited to \(maxFileBytes) bytes (1 MiB)")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw unreadable(FileManager.default.isReadableFile(atPath: path) ? "read failed" : "permission denied")
         }

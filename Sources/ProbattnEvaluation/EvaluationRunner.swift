@@ -65,14 +65,19 @@ public struct EvaluationRunner: Sendable {
     public let conflictPolicy: ConflictPolicy
     /// The annotator name the simulated clicks are sent under.
     public static let annotator = "eval"
+    /// Called with the instance's name, the click's number (1-based) and the mask that answered it, after every
+    /// click (`probattn eval --save-click-masks`); nil: masks are not passed on.
+    public var clickMaskSink: (@Sendable (_ name: String, _ click: Int, _ mask: LabelMask) throws -> Void)?
 
     public init(pipeline: SegmentationPipeline, maxClicks: Int = 20, maxPixels: Int? = nil,
-                conflictPolicy: ConflictPolicy = .latestWins) throws {
+                conflictPolicy: ConflictPolicy = .latestWins,
+                clickMaskSink: (@Sendable (String, Int, LabelMask) throws -> Void)? = nil) throws {
         guard maxClicks >= 1 else { throw EvaluationError("--max-clicks must be at least 1, got \(maxClicks)") }
         self.pipeline = pipeline
         self.maxClicks = maxClicks
         self.maxPixels = maxPixels
         self.conflictPolicy = conflictPolicy
+        self.clickMaskSink = clickMaskSink
     }
 
     /// Loads and evaluates one benchmark instance. Returns the result and the final mask (after the last click).
@@ -149,6 +154,7 @@ public struct EvaluationRunner: Sendable {
                                       + "mask for a \(truth.width)x\(truth.height) image")
             }
             mask = change.mask.mask
+            try clickMaskSink?(name, step + 1, mask)
             active.append((added.id, click.click))
             prediction = mask.labels.map { $0 == 0 }
             result.secondsPerClick.append(change.timings["propagate"] ?? feedbackSeconds)

@@ -14,6 +14,7 @@ extension JSONValue {
         case .bool(let v): self = .bool(v)
         case .string(let v): self = .string(v)
         case .list(let vs): self = .array(vs.map(JSONValue.init))
+        case .mapping(let m): self = .object(m.mapValues(JSONValue.init))
         }
     }
 

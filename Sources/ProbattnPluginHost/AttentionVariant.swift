@@ -70,6 +70,33 @@ public struct AttentionOutput: Sendable {
     }
 }
 
+/// What a variant is (probattn_plugin.h's PROBATTN_PROPAGATION_NEEDS_UNITS_EQUAL_TOKENS, PROBATTN_COMPARES_BY_DISTANCE,
+/// PROBATTN_GIVES_WEIGHTS): the host decides how to run a variant from these, never from its name.
+public struct VariantCapabilities: Sendable, Equatable {
+    /// Value propagation puts unit j at token j: the adapter must use one unit per token.
+    public var propagationNeedsUnitsEqualTokens: Bool
+    /// Similarity from query–key distances (RBF), not dot products.
+    public var comparesByDistance: Bool
+    /// Can give its token-to-unit weights W.
+    public var givesWeights: Bool
+
+    public init(propagationNeedsUnitsEqualTokens: Bool, comparesByDistance: Bool, givesWeights: Bool) {
+        self.propagationNeedsUnitsEqualTokens = propagationNeedsUnitsEqualTokens
+        self.comparesByDistance = comparesByDistance
+        self.givesWeights = givesWeights
+    }
+
+    init(flags: UInt32) {
+        self.init(propagationNeedsUnitsEqualTokens: flags & UInt32(PROBATTN_PROPAGATION_NEEDS_UNITS_EQUAL_TOKENS) != 0,
+                  comparesByDistance: flags & UInt32(PROBATTN_COMPARES_BY_DISTANCE) != 0,
+                  givesWeights: flags & UInt32(PROBATTN_GIVES_WEIGHTS) != 0)
+    }
+
+    /// What plugins of ABI versions 1 and 2 are taken to be.
+    public static let legacy = VariantCapabilities(propagationNeedsUnitsEqualTokens: true, comparesByDistance: false,
+                                                   givesWeights: false)
+}
+
 /// The C signature of a variant's `attend`.
 typealias AttendFunction = @convention(c) (UnsafePointer<probattn_attend_input>?,
                                            UnsafeMutablePointer<probattn_attend_output>?) -> Int32
@@ -91,12 +118,21 @@ public final class AttentionVariant: @unchecked Sendable {
     public let needsGrid: Bool
     /// The variant needs M == H (unit j sits at token j).
     public let needsUnitsEqualTokens: Bool
+    /// What the variant is (from its descriptor; `VariantCapabilities.legacy` for ABI 1 and 2).
+    public let capabilities: VariantCapabilities
 
     private let attendFunction: AttendFunction
+    private let validateFunction: probattn_validate_options_fn?
     private let defaults: [PluginOptionValue]
 
+    /// Whether the plugin checks option values itself (`validate_options`, ABI ≥ 3).
+    public var validatesOptions: Bool { validateFunction != nil }
+
     init(name: String, summary: String, file: String, abiVersion: UInt32, options: [PluginOptionSpec],
-         defaults: [PluginOptionValue], needsGrid: Bool, needsUnitsEqualTokens: Bool, attend: AttendFunction) {
+         defaults: [PluginOptionValue], needsGrid: Bool, needsUnitsEqualTokens: Bool,
+         capabilities: VariantCapabilities, attend: AttendFunction, validateOptions: probattn_validate_options_fn?) {
+        self.capabilities = capabilities
+        self.validateFunction = validateOptions
         self.name = name
         self.summary = summary
         self.file = file
@@ -135,6 +171,26 @@ public final class AttentionVariant: @unchecked Sendable {
         return ResolvedOptions(variantName: name, entries: entries)
     }
 
+    /// Runs the plugin's own option checks (`validate_options`; nothing when it has none). Called by
+    /// `probattnd validate` and before a pipeline is built. Throws `PluginHostError.invalidOption` with the plugin's
+    /// one-line message.
+    public func validateOptions(_ resolved: ResolvedOptions) throws {
+        guard let validateFunction else { return }
+        let options = COptions(resolved)
+        defer { options.free() }
+        var values = options.values
+        var message = [CChar](repeating: 0, count: 256)
+        let status = values.withUnsafeBufferPointer { buffer in
+            message.withUnsafeMutableBufferPointer { error in
+                validateFunction(buffer.baseAddress, Int64(buffer.count), error.baseAddress, Int64(error.count))
+            }
+        }
+        guard status != 0 else { return }
+        message[message.count - 1] = 0
+        let text = String(cString: message)
+        throw PluginHostError.invalidOption(variant: name, reason: text.isEmpty ? "options refused by the plugin" : text)
+    }
+
     /// Validates the shapes and the variant's requirements, calls the plugin and returns its results.
     /// Throws `PluginHostError.invalidInput` for bad inputs and `.pluginFailed` with the plugin's text when it fails.
     public func attend(_ input: AttentionInput, options resolved: ResolvedOptions) throws -> AttentionOutput {
@@ -147,41 +203,17 @@ public final class AttentionVariant: @unchecked Sendable {
         var tokenValues = [Float](repeating: 0, count: h * cv)
         var adaptedKeys = [Float](repeating: 0, count: m * c)
         var adaptedValues = [Float](repeating: 0, count: m * cv)
-        // Only plugins of ABI ≥ 2 know the weights field; the buffer is allocated only when asked for.
-        let askWeights = input.wantsWeights && abiVersion >= 2
+        // Only variants that say they give W are asked (ABI ≥ 3 descriptors); the buffer is allocated only then.
+        let askWeights = input.wantsWeights && capabilities.givesWeights
         let (weightCount, overflow) = h.multipliedReportingOverflow(by: m)
         if askWeights && overflow {
             throw PluginHostError.invalidInput(variant: name, reason: "an H×M weight matrix of \(h)×\(m) is too large")
         }
         var weights = [Float](repeating: 0, count: askWeights ? weightCount : 0)
 
-        // C strings for option names and string values; freed after the call.
-        var cStrings: [UnsafeMutablePointer<CChar>] = []
-        defer { cStrings.forEach { free($0) } }
-        func cString(_ text: String) -> UnsafePointer<CChar>? {
-            guard let copy = strdup(text) else { return nil }
-            cStrings.append(copy)
-            return UnsafePointer(copy)
-        }
-        var cOptions: [probattn_option_value] = resolved.entries.map { entry in
-            var option = probattn_option_value()
-            option.name = cString(entry.spec.name)
-            switch entry.value {
-            case .int(let v):
-                option.type = PROBATTN_OPTION_INT
-                option.int_value = v
-            case .float(let v):
-                option.type = PROBATTN_OPTION_FLOAT
-                option.float_value = v
-            case .bool(let v):
-                option.type = PROBATTN_OPTION_BOOL
-                option.int_value = v ? 1 : 0
-            case .string(let v):
-                option.type = PROBATTN_OPTION_STRING
-                option.string_value = cString(v)
-            }
-            return option
-        }
+        let options = COptions(resolved)
+        defer { options.free() }
+        var cOptions = options.values
 
         var output = probattn_attend_output()
         let status: Int32 = input.queries.withUnsafeBufferPointer { queries in
@@ -297,4 +329,39 @@ private func errorText(of output: inout probattn_attend_output) -> String {
         let bytes = raw.prefix { $0 != 0 }
         return String(decoding: bytes, as: UTF8.self)
     }
+}
+
+/// Resolved options as the C ABI's `probattn_option_value` array, with the C strings it points to (freed by `free`).
+private struct COptions {
+    var values: [probattn_option_value] = []
+    private var strings: [UnsafeMutablePointer<CChar>] = []
+
+    init(_ resolved: ResolvedOptions) {
+        func cString(_ text: String) -> UnsafePointer<CChar>? {
+            guard let copy = strdup(text) else { return nil }
+            strings.append(copy)
+            return UnsafePointer(copy)
+        }
+        values = resolved.entries.map { entry in
+            var option = probattn_option_value()
+            option.name = cString(entry.spec.name)
+            switch entry.value {
+            case .int(let v):
+                option.type = PROBATTN_OPTION_INT
+                option.int_value = v
+            case .float(let v):
+                option.type = PROBATTN_OPTION_FLOAT
+                option.float_value = v
+            case .bool(let v):
+                option.type = PROBATTN_OPTION_BOOL
+                option.int_value = v ? 1 : 0
+            case .string(let v):
+                option.type = PROBATTN_OPTION_STRING
+                option.string_value = cString(v)
+            }
+            return option
+        }
+    }
+
+    func free() { strings.forEach { Glibc.free($0) } }
 }

@@ -14,14 +14,16 @@ struct RegisteredVariant {
     let options: [PluginOptionSpec]
     let defaults: [PluginOptionValue]
     let requirements: UInt32
+    let capabilities: VariantCapabilities
     let attend: AttendFunction
+    let validateOptions: probattn_validate_options_fn?
 
     func variant(file: String, abiVersion: UInt32) -> AttentionVariant {
         AttentionVariant(name: name, summary: summary, file: file, abiVersion: abiVersion, options: options,
                          defaults: defaults,
                          needsGrid: requirements & UInt32(PROBATTN_NEEDS_GRID) != 0,
                          needsUnitsEqualTokens: requirements & UInt32(PROBATTN_NEEDS_UNITS_EQUAL_TOKENS) != 0,
-                         attend: attend)
+                         capabilities: capabilities, attend: attend, validateOptions: validateOptions)
     }
 }
 
@@ -76,7 +78,7 @@ final class LoadedLibraries: @unchecked Sendable {
                             + " (rebuild the plugin against this probattn_plugin.h)")
         }
         let entry = unsafeBitCast(entrySymbol, to: probattn_plugin_register_fn.self)
-        let collector = RegistrationCollector()
+        let collector = RegistrationCollector(abiVersion: version)
         let context = Unmanaged.passRetained(collector)
         var registrar = probattn_registrar(host: context.toOpaque(), register_variant: registerVariantCallback)
         let status = entry(&registrar)
@@ -106,15 +108,27 @@ final class LoadedLibraries: @unchecked Sendable {
 
 /// Receives the `register_variant` calls of one plugin entry.
 private final class RegistrationCollector {
+    /// The ABI version the plugin exported: its `probattn_variant` has the fields of that version only.
+    let abiVersion: UInt32
     var variants: [RegisteredVariant] = []
     var refusals: [String] = []
     /// Set after the entry returns: later calls (a plugin keeping the registrar) are refused.
     var closed = false
 
+    init(abiVersion: UInt32) { self.abiVersion = abiVersion }
+
     /// Copies and checks one variant. Returns the refusal reason, or nil when accepted.
     func accept(_ pointer: UnsafePointer<probattn_variant>?) -> String? {
         if closed { return "register_variant called after probattn_plugin_register returned" }
-        guard let raw = pointer?.pointee else { return "register_variant called with NULL" }
+        guard let pointer else { return "register_variant called with NULL" }
+        // A plugin built against an older header passed a shorter struct: copy only the fields it has, the rest stay
+        // zero (version 1 and 2 variants: no capability flags, no validate_options).
+        var raw = probattn_variant()
+        let size = abiVersion >= 3 ? MemoryLayout<probattn_variant>.size
+            : MemoryLayout<probattn_variant>.offset(of: \probattn_variant.capabilities)!
+        withUnsafeMutableBytes(of: &raw) { destination in
+            destination.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(pointer), count: size))
+        }
         guard let namePointer = raw.name else { return "a variant with no name" }
         let name = String(cString: namePointer)
         guard Self.isSnakeCase(name) else {
@@ -157,8 +171,12 @@ private final class RegistrationCollector {
                                             meaning: meaning))
             defaults.append(parsed)
         }
+        // Versions 1 and 2 could not say what they are: they get the conservative reading (propagation needs
+        // M == H, dot-product similarity, no W).
+        let capabilities = abiVersion >= 3 ? VariantCapabilities(flags: raw.capabilities) : .legacy
         variants.append(RegisteredVariant(name: name, summary: summary, options: options, defaults: defaults,
-                                          requirements: raw.requirements, attend: attend))
+                                          requirements: raw.requirements, capabilities: capabilities,
+                                          attend: attend, validateOptions: raw.validate_options))
         return nil
     }
 

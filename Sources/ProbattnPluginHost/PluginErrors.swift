@@ -13,6 +13,8 @@ public enum PluginHostError: Error, CustomStringConvertible, Sendable, Equatable
     case invalidInput(variant: String, reason: String)
     /// The plugin's `attend` returned a failure; `message` is its error text.
     case pluginFailed(variant: String, message: String)
+    /// The plugin's `validate_options` refused the option values; `reason` is its one-line message.
+    case invalidOption(variant: String, reason: String)
 
     public var code: String {
         switch self {
@@ -21,6 +23,7 @@ public enum PluginHostError: Error, CustomStringConvertible, Sendable, Equatable
         case .optionType: return "option_type"
         case .invalidInput: return "invalid_input"
         case .pluginFailed: return "plugin_failed"
+        case .invalidOption: return "invalid_option"
         }
     }
 
@@ -38,6 +41,8 @@ public enum PluginHostError: Error, CustomStringConvertible, Sendable, Equatable
             return "attention variant '\(variant)': invalid input: \(reason)"
         case let .pluginFailed(variant, message):
             return "attention variant '\(variant)' failed: \(message)"
+        case let .invalidOption(variant, reason):
+            return "attention variant '\(variant)': \(reason)"
         }
     }
 }

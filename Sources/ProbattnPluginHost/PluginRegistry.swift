@@ -4,7 +4,7 @@ import CProbattnPlugin
 import Foundation
 
 /// A plugin file that could not be loaded (or one of whose variants was refused), with the reason.
-public struct PluginLoadFailure: Sendable, CustomStringConvertible {
+public struct PluginLoadFailure: Error, Sendable, CustomStringConvertible {
     /// The file name inside the plugin folder (or the folder itself when it cannot be read).
     public let file: String
     /// One line: "not a shared object (…)", "missing entry symbols: …", "ABI version N, host speaks A to B",
@@ -54,10 +54,21 @@ public final class PluginRegistry: @unchecked Sendable {
     /// Loads every `*.so` file of `directory`, in file-name order. When two files register the same variant name,
     /// the first file (in that order) keeps it and the second is reported. Loading the same folder again in the same
     /// process gives the same variants (each library is opened and registered once per process).
+    ///
+    /// Only trusted files are opened (`PluginTrust`): the folder and each file must be owned by root or the
+    /// effective user and not be writable by group or others, and a symlink must resolve inside the folder. An
+    /// untrusted folder loads nothing; an untrusted file is refused before `dlopen`, so its constructors never run.
     public static func load(directory: String) -> PluginRegistry {
+        let folder: String
+        switch PluginTrust.checkFolder(directory) {
+        case .failure(let failure):
+            return PluginRegistry(directory: directory, variants: [], failures: [failure])
+        case .success(let real):
+            folder = real
+        }
         let files: [String]
         do {
-            files = try FileManager.default.contentsOfDirectory(atPath: directory)
+            files = try FileManager.default.contentsOfDirectory(atPath: folder)
                 .filter { $0.hasSuffix(".so") }
                 .sorted()
         } catch {
@@ -70,7 +81,14 @@ public final class PluginRegistry: @unchecked Sendable {
         var owner: [String: String] = [:]  // variant name -> file that registered it
         var failures: [PluginLoadFailure] = []
         for file in files {
-            let path = (directory as NSString).appendingPathComponent(file)
+            let path: String
+            switch PluginTrust.checkFile(file, inFolder: folder) {
+            case .failure(let failure):
+                failures.append(failure)
+                continue
+            case .success(let real):
+                path = real
+            }
             switch LoadedLibraries.shared.load(path: path) {
             case .failure(let reason):
                 failures.append(PluginLoadFailure(file: file, reason: reason))

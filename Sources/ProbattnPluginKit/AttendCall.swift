@@ -14,6 +14,8 @@ public struct PluginFailure: Error, CustomStringConvertible {
 public struct OptionReader {
     let values: UnsafeBufferPointer<probattn_option_value>
 
+    init(values: UnsafeBufferPointer<probattn_option_value>) { self.values = values }
+
     private func find(_ name: String) throws -> probattn_option_value {
         for value in values {
             if let namePointer = value.name, String(cString: namePointer) == name { return value }

@@ -7,6 +7,7 @@
 //     import ProbattnPluginKit
 //
 //     let myVariant = VariantDefinition(name: "my_variant", summary: "…", options: [.float("scale", "0", "…")],
+//                                       capabilities: [.propagationNeedsUnitsEqualTokens],
 //                                       attend: { input, output in runAttend(input, output) { call in … } })
 //
 //     @_cdecl("probattn_plugin_register")
@@ -73,21 +74,64 @@ public struct VariantRequirements: OptionSet, Sendable {
     public static let unitsEqualTokens = VariantRequirements(rawValue: UInt32(PROBATTN_NEEDS_UNITS_EQUAL_TOKENS))
 }
 
+/// What a variant is (probattn_plugin.h's capability flags, ABI ≥ 3): the host runs it by these, never by its name.
+public struct VariantCapability: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// Value propagation puts unit j at token j (label propagation): the adapter uses one unit per token.
+    public static let propagationNeedsUnitsEqualTokens =
+        VariantCapability(rawValue: UInt32(PROBATTN_PROPAGATION_NEEDS_UNITS_EQUAL_TOKENS))
+    /// Similarity from query–key distances (RBF), not dot products.
+    public static let comparesByDistance = VariantCapability(rawValue: UInt32(PROBATTN_COMPARES_BY_DISTANCE))
+    /// Can write its token-to-unit weights W when the host asks.
+    public static let givesWeights = VariantCapability(rawValue: UInt32(PROBATTN_GIVES_WEIGHTS))
+}
+
+/// The C signature of a variant's option check (`validate_options`).
+public typealias ValidateOptionsEntry = @convention(c) (UnsafePointer<probattn_option_value>?, Int64,
+                                                        UnsafeMutablePointer<CChar>?, Int64) -> Int32
+
 /// One variant a Swift plugin exports.
 public struct VariantDefinition: Sendable {
     public let name: String
     public let summary: String
     public let options: [OptionDefinition]
     public let requirements: VariantRequirements
+    public let capabilities: VariantCapability
     public let attend: AttendEntry
+    public let validateOptions: ValidateOptionsEntry?
 
     public init(name: String, summary: String, options: [OptionDefinition], requirements: VariantRequirements = [],
-                attend: AttendEntry) {
+                capabilities: VariantCapability, validateOptions: ValidateOptionsEntry? = nil, attend: AttendEntry) {
         self.name = name
         self.summary = summary
         self.options = options
         self.requirements = requirements
+        self.capabilities = capabilities
+        self.validateOptions = validateOptions
         self.attend = attend
+    }
+}
+
+/// Runs a variant's option checks for one C `validate_options` call: `body` throws `PluginFailure` naming the option
+/// when a value is out of range. Use it as the whole body of a variant's `validateOptions` closure; `runAttend`
+/// can call the same checks so that both paths refuse the same values.
+public func runValidate(_ options: UnsafePointer<probattn_option_value>?, _ count: Int64,
+                        _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64,
+                        _ body: (OptionReader) throws -> Void) -> Int32 {
+    do {
+        guard count >= 0, count == 0 || options != nil else { throw PluginFailure("options are NULL") }
+        try body(OptionReader(values: UnsafeBufferPointer(start: options, count: Int(count))))
+        return 0
+    } catch {
+        if let message, capacity > 0 {
+            var text = "\(error)"
+            while text.utf8.count > Int(capacity) - 1 { text.removeLast() }  // whole characters only
+            let bytes = Array(text.utf8)
+            for (index, byte) in bytes.enumerated() { message[index] = CChar(bitPattern: byte) }
+            message[bytes.count] = 0
+        }
+        return 1
     }
 }
 
@@ -117,6 +161,8 @@ public func registerVariants(_ variants: [VariantDefinition], with registrar: Un
             table.option_count = Int32(specBuffer.count)
             table.requirements = variant.requirements.rawValue
             table.attend = variant.attend
+            table.capabilities = variant.capabilities.rawValue
+            table.validate_options = variant.validateOptions
             _ = register(registrar.pointee.host, &table)
         }
     }

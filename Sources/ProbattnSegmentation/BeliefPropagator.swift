@@ -6,8 +6,10 @@ import ProbattnPluginHost
 ///
 /// 1. Every click fixes the value of the tokens whose footprint comes within `click_radius` pixels of it (always
 ///    including the token under the click) to the one-hot of its class, with indicator 1. A token reached by clicks of
-///    several classes is split below the token instead: its fixed value is the share of its footprint (near the
-///    clicks) that lies nearest to each class's clicks, so no click is overwritten.
+///    several classes has no single observed class: it is left to the propagation like an unclicked token (step 2),
+///    and split below the token for the pixels (step 3 takes, as its distribution, the share of its footprint near
+///    the clicks that lies nearest to each class's clicks), so no click is overwritten. Tokens the caller fixes
+///    (`FixedTokens`: a prompt box's outside) are fixed to their class, unless a click reaches them.
 /// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
 ///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
 ///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image
@@ -73,6 +75,10 @@ public struct BeliefPropagator: Propagator {
     public var refinementSmoothness: Double
     /// How far from the upsampled boundary the refinement may move it, in pixels.
     public var refinementReach: Int
+    /// κ of the neighbour coupling (0 = off, the default): each EM round's E-step is multiplied by
+    /// exp(κ Σ_n s_tn p_n(c)) over the token's 8 grid neighbours n, s_tn = exp(−½‖f_t − f_n‖²) (mean-field Potts
+    /// prior along the image's own adjacency, contrast-sensitive through the features; `NeighbourCoupling`).
+    public var neighbourWeight: Double = 0
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
@@ -122,6 +128,7 @@ public struct BeliefPropagator: Propagator {
                   refinementSmoothness: try r.double("refinement_smoothness", default: d.refinementSmoothness,
                                                      in: 0...1000),
                   refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
+        neighbourWeight = try r.double("neighbour_weight", default: d.neighbourWeight, in: 0...100)
         try r.finish()
         if refinement == .graphCut, upsampling != .bilateral {
             throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
@@ -132,6 +139,13 @@ public struct BeliefPropagator: Propagator {
 
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
         -> SegmentationResult {
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: FixedTokens(), classCount: classCount)
+    }
+
+    /// With `fixed`, step 1 also fixes those tokens (each to its class, indicator 1) unless a click reaches them;
+    /// the other steps are unchanged.
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                          classCount: Int) throws -> SegmentationResult {
         let start = DispatchTime.now().uptimeNanoseconds
         let image = encoded.image
         let w = image.width, h = image.height
@@ -149,6 +163,12 @@ public struct BeliefPropagator: Propagator {
             }
         }
         let tokens = encoded.tokenCount
+        for (t, c) in fixed.classOf {
+            guard t >= 0, Int(t) < tokens, c >= 0, c < classCount else {
+                throw SegmentationError(.invalidInput, "fixed token \(t) with class \(c) is outside the \(tokens) "
+                                            + "tokens or \(classCount) classes")
+            }
+        }
         let channels = adapted.channels ?? encoded.featureDimension
         guard encoded.tokenOfPixel.count == w * h, adapted.unitCount > 0, channels > 0,
               adapted.keys.count == adapted.unitCount * channels,
@@ -158,14 +178,18 @@ public struct BeliefPropagator: Propagator {
 
         let k = classCount
         var probabilities: [Float]
-        let clicked = clickedTokens(encoded: encoded, clicks: clicks, classCount: k)
-        if clicks.isEmpty || k == 1 || emIterations == 0 {
+        var clicked = clickedTokens(encoded: encoded, clicks: clicks, classCount: k)
+        for (t, c) in fixed.classOf where clicked.classOf[Int(t)] == ClickedTokens.none {
+            clicked.classOf[Int(t)] = Int32(c)
+        }
+        if (clicks.isEmpty && fixed.isEmpty) || k == 1 || emIterations == 0 {
             // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
             // neutral distribution, whose ties go to the last class (background).
             probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
         } else {
             probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k)
         }
+        // Clicked tokens take their class; tokens split between classes take their shares.
         for t in 0..<tokens where clicked.classOf[t] != ClickedTokens.none {
             for c in 0..<k { probabilities[t * k + c] = clicked.value(t, c, classCount: k) }
         }
@@ -188,8 +212,9 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 1: clicks → fixed tokens
 
-    /// The tokens the clicks fix: `classOf[t]` is the class of token `t` when every click reaching it has that class,
-    /// `none` when no click reaches it, `mixed` when clicks of several classes do (its value is then `shares[t]`).
+    /// The tokens the clicks reach: `classOf[t]` is the class of token `t` when every click reaching it has that
+    /// class (the token is then fixed), `none` when no click reaches it, `mixed` when clicks of several classes do (the
+    /// token is then not fixed in the propagation, and `shares[t]` is its split for the pixels).
     struct ClickedTokens {
         static let none: Int32 = -1
         static let mixed: Int32 = -2
@@ -197,7 +222,10 @@ public struct BeliefPropagator: Propagator {
         /// For mixed tokens: the class distribution (K values) they are fixed to.
         var shares: [Int32: [Float]] = [:]
 
-        /// The fixed value of class `c` for a token that is fixed (single-class or mixed).
+        /// Whether the propagation holds token `t` fixed (all clicks reaching it agree).
+        func isFixed(_ t: Int) -> Bool { classOf[t] >= 0 }
+
+        /// The value of class `c` of a clicked token: its class's one-hot, or its shares when split.
         func value(_ t: Int, _ c: Int, classCount k: Int) -> Float {
             let fixed = classOf[t]
             if fixed == Self.mixed { return shares[Int32(t)]?[c] ?? 1 / Float(k) }
@@ -228,8 +256,6 @@ public struct BeliefPropagator: Propagator {
                 if current == ClickedTokens.none {
                     classOf[Int(t)] = c
                     reaching[t, default: []].append(index)
-                } else if ProcessInfo.processInfo.environment["PA_LATER_WINS"] != nil {
-                    classOf[Int(t)] = c
                 } else {
                     if current != c { classOf[Int(t)] = ClickedTokens.mixed }
                     reaching[t, default: []].append(index)
@@ -309,12 +335,18 @@ public struct BeliefPropagator: Propagator {
         var fixed = [Float](repeating: 0, count: h * (k + 1))
         var update = [Float](repeating: 0, count: k)
         let omega = Float(relaxation)
+        let coupling = neighbourWeight > 0
+            ? NeighbourCoupling(encoded: encoded, features: adapted.queries ?? encoded.features,
+                                channels: adapted.channels ?? encoded.featureDimension, kappa: Float(neighbourWeight))
+            : nil
+        var previous = posterior
         for _ in 0..<rounds {
+            if coupling != nil { previous = posterior }
             fixed.withUnsafeMutableBufferPointer { fixed in
             posterior.withUnsafeBufferPointer { posterior in
                 for t in 0..<h {
                     let o = t * (k + 1)
-                    if clicked.classOf[t] != ClickedTokens.none {
+                    if clicked.isFixed(t) {
                         for j in 0..<k { fixed[o + j] = clicked.value(t, j, classCount: k) }
                         fixed[o + k] = 1
                         continue
@@ -349,6 +381,10 @@ public struct BeliefPropagator: Propagator {
                         update[j] = p
                         sum += p
                     }
+                    if let coupling, sum > 0 {
+                        sum = coupling.apply(token: t, to: update.baseAddress!, classCount: k, previous: previous,
+                                             clicked: clicked)
+                    }
                     var total: Float = 0
                     for j in 0..<k {
                         let fresh = sum > 0 ? update[j] / sum : neutral
@@ -363,6 +399,72 @@ public struct BeliefPropagator: Propagator {
             }
         }
         return posterior
+    }
+
+    /// The neighbour coupling of `neighbourWeight`: for every token its grid neighbours (8-neighbourhood) and their
+    /// similarities s_tn = exp(−½‖f_t − f_n‖²), computed once per click from the features.
+    struct NeighbourCoupling {
+        let kappa: Float
+        /// Per token, `slots` entries of (neighbour, similarity); neighbour −1 = none.
+        static let slots = 8
+        var neighbours: [Int32]
+        var similarity: [Float]
+
+        init?(encoded: EncodedImage, features: [Float], channels c: Int, kappa: Float) {
+            guard let grid = encoded.grid, grid.rows * grid.cols == encoded.tokenCount,
+                  features.count == encoded.tokenCount * c else { return nil }
+            self.kappa = kappa
+            let h = encoded.tokenCount
+            neighbours = [Int32](repeating: -1, count: h * Self.slots)
+            similarity = [Float](repeating: 0, count: h * Self.slots)
+            for r in 0..<grid.rows {
+                for col in 0..<grid.cols {
+                    let t = r * grid.cols + col
+                    var slot = 0
+                    for dr in -1...1 {
+                        for dc in -1...1 where !(dr == 0 && dc == 0) {
+                            let rr = r + dr, cc = col + dc
+                            guard rr >= 0, rr < grid.rows, cc >= 0, cc < grid.cols else { slot += 1; continue }
+                            let n = rr * grid.cols + cc
+                            var d2: Float = 0
+                            for x in 0..<c {
+                                let d = features[t * c + x] - features[n * c + x]
+                                d2 += d * d
+                            }
+                            neighbours[t * Self.slots + slot] = Int32(n)
+                            similarity[t * Self.slots + slot] = expf(-0.5 * d2)
+                            slot += 1
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Multiplies the K unnormalised class values at `values` by exp(κ Σ_n s_tn p_n(c)) (p_n: the previous
+        /// round's posterior, a clicked neighbour's clicked value) and returns their new sum.
+        func apply(token t: Int, to values: UnsafeMutablePointer<Float>, classCount k: Int, previous: [Float],
+                   clicked: BeliefPropagator.ClickedTokens) -> Float {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { field in
+                field.initialize(repeating: 0)
+                for slot in 0..<Self.slots {
+                    let n = Int(neighbours[t * Self.slots + slot])
+                    if n < 0 { continue }
+                    let s = similarity[t * Self.slots + slot]
+                    let fixed = clicked.isFixed(n)
+                    for c in 0..<k {
+                        field[c] += s * (fixed ? clicked.value(n, c, classCount: k) : previous[n * k + c])
+                    }
+                }
+                var top = field[0]
+                for c in 1..<max(1, k) { top = max(top, field[c]) }
+                var sum: Float = 0
+                for c in 0..<k {
+                    values[c] *= expf(kappa * (field[c] - top))
+                    sum += values[c]
+                }
+                return sum
+            }
+        }
     }
 
     // MARK: - Step 3: token distributions → pixel labels

@@ -16,14 +16,22 @@ public enum PipelineFactory {
     public static let defaultVariant = "probabilistic"
 
     /// Options of the `attention` adapter itself (every other option goes to the variant).
-    public static let adapterOwnOptions: Set<String> = ["variant", "unit_stride", "query_embedding"]
+    public static let adapterOwnOptions: Set<String> = AdapterStanza.ownKeys
 
     /// The query embedding the adapter uses when its `query_embedding` option is `auto` (the default): the features
-    /// as they are for probabilistic attention, which compares them by distance itself (its RBF form), and the
-    /// distance embedding for every other variant, whose similarity is a scaled dot product
-    /// (`VariantAttentionAdapter.QueryEmbedding` explains why).
-    public static func automaticQueryEmbedding(variant: String) -> VariantAttentionAdapter.QueryEmbedding {
-        variant == defaultVariant ? .features : .distance
+    /// as they are for a variant that compares by distance itself (an RBF form, as probabilistic attention), and the
+    /// distance embedding for a variant whose similarity is a scaled dot product
+    /// (`VariantAttentionAdapter.QueryEmbedding` explains why). Read from the variant's descriptor.
+    public static func automaticQueryEmbedding(_ capabilities: VariantCapabilities)
+        -> VariantAttentionAdapter.QueryEmbedding {
+        capabilities.comparesByDistance ? .features : .distance
+    }
+
+    /// The adapter's `unit_stride` when the config gives none: one unit per token for a variant whose value
+    /// propagation needs M = H, else every second token row and column (a quarter of the units, at no loss of
+    /// quality for probabilistic attention: docs/SEGMENTATION.md). Read from the variant's descriptor.
+    public static func defaultUnitStride(_ capabilities: VariantCapabilities) -> Int {
+        capabilities.propagationNeedsUnitsEqualTokens ? 1 : 2
     }
 
     /// The stage types each role accepts.
@@ -33,12 +41,24 @@ public enum PipelineFactory {
         .propagator: [BeliefPropagator.typeName],
     ]
 
-    /// The options of the probabilistic variant that the default pipeline sets (the rest keep the plugin's
-    /// defaults). RBF attention (no magnitude priors) with unit precision: the encoder scales its features so that
-    /// one unit of squared distance is one "sigma" of similarity. docs/SEGMENTATION.md says how each was chosen.
-    public static let defaultAttentionOptions: [String: ConfigValue] = [
-        "variant": .string(defaultVariant),
-        "unit_stride": .int(2),
+    /// The pipeline's defaults for a variant's options, by variant: the default variant's tuned values (the rest
+    /// keep the plugin's defaults); other variants start from their plugin's defaults. An adapter stanza's options
+    /// are merged over these key by key (`AdapterStanza`).
+    public static var defaultVariantOptions: [String: [String: ConfigValue]] {
+        [defaultVariant: defaultProbabilisticOptions]
+    }
+
+    /// The adapter stanza of the default pipeline: the default variant with its tuned options, and the adapter's
+    /// own keys as their defaults resolve for it (written out, as in `Config/probattnd.yaml`).
+    public static var defaultAttentionOptions: [String: ConfigValue] {
+        ["variant": .mapping(defaultProbabilisticOptions.merging(["type": .string(defaultVariant)]) { a, _ in a }),
+         "unit_stride": .int(2), "query_embedding": .string("auto")]
+    }
+
+    /// The options of the probabilistic variant that the default pipeline sets. RBF attention (no magnitude priors)
+    /// with unit precision: the encoder scales its features so that one unit of squared distance is one "sigma" of
+    /// similarity. docs/SEGMENTATION.md says how each was chosen.
+    static let defaultProbabilisticOptions: [String: ConfigValue] = [
         "alpha": .double(1.0),
         "beta": .double(0.0),
         "magnitude_priors": .bool(false),
@@ -88,7 +108,7 @@ public enum PipelineFactory {
     /// The stage list with the evaluation's switches applied (`probattn eval --attention/--no-key-adaptation/
     /// --no-value-propagation`):
     /// - `attention`: the adapter's variant is replaced; options the new variant does not declare are dropped, and
-    ///   a variant other than the default gets one unit per token (`unit_stride: 1`).
+    ///   so is `unit_stride` (the replacement's default applies, by its descriptor: `defaultUnitStride`).
     /// - `keyAdaptation: false`: the variant's `key_adaptation_iterations` is set to 0 (when it has that option).
     /// - `valuePropagation: false`: the variant's `value_propagation_iterations` is set to 0 (when it has that
     ///   option) and the propagator runs no propagation rounds, so a click only fixes its own tokens.
@@ -100,22 +120,26 @@ public enum PipelineFactory {
             throw unknownType(.adapter, adapter.type)
         }
         let registry = plugins ?? loadDefaultRegistry()
-        let variantName = attention ?? variantName(of: adapter) ?? defaultVariant
-        let variant = try lookUp(variantName, in: registry)
-        let declared = Set(variant.options.map(\.name))
-        var options: [String: ConfigValue] = ["variant": .string(variantName)]
-        for (key, value) in adapter.options where key != "variant" {
-            if attention == nil || declared.contains(key) || adapterOwnOptions.contains(key) { options[key] = value }
+        var stanza = try AdapterStanza(adapter.options, defaultVariant: defaultVariant,
+                                       defaults: defaultVariantOptions)
+        if let attention {
+            // Another variant: keep only the options it declares, over its own defaults; its unit_stride default
+            // applies (by its descriptor).
+            let declared = Set(try lookUp(attention, in: registry).options.map(\.name))
+            let kept = stanza.variantOptions.filter { declared.contains($0.key) }
+            stanza.variant = attention
+            stanza.variantOptions = (defaultVariantOptions[attention] ?? [:]).merging(kept) { _, written in written }
+            stanza.unitStride = nil
         }
-        // A bank of fewer units than tokens is a probabilistic-attention notion; the other variants' label
-        // propagation puts unit j at token j, so a replaced variant gets one unit per token.
-        if let attention, attention != defaultVariant { options["unit_stride"] = .int(1) }
+        let variant = try lookUp(stanza.variant, in: registry)
+        let declared = Set(variant.options.map(\.name))
         if !keyAdaptation, declared.contains("key_adaptation_iterations") {
-            options["key_adaptation_iterations"] = .int(0)
+            stanza.variantOptions["key_adaptation_iterations"] = .int(0)
         }
         if !valuePropagation, declared.contains("value_propagation_iterations") {
-            options["value_propagation_iterations"] = .int(0)
+            stanza.variantOptions["value_propagation_iterations"] = .int(0)
         }
+        let options = stanza.nestedOptions
         adapter.options = options
         chosen[.adapter] = adapter
         if !valuePropagation, var propagator = chosen[.propagator] {
@@ -174,34 +198,38 @@ public enum PipelineFactory {
     private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws
         -> (any TokenAttention, Int, VariantAttentionAdapter.QueryEmbedding) {
         guard spec.type == VariantAttentionAdapter.typeName else { throw unknownType(.adapter, spec.type) }
-        var options = spec.options
-        var unitStride = 1
-        switch options.removeValue(forKey: "unit_stride") {
+        let stanza = try AdapterStanza(spec.options, defaultVariant: defaultVariant, defaults: defaultVariantOptions)
+        let name = stanza.variant
+        let variant = try lookUp(name, in: plugins)
+        var unitStride = defaultUnitStride(variant.capabilities)
+        switch stanza.unitStride {
         case nil: break
         case .int(let value)? where (1...64).contains(value): unitStride = value
         case let other?:
             throw SegmentationError(.invalidOption, "adapter 'attention': option 'unit_stride' = \(other) is invalid "
                                         + "(expected an integer in 1...64)")
         }
-        let name: String
-        switch options.removeValue(forKey: "variant") {
-        case nil: name = defaultVariant
-        case .string(let value)?: name = value
-        case let other?:
-            throw SegmentationError(.invalidOption, "adapter 'attention': option 'variant' = \(other) is invalid "
-                                        + "(expected the name of an attention variant)")
+        if unitStride != 1, variant.capabilities.propagationNeedsUnitsEqualTokens {
+            throw SegmentationError(.invalidOption, "adapter 'attention': option 'unit_stride' = \(unitStride) is "
+                                        + "invalid for variant '\(name)', whose value propagation needs one unit per "
+                                        + "token (unit_stride: 1)")
         }
         let embedding: VariantAttentionAdapter.QueryEmbedding
         let embeddingChoices = ["auto"] + VariantAttentionAdapter.QueryEmbedding.allCases.map(\.rawValue)
-        switch options.removeValue(forKey: "query_embedding") {
-        case nil, .string("auto")?: embedding = automaticQueryEmbedding(variant: name)
+        switch stanza.queryEmbedding {
+        case nil, .string("auto")?: embedding = automaticQueryEmbedding(variant.capabilities)
         case .string(let value)? where VariantAttentionAdapter.QueryEmbedding(rawValue: value) != nil:
             embedding = VariantAttentionAdapter.QueryEmbedding(rawValue: value) ?? .features
         case let other?:
             throw SegmentationError(.invalidOption, "adapter 'attention': option 'query_embedding' = \(other) is "
                                         + "invalid (expected one of \(embeddingChoices.joined(separator: ", ")))")
         }
-        return (try PluginAttention(variant: try lookUp(name, in: plugins), options: options), unitStride, embedding)
+        do {
+            return (try PluginAttention(variant: variant, options: stanza.variantOptions), unitStride, embedding)
+        } catch let error as SegmentationError {
+            // The variant's own options are the adapter's too: the message says where they are.
+            throw SegmentationError(error.code, "adapter 'attention': " + error.message)
+        }
     }
 
     private static func makePropagator(_ spec: StageSpec, attention: any TokenAttention) throws -> any Propagator {

@@ -21,13 +21,14 @@ public struct PluginAttention: TokenAttention {
             case .double(let v): given[key] = .float(v)
             case .bool(let v): given[key] = .bool(v)
             case .string(let v): given[key] = .string(v)
-            case .list:
+            case .list, .mapping:
                 throw SegmentationError(.invalidOption, "attention variant '\(variant.name)': option '\(key)' "
-                                            + "must be a scalar, got a list \(value)")
+                                            + "must be a scalar, got \(value)")
             }
         }
         do {
             self.options = try variant.resolveOptions(given)
+            try variant.validateOptions(self.options)
         } catch let error as PluginHostError {
             let code: SegmentationError.Code = if case .unknownOption = error { .unknownOption } else { .invalidOption }
             throw SegmentationError(code, error.description)

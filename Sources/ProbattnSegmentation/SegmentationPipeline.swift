@@ -51,4 +51,11 @@ public struct SegmentationPipeline: Sendable {
         try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
                                  classCount: classCount)
     }
+
+    /// The same with tokens fixed besides the clicks' (`Propagator.propagate(…fixed:…)`).
+    public func segment(_ prepared: PreparedImage, clicks: [Click], fixed: FixedTokens, classCount: Int) throws
+        -> SegmentationResult {
+        try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks, fixed: fixed,
+                                 classCount: classCount)
+    }
 }

@@ -10,13 +10,15 @@ import ProbattnImaging
 //
 // The writer stage (SQLite + publishing) belongs to the daemon and sits after the propagator.
 
-/// A value from a stage's `options:` block in the config (YAML scalars and lists).
+/// A value from a stage's `options:` block in the config (YAML scalars, lists, and the mapping of a nested stanza
+/// such as the adapter's `variant: {type: ..., ...}`).
 public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
     case int(Int)
     case double(Double)
     case bool(Bool)
     case string(String)
     case list([ConfigValue])
+    case mapping([String: ConfigValue])
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
         case .bool(let v): return String(v)
         case .string(let v): return v
         case .list(let vs): return "[" + vs.map(\.description).joined(separator: ", ") + "]"
+        case .mapping(let m):
+            return "{" + m.keys.sorted().map { "\($0): \(m[$0]!.description)" }.joined(separator: ", ") + "}"
         }
     }
 }
@@ -164,4 +168,47 @@ public protocol AttentionAdapter: Sendable {
 public protocol Propagator: Sendable {
     func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
         -> SegmentationResult
+    /// The same with tokens fixed to a class besides the clicks' (`FixedTokens`: a prompt box fixes the tokens
+    /// entirely outside it to background). A token a click reaches keeps the click's value. The default
+    /// implementation handles an empty set by the call above and throws for any other: a propagator that honours
+    /// fixed tokens implements this.
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                   classCount: Int) throws -> SegmentationResult
+}
+
+extension Propagator {
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                          classCount: Int) throws -> SegmentationResult {
+        guard fixed.isEmpty else {
+            throw SegmentationError(.invalidInput, "this propagator (\(type(of: self))) does not take fixed tokens")
+        }
+        return try propagate(encoded: encoded, adapted: adapted, clicks: clicks, classCount: classCount)
+    }
+}
+
+/// Tokens fixed to a class before propagation, in addition to the tokens the clicks fix: they are observed with
+/// weight 1 like clicked tokens, but a token that a click reaches keeps the click's value instead.
+public struct FixedTokens: Sendable, Equatable {
+    /// token index → class index.
+    public var classOf: [Int32: Int]
+
+    public init(classOf: [Int32: Int] = [:]) { self.classOf = classOf }
+
+    public var isEmpty: Bool { classOf.isEmpty }
+
+    /// The tokens of `encoded` none of whose pixels lies inside the rectangle `x0...x1` × `y0...y1` (pixels,
+    /// inclusive), each fixed to `classIndex`.
+    public static func outside(x0: Int, y0: Int, x1: Int, y1: Int, of encoded: EncodedImage, classIndex: Int)
+        -> FixedTokens {
+        let w = encoded.image.width, h = encoded.image.height
+        var inside = [Bool](repeating: false, count: encoded.tokenCount)
+        if x0 <= x1, y0 <= y1 {
+            for y in max(0, y0)...min(h - 1, y1) {
+                for x in max(0, x0)...min(w - 1, x1) { inside[Int(encoded.tokenOfPixel[y * w + x])] = true }
+            }
+        }
+        var classOf: [Int32: Int] = [:]
+        for t in 0..<encoded.tokenCount where !inside[t] { classOf[Int32(t)] = classIndex }
+        return FixedTokens(classOf: classOf)
+    }
 }

@@ -2,8 +2,8 @@
 /// door enforces the same rules. Without a principal (a daemon without security) everything is allowed.
 ///
 /// - `view`: `get_mask`, `list_sessions` (the sessions it opened or clicked in: none, for a pure viewer), `health`.
-/// - `annotate`: also `open_image`, `feedback`, `undo` (its own clicks only), `list_plugins`; `close_image` of the
-///   images it opened.
+/// - `annotate`: also `open_image`, `feedback`, `undo` (its own clicks only), `predict`, `list_plugins`;
+///   `close_image` of the images it opened.
 /// - `admin`: everything, on every image; `list_sessions` lists all sessions.
 ///
 /// An authenticated request acts as its principal's identity: a request naming another `annotator` is `forbidden`,
@@ -27,6 +27,10 @@ public enum Authorization {
             return request
         case .listPlugins:
             guard principal.role != .view else { throw deny("may not list plugins") }
+            return request
+        case .predict:
+            // A stateless prompt changes no session, but prepares an image: the work an annotator may ask for.
+            guard principal.role != .view else { throw deny("may only view") }
             return request
         case let .openImage(imageID, classes, annotator, sourcePath, publishPNG, bytes):
             guard principal.role != .view else { throw deny("may only view") }

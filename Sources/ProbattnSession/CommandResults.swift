@@ -50,6 +50,36 @@ public struct MaskChange: Sendable {
     public var overridden: [Int64]
 }
 
+/// `predict`: the mask of exactly the call's points and box.
+public struct PredictResult: Sendable {
+    public var contentHash: String
+    public var width: Int
+    public var height: Int
+    public var classes: [String]
+    public var mask: EncodedMask
+    /// Whether the prepared image came from the cache (false: this call decoded, encoded and adapted it).
+    public var cached: Bool
+    /// The points the propagator saw (the request's, or the box's centre point when the request gave none).
+    public var points: [WireClick]
+    /// The box, clipped to the image.
+    public var box: PixelBox?
+    /// `queue`, `decode`, `encode`, `adapt`, `propagate`, `total` (0 for steps not run).
+    public var timings: [String: Double]
+
+    public init(contentHash: String, width: Int, height: Int, classes: [String], mask: EncodedMask, cached: Bool,
+                points: [WireClick], box: PixelBox?, timings: [String: Double]) {
+        self.contentHash = contentHash
+        self.width = width
+        self.height = height
+        self.classes = classes
+        self.mask = mask
+        self.cached = cached
+        self.points = points
+        self.box = box
+        self.timings = timings
+    }
+}
+
 /// `get_mask`: the current version.
 public struct MaskSnapshot: Sendable {
     public var imageID: String
@@ -112,6 +142,7 @@ public enum CommandResult: Sendable {
     case closed(CloseResult)
     case sessions([SessionSummary])
     case health(HealthReport)
+    case predicted(PredictResult)
 }
 
 /// What every subscriber of an image receives after its mask changed (open → version 0, each feedback, each undo).

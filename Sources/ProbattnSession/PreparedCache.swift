@@ -2,11 +2,21 @@ import Foundation
 import ProbattnSegmentation
 
 /// The per-image cache of encoder and adapter outputs, bounded by a memory budget with least-recently-used eviction.
-/// An evicted image is prepared again by its next request (the caller does that; `get` just misses). The most recent
-/// entry is always kept, even when it alone exceeds the budget. Thread-safe.
+/// Sessions' images are keyed by their store id, the images of stateless `predict` calls by their content hash; both
+/// share the one budget. An evicted image is prepared again by its next request (the caller does that; `get` just
+/// misses). The most recent entry is always kept, even when it alone exceeds the budget. Thread-safe.
 public final class PreparedCache: @unchecked Sendable {
+    /// What an entry belongs to.
+    public enum Key: Hashable, Sendable {
+        /// An open session (its store id).
+        case session(Int64)
+        /// A `predict` image: its content hash, and the pipeline generation it was prepared with (the core bumps
+        /// the generation when a reload brings a new pipeline).
+        case content(String, generation: Int)
+    }
+
     private let lock = NSLock()
-    private var entries: [Int64: (prepared: PreparedImage, bytes: Int, lastUse: UInt64)] = [:]
+    private var entries: [Key: (prepared: PreparedImage, bytes: Int, lastUse: UInt64)] = [:]
     private var clock: UInt64 = 0
     private var budget: Int
     public private(set) var evictions = 0
@@ -19,7 +29,20 @@ public final class PreparedCache: @unchecked Sendable {
         evict(keeping: nil)
     }
 
-    public func get(_ key: Int64) -> PreparedImage? {
+    public func get(_ key: Int64) -> PreparedImage? { get(.session(key)) }
+    public func put(_ key: Int64, _ prepared: PreparedImage) { put(.session(key), prepared) }
+    public func remove(_ key: Int64) { remove(.session(key)) }
+    public func contains(_ key: Int64) -> Bool { contains(.session(key)) }
+
+    /// Drops every `predict` entry prepared with a generation other than `generation`.
+    public func removeContent(otherThan generation: Int) {
+        lock.lock(); defer { lock.unlock() }
+        for key in entries.keys {
+            if case .content(_, let g) = key, g != generation { entries[key] = nil }
+        }
+    }
+
+    public func get(_ key: Key) -> PreparedImage? {
         lock.lock(); defer { lock.unlock() }
         guard var entry = entries[key] else { return nil }
         clock += 1
@@ -28,19 +51,19 @@ public final class PreparedCache: @unchecked Sendable {
         return entry.prepared
     }
 
-    public func put(_ key: Int64, _ prepared: PreparedImage) {
+    public func put(_ key: Key, _ prepared: PreparedImage) {
         lock.lock(); defer { lock.unlock() }
         clock += 1
         entries[key] = (prepared, prepared.memoryBytes, clock)
         evict(keeping: key)
     }
 
-    public func remove(_ key: Int64) {
+    public func remove(_ key: Key) {
         lock.lock(); defer { lock.unlock() }
         entries[key] = nil
     }
 
-    public func contains(_ key: Int64) -> Bool {
+    public func contains(_ key: Key) -> Bool {
         lock.lock(); defer { lock.unlock() }
         return entries[key] != nil
     }
@@ -50,7 +73,7 @@ public final class PreparedCache: @unchecked Sendable {
         return (entries.count, entries.values.reduce(0) { $0 + $1.bytes }, budget, evictions)
     }
 
-    private func evict(keeping key: Int64?) {
+    private func evict(keeping key: Key?) {
         var total = entries.values.reduce(0) { $0 + $1.bytes }
         while total > budget {
             guard let victim = entries.filter({ $0.key != key }).min(by: { $0.value.lastUse < $1.value.lastUse })

@@ -15,6 +15,7 @@ public enum RequestKind: String, Sendable, CaseIterable {
     case listSessions = "list_sessions"
     case health
     case listPlugins = "list_plugins"
+    case predict
 }
 
 /// One click as a client sends it: pixel position and class name.
@@ -23,6 +24,56 @@ public struct WireClick: Sendable, Equatable {
     public var y: Int
     public var className: String
     public init(x: Int, y: Int, className: String) { self.x = x; self.y = y; self.className = className }
+}
+
+/// A rectangle in pixels, corners inclusive (`x0 <= x1`, `y0 <= y1`).
+public struct PixelBox: Sendable, Equatable {
+    public var x0: Int
+    public var y0: Int
+    public var x1: Int
+    public var y1: Int
+    public init(x0: Int, y0: Int, x1: Int, y1: Int) { self.x0 = x0; self.y0 = y0; self.x1 = x1; self.y1 = y1 }
+}
+
+/// `predict`: one stateless prompt (all its points and an optional box) on an image given by its bytes or by the
+/// content hash of an image a previous `predict` prepared.
+public struct PromptRequest: Sendable {
+    public enum Image: Sendable {
+        case bytes([UInt8])
+        /// Only the hash: the prepared image must still be in the cache (else `unknown_image`).
+        case cached
+    }
+
+    public var image: Image
+    /// `sha256:<hex>` of the image bytes (computed from them when they are given).
+    public var contentHash: String
+    public var classes: [String]
+    public var points: [WireClick]
+    public var box: PixelBox?
+    /// Who asked (logs only).
+    public var annotator: String?
+
+    public init(bytes: [UInt8], classes: [String], points: [WireClick], box: PixelBox?, annotator: String?) {
+        image = .bytes(bytes)
+        contentHash = "sha256:" + SHA256.hex(bytes)
+        self.classes = classes
+        self.points = points
+        self.box = box
+        self.annotator = annotator
+    }
+
+    public init(contentHash: String, classes: [String], points: [WireClick], box: PixelBox?, annotator: String?) {
+        image = .cached
+        self.contentHash = contentHash
+        self.classes = classes
+        self.points = points
+        self.box = box
+        self.annotator = annotator
+    }
+
+    /// The scheduler key of `predict` calls on this content: calls on the same image run one at a time (the
+    /// second finds the first's preparation), never in a session's queue (image ids cannot contain NUL).
+    public var queueKey: String { "\u{0}predict/" + contentHash }
 }
 
 /// The mask formats `get_mask` can return.
@@ -44,6 +95,7 @@ public enum RequestBody: Sendable {
     case listSessions
     case health
     case listPlugins
+    case predict(PromptRequest)
 
     /// The image a request works on; nil for daemon-wide kinds.
     public var imageID: String? {
@@ -51,9 +103,16 @@ public enum RequestBody: Sendable {
         case .openImage(let id, _, _, _, _, _), .feedback(let id, _, _), .undo(let id, _), .getMask(let id, _),
              .closeImage(let id):
             return id
-        case .listSessions, .health, .listPlugins:
+        case .listSessions, .health, .listPlugins, .predict:
             return nil
         }
+    }
+
+    /// The scheduler queue the request runs in: its image's, or for `predict` its content's; nil for daemon-wide
+    /// kinds.
+    public var queueKey: String? {
+        if case .predict(let prompt) = self { return prompt.queueKey }
+        return imageID
     }
 
     /// The kind this body is a request of.
@@ -67,6 +126,7 @@ public enum RequestBody: Sendable {
         case .listSessions: return .listSessions
         case .health: return .health
         case .listPlugins: return .listPlugins
+        case .predict: return .predict
         }
     }
 
@@ -74,6 +134,7 @@ public enum RequestBody: Sendable {
         switch self {
         case .openImage(_, _, let a, _, _, _): return a
         case .feedback(_, let a, _), .undo(_, let a): return a
+        case .predict(let p): return p.annotator
         default: return nil
         }
     }

@@ -9,22 +9,28 @@ public struct SessionSettings: Sendable {
     public var maxImagePixels: Int
     public var conflictPolicy: ConflictPolicy
     /// True when the store keeps the client's `source_path` instead of the image bytes (`store.image_bytes: path`):
-    /// `open_image` then needs a `source_path`.
+    /// `open_image` then needs a `source_path` that resolves inside `imageRoot`.
     public var storesImagePaths: Bool
+    /// The folder every stored `source_path` must resolve inside (`store.image_root`; see `ImagePaths`). With
+    /// `storesImagePaths` and no root, every `source_path` is refused.
+    public var imageRoot: String?
     /// The pipeline for images opened from now on.
     public var pipeline: SegmentationPipeline
 
     public init(maxImagePixels: Int, conflictPolicy: ConflictPolicy, storesImagePaths: Bool,
-                pipeline: SegmentationPipeline) {
+                imageRoot: String? = nil, pipeline: SegmentationPipeline) {
         self.maxImagePixels = maxImagePixels
         self.conflictPolicy = conflictPolicy
         self.storesImagePaths = storesImagePaths
+        self.imageRoot = imageRoot
         self.pipeline = pipeline
     }
 }
 
 /// The session core: every open image's collaborative state and the commands on it (`open_image`, `feedback`, `undo`,
-/// `get_mask`, `close_image`), with no I/O of its own. It calls the pipeline's stages, keeps prepared images in the
+/// `get_mask`, `close_image`), and stateless prompts (`predict`: a mask from exactly one call's points and box, on a
+/// preparation shared by every call on the same image content, with no session, store write or update), with no I/O
+/// of its own. It calls the pipeline's stages, keeps prepared images in the
 /// cache, and hands every change to the persistence before it returns, so a result is only ever produced for
 /// committed work. Every front door runs this same code: the ZeroMQ and HTTP transports through `SessionDispatcher`,
 /// `probattn eval` and tests directly.
@@ -36,6 +42,9 @@ public final class SessionCore: @unchecked Sendable {
     private let lock = NSLock()
     private var sessions: [String: ImageSession] = [:]
     private var settings: SessionSettings
+    /// Bumped by every `apply` (a reload may bring a new pipeline): `predict` preparations of older generations are
+    /// dropped from the cache and prepared again on their next call.
+    private var generation = 0
     public let persistence: any SessionPersistence
     public let cache: PreparedCache
     public let statistics: StageStatistics
@@ -54,7 +63,14 @@ public final class SessionCore: @unchecked Sendable {
 
     /// Applies new settings (a reload): the conflict policy and size limit at once, the pipeline to images opened
     /// from now on.
-    public func apply(_ new: SessionSettings) { lock.withLock { settings = new } }
+    public func apply(_ new: SessionSettings) {
+        let current = lock.withLock {
+            settings = new
+            generation += 1
+            return generation
+        }
+        cache.removeContent(otherThan: current)
+    }
 
     private func session(_ imageID: String) -> ImageSession? { lock.withLock { sessions[imageID] } }
 
@@ -116,6 +132,9 @@ public final class SessionCore: @unchecked Sendable {
             return CommandOutcome(result: .closed(try close(imageID)))
         case .listSessions:
             return CommandOutcome(result: .sessions(summaries(visibleTo: request.principal)))
+        case .predict(let prompt):
+            return CommandOutcome(result: .predicted(try predict(prompt, queueSeconds: queueSeconds,
+                                                                 received: received)))
         case .health, .listPlugins:
             throw ProtocolError(.internal, "'\(request.kind.rawValue)' is answered by the dispatcher, not the core")
         }
@@ -187,9 +206,18 @@ public final class SessionCore: @unchecked Sendable {
                 imageID: imageID, width: current.width, height: current.height, classes: classes, contentHash: hash,
                 version: version, reopened: true, timings: timings)))
         }
-        if settings.storesImagePaths, sourcePath == nil {
-            throw ProtocolError(.badRequest,
-                                "field 'source_path' is required: this daemon stores image paths, not bytes (store.image_bytes: path)")
+        var sourcePath = sourcePath
+        if settings.storesImagePaths {
+            guard let given = sourcePath else {
+                throw ProtocolError(.badRequest,
+                                    "field 'source_path' is required: this daemon stores image paths, not bytes (store.image_bytes: path)")
+            }
+            // The resolved path is what is stored and re-read.
+            guard let root = settings.imageRoot, let resolved = ImagePaths.resolve(given, inside: root) else {
+                throw ProtocolError(.badRequest,
+                                    "field 'source_path' must name an existing file inside the daemon's image folder (store.image_root), symlinks resolved")
+            }
+            sourcePath = resolved
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let image = try decode(bytes, maxPixels: settings.maxImagePixels)
@@ -337,6 +365,102 @@ public final class SessionCore: @unchecked Sendable {
         return CommandOutcome(result: .changed(change), update: update)
     }
 
+    // MARK: predict
+
+    /// `predict`: the prepared image of the content (from the cache, or decoded and prepared now and cached under
+    /// its hash), then the propagator on exactly the request's points, with the tokens entirely outside the box fixed
+    /// to the last class and the mask outside the box set to it. Nothing is stored, logged as clicks or published.
+    private func predict(_ prompt: PromptRequest, queueSeconds: Double, received: UInt64) throws -> PredictResult {
+        let settings = currentSettings
+        let generation = lock.withLock { self.generation }
+        let key = PreparedCache.Key.content(prompt.contentHash, generation: generation)
+        var timings: [String: Double] = ["queue": queueSeconds, "decode": 0, "encode": 0, "adapt": 0]
+        let prepared: PreparedImage
+        let cached: Bool
+        if let hit = cache.get(key) {
+            prepared = hit
+            cached = true
+        } else {
+            guard case .bytes(let bytes) = prompt.image else {
+                throw ProtocolError(.unknownImage,
+                                    "no prepared image with content hash '\(prompt.contentHash)'; send the image bytes")
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let image = try decode(bytes, maxPixels: settings.maxImagePixels)
+            timings["decode"] = Self.seconds(since: t0)
+            statistics.record("decode", seconds: timings["decode"]!)
+            prepared = try stage("encoder/adapter") { try settings.pipeline.prepare(image) }
+            timings["encode"] = prepared.encodeSeconds
+            timings["adapt"] = prepared.adaptSeconds
+            statistics.record("encode", seconds: prepared.encodeSeconds)
+            statistics.record("adapt", seconds: prepared.adaptSeconds)
+            cache.put(key, prepared)
+            cached = false
+        }
+        let width = prepared.encoded.image.width, height = prepared.encoded.image.height
+        let classes = prompt.classes
+        var clicks: [ActiveClick] = []
+        for (index, point) in prompt.points.enumerated() {
+            guard (0..<width).contains(point.x), (0..<height).contains(point.y) else {
+                throw ProtocolError(.outOfBounds,
+                                    "points[\(index)] at (\(point.x), \(point.y)) lies outside the \(width)x\(height) image")
+            }
+            guard let classIndex = classes.firstIndex(of: point.className) else {
+                throw ProtocolError(.unknownClass, "points[\(index)] has class '\(point.className)'; the classes are "
+                                    + classes.joined(separator: ", "))
+            }
+            clicks.append(ActiveClick(id: Int64(index), annotator: prompt.annotator ?? "",
+                                      click: Click(x: point.x, y: point.y, classIndex: classIndex)))
+        }
+        var box: PixelBox?
+        if let given = prompt.box {
+            let clipped = PixelBox(x0: max(0, given.x0), y0: max(0, given.y0), x1: min(width - 1, given.x1),
+                                   y1: min(height - 1, given.y1))
+            guard clipped.x0 <= clipped.x1, clipped.y0 <= clipped.y1 else {
+                throw ProtocolError(.outOfBounds, "the box (\(given.x0), \(given.y0))-(\(given.x1), \(given.y1)) lies "
+                                    + "outside the \(width)x\(height) image")
+            }
+            box = clipped
+        }
+        var points = prompt.points
+        if clicks.isEmpty, let box {
+            let centre = WireClick(x: (box.x0 + box.x1) / 2, y: (box.y0 + box.y1) / 2, className: classes[0])
+            points = [centre]
+            clicks = [ActiveClick(id: 0, annotator: prompt.annotator ?? "",
+                                  click: Click(x: centre.x, y: centre.y, classIndex: 0))]
+        }
+        guard !clicks.isEmpty else {
+            throw ProtocolError(.badRequest, "'predict' needs at least one point or a box")
+        }
+        let background = classes.count - 1
+        let fixed = box.map {
+            FixedTokens.outside(x0: $0.x0, y0: $0.y0, x1: $0.x1, y1: $0.y1, of: prepared.encoded,
+                                classIndex: background)
+        } ?? FixedTokens()
+        let resolved = ConflictResolution.resolve(clicks, width: width, policy: settings.conflictPolicy)
+        let result = try stage("propagator") {
+            try settings.pipeline.segment(prepared, clicks: resolved.inForce, fixed: fixed, classCount: classes.count)
+        }
+        guard result.mask.width == width, result.mask.height == height else {
+            throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")
+        }
+        statistics.record("propagate", seconds: result.seconds)
+        var mask = result.mask
+        if let box {
+            for y in 0..<height {
+                for x in 0..<width where x < box.x0 || x > box.x1 || y < box.y0 || y > box.y1 {
+                    mask.labels[y * width + x] = UInt8(background)
+                }
+            }
+        }
+        timings["propagate"] = result.seconds
+        timings["total"] = Self.seconds(since: received)
+        statistics.record("predict_total", seconds: timings["total"]!)
+        return PredictResult(contentHash: prompt.contentHash, width: width, height: height, classes: classes,
+                             mask: EncodedMask(mask, classes: classes), cached: cached, points: points, box: box,
+                             timings: timings)
+    }
+
     // MARK: stages
 
     private func existing(_ imageID: String) throws -> ImageSession {
@@ -383,7 +507,10 @@ public final class SessionCore: @unchecked Sendable {
         let bytes: [UInt8]
         if let inline = session.imageBytes {
             bytes = inline
-        } else if let path = session.sourcePath {
+        } else if let stored = session.sourcePath {
+            guard let root = currentSettings.imageRoot, let path = ImagePaths.resolve(stored, inside: root) else {
+                throw ProtocolError(.internal, "the image file '\(stored)' is missing or no longer inside store.image_root")
+            }
             do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) } catch {
                 throw ProtocolError(.internal, "cannot re-read the image file '\(path)': \(error.localizedDescription)")
             }

@@ -53,15 +53,17 @@ public final class SessionDispatcher: @unchecked Sendable {
         default:
             break
         }
-        guard let imageID = request.body.imageID else {
+        guard let imageID = request.body.queueKey else {
             completion(.failure(ProtocolError(.internal, "request without an image")))
             return
         }
         let accepted = scheduler.submit(key: imageID) { [self] in
             let started = DispatchTime.now().uptimeNanoseconds
             let queueSeconds = Double(started - received) / 1e9
-            var meta: Logger.Metadata = ["request": "\(request.requestID)", "kind": "\(request.kind.rawValue)",
-                                         "image": "\(imageID)"]
+            var meta: Logger.Metadata = ["request": "\(request.requestID)", "kind": "\(request.kind.rawValue)"]
+            if case .predict(let prompt) = request.body { meta["content"] = "\(prompt.contentHash)" } else {
+                meta["image"] = "\(imageID)"
+            }
             if let annotator = request.body.annotator { meta["annotator"] = "\(annotator)" }
             let outcome: CommandOutcome
             do {
@@ -83,8 +85,9 @@ public final class SessionDispatcher: @unchecked Sendable {
         }
         if !accepted {
             let depth = scheduler.queueDepths[imageID] ?? 0
+            let what = request.body.imageID.map { "image '\($0)'" } ?? "this image content"
             completion(.failure(ProtocolError(
-                .busy, "the daemon is busy (\(depth) requests queued for image '\(imageID)', \(scheduler.pendingCount) pending in all); retry later")))
+                .busy, "the daemon is busy (\(depth) requests queued for \(what), \(scheduler.pendingCount) pending in all); retry later")))
         }
     }
 
@@ -103,7 +106,11 @@ public final class SessionDispatcher: @unchecked Sendable {
         let cache = core.cache.stats
         return HealthReport(uptimeSeconds: Double(DispatchTime.now().uptimeNanoseconds - startTime) / 1e9,
                             sessions: core.sessionCount, pendingRequests: scheduler.pendingCount,
-                            workers: scheduler.workerCount, queueDepths: scheduler.queueDepths,
+                            workers: scheduler.workerCount,
+                            // `predict` queues are keyed "\0predict/<hash>": shown as "predict/<hash>".
+                            queueDepths: Dictionary(scheduler.queueDepths.map {
+                                ($0.key.hasPrefix("\u{0}") ? String($0.key.dropFirst()) : $0.key, $0.value)
+                            }, uniquingKeysWith: +),
                             cacheEntries: cache.entries, cacheBytes: cache.bytes, cacheBudgetBytes: cache.budget,
                             cacheEvictions: cache.evictions, stages: core.statistics.summary())
     }

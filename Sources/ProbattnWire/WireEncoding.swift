@@ -103,6 +103,17 @@ public enum WireEncoding {
             return (["sessions": .array(list.map(json))], [])
         case .health(let h):
             return (json(h), [])
+        case .predicted(let p):
+            var body: [String: JSONValue] = [
+                "content_hash": .string(p.contentHash), "width": .int(p.width), "height": .int(p.height),
+                "classes": .array(p.classes.map(JSONValue.string)), "mask": json(p.mask.rle),
+                "cached": .bool(p.cached), "timings_ms": milliseconds(p.timings),
+                "points": .array(p.points.map { ["x": .int($0.x), "y": .int($0.y), "class": .string($0.className)] }),
+                "box": p.box.map { ["x0": .int($0.x0), "y0": .int($0.y0), "x1": .int($0.x1), "y1": .int($0.y1)] }
+                    ?? .null,
+            ]
+            if let perClass = p.mask.classMasks { body["class_masks"] = .object(perClass.mapValues(json)) }
+            return (.object(body), [])
         }
     }
 

@@ -141,6 +141,16 @@ public final class ZMQSocket: @unchecked Sendable {
     }
     public func setSendTimeout(_ milliseconds: Int32) throws { try set(ZMQ_SNDTIMEO, "ZMQ_SNDTIMEO", int: milliseconds) }
 
+    /// REQ only: put a request-id frame (and the delimiter) in front of every request and accept only the reply that
+    /// carries it back (`ZMQ_REQ_CORRELATE`); usually together with `setRequestRelaxed`.
+    public func setRequestCorrelate(_ on: Bool) throws {
+        try set(ZMQ_REQ_CORRELATE, "ZMQ_REQ_CORRELATE", int: on ? 1 : 0)
+    }
+    /// REQ only: allow a new request before the previous reply arrived (`ZMQ_REQ_RELAXED`).
+    public func setRequestRelaxed(_ on: Bool) throws {
+        try set(ZMQ_REQ_RELAXED, "ZMQ_REQ_RELAXED", int: on ? 1 : 0)
+    }
+
     /// SUB only: receive messages whose first frame starts with `prefix` (empty = everything).
     public func subscribe(_ prefix: [UInt8]) throws {
         guard zmq_setsockopt(try live("setsockopt"), ZMQ_SUBSCRIBE, prefix, prefix.count) == 0 else {
@@ -165,6 +175,25 @@ public final class ZMQSocket: @unchecked Sendable {
             if dontWait { flags |= ZMQ_DONTWAIT }
             let rc = frame.withUnsafeBytes { zmq_send(h, $0.baseAddress, $0.count, flags) }
             guard rc >= 0 else { throw ZMQError("send") }
+        }
+    }
+
+    /// Sends the buffers as one multipart message without copying them (`zmq_msg_init_data` without a free
+    /// function): for large payloads sent many times. The caller keeps every buffer alive and unchanged until the
+    /// socket's context has terminated, since libzmq may still be writing them after this returns.
+    public func send(unownedFrames frames: [UnsafeRawBufferPointer], dontWait: Bool = false) throws {
+        let h = try live("send")
+        for (i, frame) in frames.enumerated() {
+            var message = zmq_msg_t()
+            guard zmq_msg_init_data(&message, UnsafeMutableRawPointer(mutating: frame.baseAddress), frame.count,
+                                    nil, nil) == 0 else { throw ZMQError("zmq_msg_init_data") }
+            var flags: Int32 = i + 1 < frames.count ? ZMQ_SNDMORE : 0
+            if dontWait { flags |= ZMQ_DONTWAIT }
+            guard zmq_msg_send(&message, h, flags) >= 0 else {
+                let error = ZMQError("send")
+                zmq_msg_close(&message)
+                throw error
+            }
         }
     }
 
@@ -220,5 +249,21 @@ public enum ZMQPoller {
             throw ZMQError("zmq_poll")
         }
         return raw.map { ($0.revents & Int16(ZMQ_POLLIN)) != 0 }
+    }
+}
+
+/// `zmq_proxy_steerable`: forwards every message between two sockets, in both directions.
+public enum ZMQProxy {
+    /// Runs on the calling thread until `control` (a socket connected to one the caller keeps) receives
+    /// `TERMINATE`, or the context is terminated. A ROUTER frontend and a DEALER backend make the broker of
+    /// ZeroMQ's "extended request-reply" pattern: each message crosses it with the client's routing id in front.
+    public static func run(frontend: ZMQSocket, backend: ZMQSocket, control: ZMQSocket) throws {
+        guard let f = frontend.rawHandle, let b = backend.rawHandle, let c = control.rawHandle else {
+            throw ZMQError("zmq_proxy_steerable", errno: ENOTSOCK)
+        }
+        guard zmq_proxy_steerable(f, b, nil, c) == 0 else {
+            if zmq_errno() == ETERM { return }
+            throw ZMQError("zmq_proxy_steerable")
+        }
     }
 }

@@ -75,6 +75,10 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .customLong("save-masks"), help: "Also write every final mask as PNG and COCO RLE JSON into DIR/masks.")
     var saveMasks = false
 
+    @Flag(name: .customLong("save-click-masks"),
+          help: "Also write the mask after every click (DIR/clicks/<name>/click-NN.png) and the encoder's token footprint (DIR/clicks/<name>/tokens.png: token index = 256 R + G), for error analysis.")
+    var saveClickMasks = false
+
     @Option(help: "Evaluate this many instances at once (the pipeline is thread-safe). Per-click times then include contention.")
     var jobs = 1
 
@@ -86,6 +90,7 @@ struct EvalCommand: ParsableCommand {
         if maxClicks < 1 { throw ValidationError("--max-clicks must be at least 1") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if saveMasks && report == nil { throw ValidationError("--save-masks needs --report DIR") }
+        if saveClickMasks && report == nil { throw ValidationError("--save-click-masks needs --report DIR") }
         if dataset == .folder {
             guard images != nil, masks != nil else {
                 throw ValidationError("--dataset folder needs --images DIR and --masks DIR")
@@ -126,9 +131,15 @@ struct EvalCommand: ParsableCommand {
             instances = try BenchmarkDataset.instances(dataset, root: root ?? "", split: split)
         }
         if let limit { instances = Array(instances.prefix(limit)) }
-        let runner = try EvaluationRunner(pipeline: pipeline, maxClicks: maxClicks,
-                                          maxPixels: daemonConfig?.limits.maxImagePixels,
-                                          conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins)
+        let clicksFolder = saveClickMasks ? report.map { ($0 as NSString).appendingPathComponent("clicks") } : nil
+        let runner = try EvaluationRunner(
+            pipeline: pipeline, maxClicks: maxClicks, maxPixels: daemonConfig?.limits.maxImagePixels,
+            conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins,
+            clickMaskSink: clicksFolder.map { folder in
+                { name, click, mask in
+                    try ClickMaskExport.writeMask(mask, click: click, name: name, folder: folder)
+                }
+            })
 
         let progress = EvalProgress(total: instances.count, maxClicks: maxClicks)
         let masksFolder = report.map { ($0 as NSString).appendingPathComponent("masks") }
@@ -139,6 +150,11 @@ struct EvalCommand: ParsableCommand {
                 let (result, finalMask) = try runner.evaluate(instances[index])
                 if saveMasks, let masksFolder {
                     try MaskExport.write(finalMask, objectClass: 0, name: instances[index].name, directory: masksFolder)
+                }
+                if let clicksFolder {
+                    let (image, _) = try instances[index].load(maxPixels: daemonConfig?.limits.maxImagePixels)
+                    try ClickMaskExport.writeTokens(try pipeline.encoder.encode(image), name: instances[index].name,
+                                                    folder: clicksFolder)
                 }
                 slots.set(index, .success(result))
                 progress.finished(result)
@@ -192,6 +208,7 @@ struct EvalCommand: ParsableCommand {
             "limit": limit.map(JSONValue.int) ?? .null,
             "max_clicks": .int(maxClicks),
             "jobs": .int(jobs),
+            "save_click_masks": .bool(saveClickMasks),
             "protocol": .string("RITM isegm clicker and NoC (evaluation.md section 1); all clicks run (target_iou 1.01)"),
             "prediction": .string("pipeline class map, object = class 0 (RITM: prob > 0.49)"),
             "zoom_in": .bool(false),

@@ -138,7 +138,7 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         lock.withLock { clickPhaseStart = min(clickPhaseStart, start) }
         for click in 0..<settings.clicksPerAnnotator {
-            let (x, y, isObject) = clickPosition(in: image, wantObject: click % 2 == 0, random: &random)
+            let (x, y, isObject) = image.clickPosition(wantObject: click % 2 == 0, random: &random)
             let requestID = nextID()
             var fields: [String: JSONValue] = [
                 "image_id": .string(id), "annotator": .string(name), "request_id": .string(requestID),
@@ -214,18 +214,6 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
             report.errors.append(message)
             openFailed = true
         }
-    }
-
-    private func clickPosition(in image: BenchImage, wantObject: Bool, random: inout SplitMix64)
-        -> (x: Int, y: Int, isObject: Bool) {
-        for _ in 0..<1000 {
-            let x = Int(random.next() % UInt64(image.width))
-            let y = Int(random.next() % UInt64(image.height))
-            guard let truth = image.isObject else { return (x, y, wantObject) }
-            if truth[y * image.width + x] == wantObject { return (x, y, wantObject) }
-        }
-        let x = Int(random.next() % UInt64(image.width)), y = Int(random.next() % UInt64(image.height))
-        return (x, y, image.isObject?[y * image.width + x] ?? wantObject)
     }
 }
 

@@ -17,6 +17,21 @@ struct BenchImage: Sendable {
     var isObject: [Bool]?
 }
 
+extension BenchImage {
+    /// A click position: a pixel of the wanted class when the image has ground truth (the class then follows the
+    /// pixel), a uniformly random pixel with the wanted class otherwise.
+    func clickPosition(wantObject: Bool, random: inout SplitMix64) -> (x: Int, y: Int, isObject: Bool) {
+        for _ in 0..<1000 {
+            let x = Int(random.next() % UInt64(width))
+            let y = Int(random.next() % UInt64(height))
+            guard let truth = isObject else { return (x, y, wantObject) }
+            if truth[y * width + x] == wantObject { return (x, y, wantObject) }
+        }
+        let x = Int(random.next() % UInt64(width)), y = Int(random.next() % UInt64(height))
+        return (x, y, isObject?[y * width + x] ?? wantObject)
+    }
+}
+
 /// The settings of one `probattn bench latency` run.
 struct LatencyBenchmarkSettings: Sendable {
     var requestEndpoint: String
@@ -256,7 +271,7 @@ final class LatencyBenchmark: @unchecked Sendable {
         lock.withLock { clickPhaseStart = min(clickPhaseStart, start) }
         for click in 0..<settings.clicksPerAnnotator {
             let wantObject = click % 2 == 0
-            let (x, y, isObject) = clickPosition(in: image, wantObject: wantObject, random: &random)
+            let (x, y, isObject) = image.clickPosition(wantObject: wantObject, random: &random)
             let fields = ProbattnClient.feedbackFields(
                 id, annotator: name, clicks: [WireClick(x: x, y: y, className: isObject ? "object" : "background")])
             let reply = requests.call("feedback", fields, listener: listener)
@@ -294,20 +309,6 @@ final class LatencyBenchmark: @unchecked Sendable {
             report.errors.append(message)
             openFailed = true
         }
-    }
-
-    /// A click position: a pixel of the wanted class when the image has ground truth (the class then follows the
-    /// pixel), a uniformly random pixel with the wanted class otherwise.
-    private func clickPosition(in image: BenchImage, wantObject: Bool, random: inout SplitMix64)
-        -> (x: Int, y: Int, isObject: Bool) {
-        for _ in 0..<1000 {
-            let x = Int(random.next() % UInt64(image.width))
-            let y = Int(random.next() % UInt64(image.height))
-            guard let truth = image.isObject else { return (x, y, wantObject) }
-            if truth[y * image.width + x] == wantObject { return (x, y, wantObject) }
-        }
-        let x = Int(random.next() % UInt64(image.width)), y = Int(random.next() % UInt64(image.height))
-        return (x, y, image.isObject?[y * image.width + x] ?? wantObject)
     }
 }
 

@@ -26,6 +26,7 @@ struct RunCommand: ParsableCommand {
         let level = daemonConfig.logging.level
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level) }
         let logger = Logger(label: "probattnd")
+        DaemonService.prepareProcess(config: daemonConfig)
         let failure = FailureBox()
         let done = DispatchSemaphore(value: 0)
         let path = config

@@ -45,6 +45,9 @@ struct ValidateCommand: ParsableCommand {
         } catch {
             throw fail("\(config): \(error)")
         }
+        for deprecation in daemonConfig.deprecations {
+            standardError.write(Data("probattnd validate: warning: \(config): \(deprecation)\n".utf8))
+        }
         let security: String
         do {
             security = try SecurityCheck.check(daemonConfig.security)

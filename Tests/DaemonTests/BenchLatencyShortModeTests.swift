@@ -24,7 +24,7 @@ import ProbattnEvaluation
         return folder
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func theShortModeRunsAgainstTheRealDaemonAndWritesTheReport() throws {
         let products = try Self.productsFolder()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("probattn-bench-\(UUID().uuidString.prefix(8))")

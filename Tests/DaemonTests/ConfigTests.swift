@@ -75,7 +75,11 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
             let config = try DaemonConfig.load(path: path)
             let adapter = config.pipeline.first { $0.role == .adapter }
             #expect(adapter?.type == "attention")
-            #expect(adapter?.options["variant"] == .string(variant))
+            guard case .mapping(let nested)? = adapter?.options["variant"] else {
+                Issue.record("\(variant).yaml: the adapter's variant is not in the nested form")
+                continue
+            }
+            #expect(nested["type"] == .string(variant))
         }
     }
 
@@ -183,7 +187,7 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         let error = decodeError("endpoints: {}\nplugins_dir: /x\n")
         #expect(error?.code == .unknownKey)
         #expect(error?.path == "plugins_dir")
-        #expect(error?.message == "unknown key 'plugins_dir' at plugins_dir (line 2); valid keys at the top level: endpoints, http, plugin_dir, store, limits, sessions, pipeline, logging, notify, security")
+        #expect(error?.message == "unknown key 'plugins_dir' at plugins_dir (line 2); valid keys at the top level: endpoints, http, plugin_dir, store, limits, sessions, pipeline, logging, notify, label_studio, security")
     }
 
     @Test func theHTTPListenAddressIsHostColonPort() throws {
@@ -202,7 +206,7 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(decodeError("http: {}\n")?.code == .missingKey)
         let unknown = decodeError("http: {listen: 127.0.0.1:1, port: 2}\n")
         #expect(unknown?.code == .unknownKey)
-        #expect(unknown?.message == "unknown key 'port' at http.port (line 1); valid keys in http: listen")
+        #expect(unknown?.message == "unknown key 'port' at http.port (line 1); valid keys in http: listen, image_folder, web_root")
     }
 
     @Test func anUnknownNestedKeyIsNamedWithItsPath() {
@@ -248,9 +252,16 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(flag?.message == "notify.watchdog: expected true or false, found 'sometimes' (line 1)")
         let stages = decodeError("pipeline: {role: encoder}")
         #expect(stages?.message == "pipeline: expected a list, found a mapping (line 1)")
-        let option = decodeError("pipeline:\n  - role: encoder\n    type: g\n    options: {stride: {a: 1}}\n")
-        #expect(option?.path == "pipeline[0].options.stride")
-        #expect(option?.code == .wrongType)
+        // A mapping is a valid option value (the adapter's nested `variant`); where a number belongs, validation
+        // names the option.
+        let mapping = try? DaemonConfig.decode(yaml: "pipeline:\n  - role: encoder\n    type: grid_features\n    options: {stride: {a: 1}}\n")
+        #expect(mapping != nil, "decodes")
+        #expect(throws: (any Error).self) { try GridFeatureEncoder(options: mapping?.pipeline[0].options ?? [:]) }
+        do {
+            _ = try GridFeatureEncoder(options: mapping?.pipeline[0].options ?? [:])
+        } catch {
+            #expect("\(error)".contains("stride"), "\(error)")
+        }
     }
 
     @Test func outOfRangeLimitsAreRefused() {
@@ -368,5 +379,27 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         config.pipeline[3] = StageSpec(role: .writer, type: "sqlite", options: ["sync": .bool(true)])
         #expect(validationError(config)?.message
                     == "pipeline[3].options: unknown option 'sync'; the sqlite writer takes no options")
+    }
+}
+
+@Suite struct AdapterForms {
+    @Test func theFlatFormIsDeprecatedWithOneLineAndTheNestedFormIsNot() throws {
+        let flat = try DaemonConfig.decode(yaml: """
+            pipeline:
+              - {role: encoder, type: grid_features}
+              - {role: adapter, type: attention, options: {variant: softmax, scale: 1.0}}
+              - {role: propagator, type: belief_propagation}
+            """)
+        #expect(flat.deprecations.count == 1)
+        #expect(flat.deprecations.first?.hasPrefix("pipeline[1].options: the flat adapter form") == true)
+        let nested = try DaemonConfig.decode(yaml: """
+            pipeline:
+              - {role: encoder, type: grid_features}
+              - {role: adapter, type: attention, options: {variant: {type: softmax, scale: 1.0}}}
+              - {role: propagator, type: belief_propagation}
+            """)
+        #expect(nested.deprecations.isEmpty)
+        #expect(nested.pipeline[1].options["variant"] == .mapping(["type": .string("softmax"), "scale": .double(1.0)]))
+        #expect(DaemonConfig().deprecations.isEmpty, "the built-in default is nested")
     }
 }

@@ -72,7 +72,9 @@ struct DaemonBadInputTests {
         #expect(version["protocol"] == 1, "the reply says which version the daemon speaks")
 
         #expect(errorCode(try client.request("open_image", ["image_id": "huge"],
-                                             payloads: [[UInt8](repeating: 7, count: 300_000)])) == "message_too_large")
+                                             payloads: [[UInt8](repeating: 7, count: 150_000),
+                                                        [UInt8](repeating: 7, count: 150_000)])) == "message_too_large",
+                "frames each within the limit that add up to more (a single frame over it is cut by ZeroMQ)")
         #expect(errorCode(try client.request("open_image", ["image_id": "many"], payloads: [[1], [2], [3], [4]]))
                 == "too_many_frames")
         // One session-level error end to end: the core's code travels the same way.

@@ -73,7 +73,7 @@ final class DaemonProcess: @unchecked Sendable {
               results: \(results)
             store:
               path: \(storePath)
-              image_bytes: \(imageBytes)
+              image_bytes: \(imageBytes)\(imageBytes == "path" ? "\n  image_root: \(folder)" : "")
             logging:
               level: debug
             \(http ? "http: {listen: \"127.0.0.1:0\"}" : "")
@@ -154,7 +154,8 @@ final class DaemonProcess: @unchecked Sendable {
     /// "HTTP listening address=HOST:PORT" line.
     private func readHTTPEndpoint(deadline: Date) throws {
         guard waitForLog("Daemon ready", timeout: max(0, deadline.timeIntervalSinceNow)) else {
-            throw HarnessError("no 'Daemon ready' line in time (or probattnd exited). Log:\n\(log)")
+            throw HarnessError(process?.isRunning == true ? "no 'Daemon ready' line in time. Log:\n\(log)"
+                               : "probattnd exited before the HTTP gateway was ready. Log:\n\(log)")
         }
         let text = log
         guard let line = text.components(separatedBy: "\n").first(where: { $0.contains("HTTP listening") }),
@@ -163,6 +164,19 @@ final class DaemonProcess: @unchecked Sendable {
         }
         let address = line[range.upperBound...].split(separator: " ").first.map(String.init) ?? ""
         httpEndpoint = "http://\(address)"
+    }
+
+    /// Re-reads a value that changes without any event to wait on (the process's open descriptors or its RSS, from
+    /// /proc) until `condition` holds or `timeout` passes; returns whether it held. This samples a measurement, it
+    /// synchronises with nothing: between readings it waits on a semaphore that nobody signals.
+    func sample(for timeout: Double, every interval: Double = 0.05, until condition: () -> Bool) -> Bool {
+        let deadline = DispatchTime.now() + timeout
+        let pause = DispatchSemaphore(value: 0)
+        while !condition() {
+            guard DispatchTime.now() < deadline else { return false }
+            _ = pause.wait(timeout: .now() + interval)
+        }
+        return true
     }
 
     /// A keep-alive HTTP connection to the gateway.
@@ -183,7 +197,7 @@ final class DaemonProcess: @unchecked Sendable {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
         func field(_ name: String) -> Int {
             guard let line = status.components(separatedBy: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
-            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+            return (Int(line.split(whereSeparator: \.isWhitespace).dropFirst().first ?? "") ?? 0) * 1024
         }
         return (field("VmRSS"), field("VmHWM"))
     }

@@ -50,3 +50,37 @@ import Testing
         #expect(noRoot != 0 && rootMessage.contains("--root"), "\(rootMessage)")
     }
 }
+
+/// Every shipped config runs: `probattn eval --config FILE` on two GrabCut images, three clicks each.
+@Suite struct ShippedConfigsRun {
+    static var repository: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    @Test func everyFileInConfigValidatesAndEvaluates() throws {
+        let root = EvalReplayTests.grabCutRoot
+        guard FileManager.default.fileExists(atPath: root) else {
+            Issue.record("GrabCut is not at \(root): this test needs ../shared beside the repository")
+            return
+        }
+        let config = Self.repository.appendingPathComponent("Config")
+        let examples = try FileManager.default.contentsOfDirectory(atPath: config.path + "/examples")
+            .filter { $0.hasSuffix(".yaml") }.sorted().map { config.path + "/examples/" + $0 }
+        #expect(examples.count >= 7)
+        for file in [config.path + "/probattnd.yaml"] + examples {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: DaemonProcess.productsFolder + "/probattn")
+            process.arguments = ["eval", "--dataset", "grabcut", "--root", root, "--limit", "2", "--max-clicks", "3",
+                                 "--config", file]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\((file as NSString).lastPathComponent): \(output)")
+            #expect(output.contains("grabcut (all): 2 images"), "\(output)")
+            #expect(!output.contains("deprecated"), "\((file as NSString).lastPathComponent) uses the flat form")
+        }
+    }
+}

@@ -69,7 +69,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 }
 
 @Suite struct HTTPGatewayRoutes {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func everyRouteAnswersWithTheProtocolsFields() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -149,7 +149,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(notUpgraded.errorCode == "bad_request")
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func errorStatusesFollowTheirCodes() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -257,7 +257,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 }
 
 @Suite struct HTTPWebSocketTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func twoClientsReceiveEveryUpdateInOrderWithItsClickAndPresence() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -310,7 +310,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         _ = try http.request("DELETE", "/api/v1/images/\(HTTPConnection.encode(id))")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aTextFrameThatIsNotARequestGetsAnErrorAndTheConnectionStaysOpen() throws {
         let daemon = try SharedHTTPDaemon.get()
         let id = HTTPRequests.uniqueID("ws-bad")
@@ -381,7 +381,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
             .reduce(0) { $0 + $1.value }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func countersMoveAfterAClickOnBothTransports() throws {
         let daemon = try SharedHTTPDaemon.get()
         let http = try daemon.httpConnection()
@@ -417,7 +417,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 
 /// Tests that measure or stop the daemon, each with its own.
 @Suite struct HTTPProcessTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func aBodyOverTheLimitIsRefusedAsItArrivesAndMemoryStaysBounded() throws {
         let limit = 16 << 20
         let daemon = try DaemonProcess(extraYAML: "limits: {max_message_bytes: \(limit)}", http: true)
@@ -446,13 +446,16 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(late.errorCode == "message_too_large")
         #expect(sent < 200 << 20, "the whole 200 MiB went out before the refusal")
         let peak = daemon.memory.peak
+        #expect(baseline > 0 && peak >= baseline)
+        print("HTTP body limit: baseline RSS \(baseline >> 20) MiB, peak \(peak >> 20) MiB, limit \(limit >> 20) MiB, "
+              + "\(sent >> 20) MiB sent before the chunked refusal")
         #expect(peak - baseline < limit + 50 << 20,
                 "peak RSS \(peak >> 20) MiB, baseline \(baseline >> 20) MiB, limit \(limit >> 20) MiB")
         // The daemon serves on.
         #expect(try daemon.httpConnection().request("GET", "/api/v1/health").status == 200)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func fiftyClientsThatDisconnectMidUploadLeaveNothingBehind() throws {
         let daemon = try DaemonProcess(http: true)
         try daemon.start()
@@ -470,16 +473,18 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         }
         clients.forEach { $0.close() }
         clients.removeAll()
-        let deadline = Date().addingTimeInterval(20)
-        while daemon.openDescriptors > descriptors + 5, Date() < deadline { usleep(50_000) }
-        #expect(daemon.openDescriptors <= descriptors + 5, "descriptors \(descriptors) before, \(daemon.openDescriptors) after")
-        while daemon.memory.rss > rss + 20 << 20, Date() < deadline { usleep(50_000) }
-        #expect(daemon.memory.rss <= rss + 20 << 20, "RSS \(rss >> 20) MiB before, \(daemon.memory.rss >> 20) MiB after")
+        #expect(daemon.sample(for: 20, until: { daemon.openDescriptors <= descriptors + 5 }),
+                "descriptors \(descriptors) before, \(daemon.openDescriptors) after")
+        #expect(daemon.sample(for: 20, until: { daemon.memory.rss <= rss + 20 << 20 }),
+                "RSS \(rss >> 20) MiB before, \(daemon.memory.rss >> 20) MiB after")
+        print("Abandoned uploads: descriptors \(descriptors) -> \(daemon.openDescriptors), RSS \(rss >> 20) -> "
+              + "\(daemon.memory.rss >> 20) MiB")
+        #expect(rss > 0)
         #expect(!daemon.log.contains("Request done"), "an abandoned upload was run as a request")
         #expect(try daemon.httpConnection().request("GET", "/api/v1/health").status == 200)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func aStoreFailureIs500AndARequestDuringTheDrainIs503() throws {
         let daemon = try DaemonProcess(http: true)
         try daemon.start()
@@ -523,7 +528,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         #expect(try daemon.waitForExit() == 0)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aFailedBindFailsTheStartBeforeReady() throws {
         let taken = try SharedHTTPDaemon.get().httpEndpoint.replacingOccurrences(of: "http://", with: "")
         let daemon = try DaemonProcess(extraYAML: "http: {listen: \"\(taken)\"}")
@@ -537,7 +542,7 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
 }
 
 @Suite struct HTTPBenchShortModeTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func benchLatencyOverHTTPReportsEveryKindAndLosesNothing() throws {
         let daemon = try SharedHTTPDaemon.get()
         let jsonPath = daemon.folder + "/bench-http-\(UInt32.random(in: 0..<UInt32.max)).json"

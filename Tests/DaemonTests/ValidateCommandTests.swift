@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnDaemon
 import ProbattnPluginHost
+import ProbattnSegmentation
 import Testing
 import ProbattnConfig
 import ProbattnSession
@@ -86,6 +87,48 @@ import ProbattnEvaluation
                 #expect(throws: Never.self, "\(folder)/\(name)") { try config.validate(plugins: plugins) }
             }
         }
+    }
+
+    /// Configs that would fail at the first click are refused by validate, with one line naming the option; the
+    /// rules come from the variants' descriptors (capabilities, validate_options), not from their names.
+    @Test func configsThatWouldFailAtTheFirstClickAreRefused() throws {
+        let plugins = PluginRegistry.load(directory: try Self.productsFolder().path)
+        func adapter(_ options: [String: ConfigValue]) -> DaemonConfig {
+            var config = DaemonConfig()
+            config.pipeline[1].options = options
+            return config
+        }
+        let refused: [([String: ConfigValue], String)] = [
+            (["variant": .string("softmax"), "unit_stride": .int(2)], "'unit_stride' = 2"),
+            (["variant": .mapping(["type": .string("softmax")]), "unit_stride": .int(2)], "'unit_stride' = 2"),
+            (["variant": .mapping(["type": .string("neighborhood"), "kernel_size": .int(4)])],
+             "'kernel_size' must be an odd number"),
+            (["variant": .string("neighborhood"), "kernel_size": .int(4)], "'kernel_size' must be an odd number"),
+        ]
+        for (options, expected) in refused {
+            do {
+                try adapter(options).validate(plugins: plugins)
+                Issue.record("\(options) passed validate")
+            } catch let error as ConfigError {
+                #expect(error.path == "pipeline[1]")
+                #expect(error.message.contains(expected), "\(error.message)")
+                #expect(!error.message.contains("\n"))
+            }
+        }
+        for options: [String: ConfigValue] in [["variant": .string("softmax"), "unit_stride": .int(1)],
+                                               ["variant": .string("softmax")],
+                                               ["variant": .string("neighborhood"), "kernel_size": .int(5)]] {
+            #expect(throws: Never.self, "\(options)") { try adapter(options).validate(plugins: plugins) }
+        }
+        // And through the binary, as an operator runs it.
+        let (status, _, err) = try runValidate("""
+            pipeline:
+              - {role: encoder, type: grid_features}
+              - {role: adapter, type: attention, options: {variant: softmax, unit_stride: 2}}
+              - {role: propagator, type: belief_propagation}
+            """)
+        #expect(status == 1)
+        #expect(err.split(separator: "\n").count == 1 && err.contains("unit_stride"), "\(err)")
     }
 
     @Test func stageOptionsAndVariantsAreCheckedAgainstTheRegistry() throws {

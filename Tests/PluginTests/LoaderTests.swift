@@ -86,6 +86,60 @@ private let echoInput = AttentionInput(tokens: 1, units: 1, channels: 2, valueCh
         #expect(output.weights == nil)
     }
 
+    /// ABI 3 descriptors say what a variant is; an older plugin cannot, whatever bytes follow its struct, and is read
+    /// as: propagation needs M = H, dot product, no W, no option checks.
+    @Test func capabilitiesComeFromVersionThreeDescriptorsOnly() throws {
+        let folder = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func source(version: String, name: String) -> String {
+            """
+            #include <stdio.h>
+            #include "probattn_plugin.h"
+            const uint32_t probattn_plugin_abi_version = \(version);
+            static const probattn_option_spec options[] = {{"width", PROBATTN_OPTION_INT, "3", "odd width"}};
+            static int32_t attend(const probattn_attend_input *in, probattn_attend_output *out) { return 0; }
+            static int32_t check(const probattn_option_value *o, int64_t n, char *error, int64_t capacity) {
+                for (int64_t i = 0; i < n; i++) if (o[i].int_value % 2 == 0) {
+                    snprintf(error, (size_t)capacity, "option 'width' must be odd, got %lld", (long long)o[i].int_value);
+                    return 1;
+                }
+                return 0;
+            }
+            static const probattn_variant variant = {"\(name)", "capabilities", options, 1, 0, attend,
+                PROBATTN_COMPARES_BY_DISTANCE | PROBATTN_GIVES_WEIGHTS, check};
+            int32_t probattn_plugin_register(const probattn_registrar *r) { return r->register_variant(r->host, &variant); }
+            """
+        }
+        try compileSharedObject(source(version: "3u", name: "new_variant"), named: "new.so", in: folder)
+        try compileSharedObject(source(version: "2u", name: "old_variant"), named: "old.so", in: folder)
+        let registry = PluginRegistry.load(directory: folder.path)
+        #expect(registry.failures.isEmpty, "\(registry.failures)")
+        let new = try registry.variant(named: "new_variant"), old = try registry.variant(named: "old_variant")
+        #expect(new.capabilities == VariantCapabilities(propagationNeedsUnitsEqualTokens: false,
+                                                        comparesByDistance: true, givesWeights: true))
+        #expect(new.validatesOptions)
+        #expect(throws: Never.self) { try new.validateOptions(try new.resolveOptions(["width": .int(5)])) }
+        do {
+            try new.validateOptions(try new.resolveOptions(["width": .int(4)]))
+            Issue.record("an even width passed the plugin's check")
+        } catch let error as PluginHostError {
+            #expect(error.description == "attention variant 'new_variant': option 'width' must be odd, got 4")
+        }
+        #expect(old.capabilities == .legacy, "an ABI 2 plugin's trailing bytes are not read")
+        #expect(!old.validatesOptions)
+        #expect(throws: Never.self) { try old.validateOptions(try old.resolveOptions(["width": .int(4)])) }
+    }
+
+    @Test func theBuiltVariantsDescribeThemselves() throws {
+        let probabilistic = try builtPlugins.variant(named: "probabilistic").capabilities
+        #expect(probabilistic.comparesByDistance && probabilistic.givesWeights
+                && !probabilistic.propagationNeedsUnitsEqualTokens)
+        for name in ["softmax", "sigmoid", "neighborhood", "context_pool"] {
+            let c = try builtPlugins.variant(named: name).capabilities
+            #expect(c.propagationNeedsUnitsEqualTokens && !c.comparesByDistance && !c.givesWeights, "\(name)")
+        }
+    }
+
     @Test func loadingTheSameFolderTwiceGivesTheSameVariants() {
         let again = PluginRegistry.load(directory: productsDirectory)
         #expect(again.failures.isEmpty, "\(again.failures)")

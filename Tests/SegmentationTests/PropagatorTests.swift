@@ -80,6 +80,9 @@ import ProbattnJSON
                                             classCount: 2)
         let cell = 1 * cols + 1
         #expect(both.classOf[cell] == BeliefPropagator.ClickedTokens.mixed)
+        #expect(!both.isFixed(cell), "a token whose clicks disagree is left to the propagation")
+        #expect(both.isFixed(1 * cols + 2) && both.classOf[1 * cols + 2] == 1,
+                "a neighbour reached only by the class-1 click stays fixed")
         var nearer = 0
         for y in 8..<16 { for x in 8..<16 where x + y <= 22 { nearer += 1 } }
         #expect(abs(both.value(cell, 0, classCount: 2) - Float(nearer) / 64) < 1e-6)

@@ -56,9 +56,11 @@ import ProbattnJSON
     }
 
     @Test func automaticChoiceFollowsTheVariantsSimilarity() throws {
-        #expect(PipelineFactory.automaticQueryEmbedding(variant: "probabilistic") == .features)
+        #expect(PipelineFactory.automaticQueryEmbedding(try builtPlugins.variant(named: "probabilistic").capabilities)
+                == .features)
         for name in ["softmax", "sigmoid", "neighborhood", "context_pool"] {
-            #expect(PipelineFactory.automaticQueryEmbedding(variant: name) == .distance)
+            #expect(PipelineFactory.automaticQueryEmbedding(try builtPlugins.variant(named: name).capabilities)
+                    == .distance)
         }
         let softmax = try PipelineFactory.make(stages: [StageSpec(role: .adapter, type: "attention",
                                                                   options: ["variant": .string("softmax")])],

@@ -49,10 +49,12 @@ extern "C" {
 #endif
 
 /** Bump when any struct or function signature in this header changes.
- *  Version 2 appended `weights` and `weights_written` to probattn_attend_output (after `error`). Nothing before them
- *  moved, and the host zero-fills the struct, so a host of version 2 also loads version-1 plugins (which never see
- *  the new fields); PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED is the oldest version the host accepts. */
-#define PROBATTN_PLUGIN_ABI_VERSION 2u
+ *  Version 2 appended `weights` and `weights_written` to probattn_attend_output (after `error`). Version 3 appended
+ *  `capabilities` and `validate_options` to probattn_variant (after `attend`). Nothing before them moved: the host
+ *  zero-fills the output struct and reads the variant's version-3 fields only from plugins exporting version 3, so a
+ *  host of version 3 also loads version-1 and -2 plugins, treated as: propagation needs M == H, similarity by dot
+ *  product, no W, no validate_options. PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED is the oldest version the host accepts. */
+#define PROBATTN_PLUGIN_ABI_VERSION 3u
 #define PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED 1u
 
 /** Names of the two symbols every plugin exports. */
@@ -137,6 +139,27 @@ enum {
     PROBATTN_NEEDS_UNITS_EQUAL_TOKENS = 1u << 1  /* needs M == H (unit j sits at token j) */
 };
 
+/** What a variant is (ABI >= 3): the host chooses how to run it from these flags, never from its name. */
+enum {
+    /** Value propagation (a call with `fixed`) needs M == H: the variant puts unit j at token j (label
+     *  propagation). The adapter then uses one unit per token (`unit_stride: 1`), and validation refuses another
+     *  stride. */
+    PROBATTN_PROPAGATION_NEEDS_UNITS_EQUAL_TOKENS = 1u << 0,
+    /** The similarity comes from distances between queries and keys (an RBF form, as probabilistic attention), not
+     *  from dot products: the adapter hands it the encoder's features as they are instead of a distance embedding. */
+    PROBATTN_COMPARES_BY_DISTANCE = 1u << 1,
+    /** The variant can write its token-to-unit weights W (probattn_attend_output.weights) when asked; the host asks
+     *  only variants that say so. */
+    PROBATTN_GIVES_WEIGHTS = 1u << 2
+};
+
+/** Checks option values beyond their types (ranges, an odd window). Called by `probattnd validate`, on reload and
+ *  before a pipeline is built, with every option (defaults filled in, as for `attend`). Returns 0 when they are
+ *  valid; otherwise non-zero, with a one-line NUL-terminated message naming the option in `error` (at most
+ *  `error_capacity` bytes). Must be reentrant and must not keep state. */
+typedef int32_t (*probattn_validate_options_fn)(const probattn_option_value *options, int64_t option_count,
+                                                char *error, int64_t error_capacity);
+
 /** One attention variant. */
 typedef struct probattn_variant {
     const char *name;            /* the `type:` in config, lower_snake_case, unique across loaded plugins */
@@ -146,6 +169,9 @@ typedef struct probattn_variant {
     uint32_t requirements;       /* PROBATTN_NEEDS_* */
     /** Runs attention. Returns 0 on success; on failure, non-zero with out->error set. Must be reentrant. */
     int32_t (*attend)(const probattn_attend_input *input, probattn_attend_output *output);
+    /* ABI >= 3. */
+    uint32_t capabilities;       /* PROBATTN_PROPAGATION_NEEDS_UNITS_EQUAL_TOKENS | PROBATTN_COMPARES_BY_DISTANCE | ... */
+    probattn_validate_options_fn validate_options;   /* may be NULL: no checks beyond the option types */
 } probattn_variant;
 
 /** Passed to the plugin's entry. register_variant copies what it needs; it returns 0 when the variant was accepted,

@@ -26,6 +26,8 @@ final class HTTPGateway: @unchecked Sendable {
     /// The keys and tokens of a secured daemon (HTTPGateway+Auth.swift); nil when it runs open.
     let access: AccessControl?
     let hub = WebSocketHub()
+    /// The web annotator's page and image folder (HTTPGateway+Web.swift).
+    private let web: WebRoutes
 
     private let lock = NSLock()
     private var parser: RequestParser
@@ -45,10 +47,17 @@ final class HTTPGateway: @unchecked Sendable {
         self.access = access
         self.requests = requests
         self.logger = logger
+        web = Self.webRoutes(settings, logger: logger)
         parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
         let hub = self.hub
         requests.dispatcher.addListener { update in hub.publish(update) }
     }
+
+    /// Routes other files add (`IntegrationRoutes`): asked first with every request's target; nil lets the
+    /// gateway's own routes answer. Set before `run()`.
+    var hook: (@Sendable (HummingbirdCore.Request, RequestTarget, UInt64) async -> Response?)?
+
+    var isDraining: Bool { lock.withLock { draining } }
 
     /// New limits from a reload: body size and frame count apply to the next request.
     func setLimits(_ limits: DaemonConfig.Limits) {
@@ -154,16 +163,18 @@ final class HTTPGateway: @unchecked Sendable {
         }
     }
 
-    private var currentParser: RequestParser { lock.withLock { parser } }
+    var currentParser: RequestParser { lock.withLock { parser } }
 
     private static let shuttingDown = ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests")
 
     // MARK: HTTP
 
-    /// Answers one HTTP request (never throws: every failure is the protocol's JSON error with its status): checks
-    /// its credentials first (`authenticate`), then routes it with its token in `HTTPGateway.token`.
+    /// Answers one HTTP request (never throws: every failure is the protocol's JSON error with its status): the web
+    /// annotator's own files without credentials (they hold no data, and a browser loads them before it has a token
+    /// to send), everything else after `authenticate`, routed with its token in `HTTPGateway.token`.
     func respond(_ request: HummingbirdCore.Request, channel: any Channel) async -> Response {
         let target = RequestTarget(request.head.path ?? "/")
+        if target.segments.first != "api", let page = webResponse(web, request) { return page }
         switch authenticate(request, target: target) {
         case .refused(let response):
             return response
@@ -176,7 +187,9 @@ final class HTTPGateway: @unchecked Sendable {
     /// An authenticated HTTP request, by its route.
     private func route(_ request: HummingbirdCore.Request, channel: any Channel) async -> Response {
         let received = DispatchTime.now().uptimeNanoseconds
+        if let page = webResponse(web, request) { return page }
         let target = RequestTarget(request.head.path ?? "/")
+        if let hook, let answered = await hook(request, target, received) { return answered }
         let route: GatewayRoute
         switch GatewayRoute.match(method: request.method.rawValue, target: target) {
         case .success(let matched): route = matched
@@ -341,7 +354,7 @@ final class HTTPGateway: @unchecked Sendable {
     static let requestIDHeader = HTTPField.Name("X-Probattn-Request-Id")!
 
     /// What reading a request body gave.
-    private enum BodyOutcome {
+    enum BodyOutcome {
         case complete([UInt8])
         /// The error to answer, and whether the connection must be closed after the answer (the rest of the body
         /// is not wanted).
@@ -350,7 +363,7 @@ final class HTTPGateway: @unchecked Sendable {
 
     /// The whole body, at most `limits.max_message_bytes`: refused at once when Content-Length is larger, else as
     /// soon as the running total passes the limit (nothing beyond it is kept).
-    private func readBody(_ request: HummingbirdCore.Request) async -> BodyOutcome {
+    func readBody(_ request: HummingbirdCore.Request) async -> BodyOutcome {
         let limit = currentParser.maxMessageBytes
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > limit {

@@ -56,7 +56,8 @@ final class SocketLoop: @unchecked Sendable {
         parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
     }
 
-    /// New limits from a reload (frame count and message size apply to the next request).
+    /// New limits from a reload. The frame count and the message size apply to the next request; the frame cap in
+    /// libzmq (`ZMQ_MAXMSGSIZE`, set by the loop) to connections made after the reload.
     func setLimits(_ limits: DaemonConfig.Limits) {
         stateLock.lock(); defer { stateLock.unlock() }
         parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
@@ -122,9 +123,9 @@ final class SocketLoop: @unchecked Sendable {
         try router.setRouterMandatory(true)
         try router.setSendHighWaterMark(10_000)
         try router.setReceiveHighWaterMark(10_000)
-        // Hard cut for absurd frames; anything between the configured limit and this gets a `message_too_large` reply.
-        let limit = stateLock.withLock { parser.maxMessageBytes }
-        try router.setMaxMessageSize(Int64(limit) * 2 + 65_536)
+        // A frame over the limit is refused inside libzmq, from its size field, before it is allocated: the peer is
+        // disconnected (docs/PROTOCOL.md §1.4). The limit is at most 2 GiB (DaemonConfig.Limits.ranges).
+        try router.setMaxMessageSize(Int64(stateLock.withLock { parser.maxMessageBytes }))
         do { try router.bind(endpoints.requests) } catch {
             throw ProtocolError(.internal, "cannot bind the request socket to \(endpoints.requests): \(error)")
         }
@@ -155,9 +156,17 @@ final class SocketLoop: @unchecked Sendable {
         let watchdogInterval = watchdogEnabled ? notifier.watchdogInterval.map(Self.seconds) : nil
         let watchdogTimeout = notifier.watchdogTimeout.map(Self.seconds) ?? .infinity
         var lastPing = 0.0
+        var frameCap = stateLock.withLock { parser.maxMessageBytes }
         let items = [ZMQPoller.Item(socket: router), ZMQPoller.Item(fileDescriptor: outbox.wakeDescriptor)]
             + (zap.map { [ZMQPoller.Item(socket: $0.socket)] } ?? [])
         while true {
+            let limit = stateLock.withLock { parser.maxMessageBytes }
+            if limit != frameCap {
+                do { try router.setMaxMessageSize(Int64(limit)) } catch {
+                    logger.error("Cannot apply the new max_message_bytes to the socket", metadata: ["error": "\(error)"])
+                }
+                frameCap = limit
+            }
             let ready: [Bool]
             do {
                 ready = try ZMQPoller.poll(items, timeoutMilliseconds: 100)
@@ -200,16 +209,14 @@ final class SocketLoop: @unchecked Sendable {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    /// One inbound message: `[routing id][""]?[header][payload…]` (the empty delimiter comes from REQ clients and is
-    /// put back in front of the reply). `userID` is what the ZAP handler gave the connection (its public key).
+    /// One inbound message: `[routing id][envelope…][header][payload…]`. The envelope (`RequestParser.splitEnvelope`:
+    /// a REQ client's delimiter, a REQ_CORRELATE id and delimiter, a proxy's routing ids and the client's delimiter)
+    /// is put back in front of the reply, after the routing id.
+    /// `userID` is what the ZAP handler gave the connection (its public key).
     private func handle(_ frames: [[UInt8]], userID: String?, router: ZMQSocket) {
         guard let identity = frames.first else { return }
-        var envelope = [identity]
-        var body = Array(frames.dropFirst())
-        if let first = body.first, first.isEmpty {
-            envelope.append([])
-            body.removeFirst()
-        }
+        let (inner, body) = RequestParser.splitEnvelope(Array(frames.dropFirst()))
+        let envelope = [identity] + inner
         let received = DispatchTime.now().uptimeNanoseconds
         let (parser, isDraining) = stateLock.withLock { (self.parser, draining) }
         let parsed = parser.parse(body)

@@ -47,6 +47,9 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
         try config.validate(plugins: plugins)
+        for deprecation in config.deprecations {
+            logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
+        }
         access = try AccessControl.load(config.security)
         Self.logSecurity(config, access: access, logger: logger)
         let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
@@ -73,6 +76,13 @@ public final class DaemonRuntime: @unchecked Sendable {
         let access = self.access
         gateway = config.http.map {
             HTTPGateway(settings: $0, limits: config.limits, requests: requests, logger: logger, access: access)
+        }
+        if let gateway {
+            let routes = IntegrationRoutes(labelStudio: config.labelStudio, limits: config.limits, requests: requests,
+                                           logger: logger)
+            gateway.hook = { [unowned gateway] request, target, received in
+                await routes.respond(request, target: target, gateway: gateway, received: received)
+            }
         }
         sockets = try SocketLoop(
             endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
@@ -105,7 +115,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// The session core's settings from a config.
     static func sessionSettings(_ config: DaemonConfig, pipeline: SegmentationPipeline) -> SessionSettings {
         SessionSettings(maxImagePixels: config.limits.maxImagePixels, conflictPolicy: config.sessions.conflictPolicy,
-                        storesImagePaths: config.store.imageBytes == .path, pipeline: pipeline)
+                        storesImagePaths: config.store.imageBytes == .path, imageRoot: config.store.imageRoot,
+                        pipeline: pipeline)
     }
 
     /// Called once every listener is bound (the ZeroMQ sockets, and the HTTP gateway when configured): logs "Daemon
@@ -131,6 +142,9 @@ public final class DaemonRuntime: @unchecked Sendable {
         do {
             let new = try DaemonConfig.load(path: configPath)
             try new.validate(plugins: plugins)
+            for deprecation in new.deprecations {
+                logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
+            }
             let current = lock.withLock { config }
             let pipeline = new.pipeline == current.pipeline
                 ? core.currentSettings.pipeline
@@ -138,6 +152,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             var restartOnly: [String] = []
             if new.endpoints != current.endpoints { restartOnly.append("endpoints") }
             if new.http != current.http { restartOnly.append("http") }
+            if new.labelStudio != current.labelStudio { restartOnly.append("label_studio") }
             if new.store != current.store { restartOnly.append("store") }
             if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
             if new.logging != current.logging { restartOnly.append("logging") }
