@@ -28,8 +28,9 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 # and need the one shared Swift runtime of the process.
 RELEASE_FLAGS := -c release -Xlinker -rpath -Xlinker '$$ORIGIN/../lib/probattn' -Xlinker -rpath -Xlinker '$$ORIGIN/..'
 # Debian packages the build and tests need (headers through pkg-config; python3-pip for the protocol example test;
-# python3-venv for the Label Studio integration test, which installs Label Studio into .build/label-studio-1.23).
-APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev python3 python3-pip python3-venv
+# python3-venv for the Label Studio integration test, which installs Label Studio into .build/label-studio-1.23; time
+# (GNU time) for the tests that measure a child's peak memory).
+APT_PACKAGES := pkg-config libzmq3-dev libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev python3 python3-pip python3-venv time
 # Debian's Chromium and its WebDriver for the web annotator's browser test (make test only).
 BROWSER_PACKAGES := chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)

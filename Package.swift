@@ -28,9 +28,12 @@
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests):
 //                                    ZeroMQ, and a small blocking HTTP/1.1 and WebSocket client over POSIX sockets
-//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, ServiceLifecycle, Hummingbird(+WebSocket), Metrics,
+//   ProbattnKeys        -> ZMQ, Session   key and token files (docs/SECURITY.md), the authorized-keys folder,
+//                                    `probattn keys generate`
+//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, Keys, ServiceLifecycle, Hummingbird(+WebSocket), Metrics,
 //                                    Prometheus   the transports (ZeroMQ; HTTP and WebSocket on Hummingbird 2), the
-//                                    Prometheus metrics of both, runtime, reload, systemd notifications
+//                                    Prometheus metrics of both, runtime, reload, systemd notifications, CURVE/ZAP,
+//                                    tokens and the access checks
 //   ProbattnTesting     -> Session, Segmentation   an in-process harness (session core + pipeline + in-memory
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
@@ -139,10 +142,11 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(name: "ProbattnClient", dependencies: ["ProbattnZMQ", "ProbattnJSON", "ProbattnSession"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnKeys", dependencies: ["ProbattnZMQ", "ProbattnSession"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
                     "ProbattnSession", "ProbattnWire", "ProbattnStore", "ProbattnConfig", "ProbattnSegmentation",
-                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "CBLAS",
+                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "CBLAS", "ProbattnKeys",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                     .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -167,7 +171,7 @@ let package = Package(
                               "ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench", "ProbattnPluginHost",
                               "ProbattnImaging", "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnSession",
                               "ProbattnConfig", "ProbattnClient", "ProbattnZMQ", "ProbattnJSON",
-                              "ProbattnCommandLine",
+                              "ProbattnCommandLine", "ProbattnKeys",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                           ],
                           swiftSettings: swiftSettings),
@@ -196,6 +200,7 @@ let package = Package(
                     dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
                                    "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
                                    "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnFuzzing",
+                                   "ProbattnKeys",
                                    .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1) + fuzzTargets.map(\.1),
     swiftLanguageModes: [.v5]

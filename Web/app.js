@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const API = "/api/v1";
   const NAME_KEY = "probattn.annotator";
+  const TOKEN_KEY = "probattn.token";   // sessionStorage: a secured daemon's token (docs/SECURITY.md)
 
   // Measurements (docs/WEB.md): one entry per own click, performance.now() at the click, at its reply and at the
   // first paint of its mask; one entry per mask update received from the others.
@@ -15,6 +16,7 @@
 
   const state = {
     me: null,
+    token: null,          // set when the daemon needs a token; then `me` is the token's identity
     session: null,        // {id, name, width, height, classes, version, source}
     labels: null,         // Int16Array per pixel: class index drawn, -1 none
     maskReply: null,      // the last mask-carrying message (for downloads and redraws)
@@ -39,6 +41,7 @@
   async function api(path, options = {}) {
     let response;
     try {
+      if (state.token) options = { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + state.token } };
       response = await fetch(API + path, options);
     } catch (e) {
       throw new ApiError("unreachable", "the daemon did not answer (" + e.message + ")", 0);
@@ -124,9 +127,55 @@
   }
 
   $("whoami").addEventListener("click", async () => {
-    setMe(await askName(state.me));
+    if (state.token) { sessionStorage.removeItem(TOKEN_KEY); state.token = null; await signIn(""); }
+    else setMe(await askName(state.me));
     if (state.session) connect();
   });
+
+  // ---------------------------------------------------------------------------------------------- token
+
+  function askToken(problem) {
+    return new Promise((resolve) => {
+      $("token-modal").hidden = false;
+      $("token-problem").hidden = !problem;
+      $("token-problem").textContent = problem || "";
+      $("token-input").value = "";
+      $("token-input").focus();
+      $("token-form").onsubmit = (e) => {
+        e.preventDefault();
+        const token = $("token-input").value.trim();
+        if (!token) return;
+        $("token-modal").hidden = true;
+        resolve(token);
+      };
+    });
+  }
+
+  /** GET /api/v1/whoami with `token` (or none): the answer, or null when the daemon refused the token (401). */
+  async function whoami(token) {
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    const response = await fetch(API + "/whoami", { headers });
+    if (response.status === 401) return null;
+    if (!response.ok) throw new ApiError("http_" + response.status, response.statusText, response.status);
+    return response.json();
+  }
+
+  /** On a secured daemon: asks for a token until the daemon accepts one, then acts as its identity. Returns false
+   *  on an open daemon (the page then asks for a name). */
+  async function signIn(problem) {
+    let token = sessionStorage.getItem(TOKEN_KEY);
+    let answer = await whoami(token);
+    if (answer && !answer.security) return false;
+    while (!answer || !answer.identity) {
+      token = await askToken(token || problem ? (problem || "The daemon did not accept that token.") : "");
+      problem = "";
+      answer = await whoami(token);
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    state.token = token;
+    setMe(answer.identity);
+    return true;
+  }
 
   // ---------------------------------------------------------------------------------------------- local copies
 
@@ -298,7 +347,8 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}${API}/images/${encodeURIComponent(s.id)}/ws?annotator=` +
       encodeURIComponent(state.me);
-    const ws = new WebSocket(url);
+    // A secured daemon takes the token as a subprotocol (browsers cannot set headers on a WebSocket).
+    const ws = state.token ? new WebSocket(url, ["probattn.v1", "bearer." + state.token]) : new WebSocket(url);
     state.ws = ws;
     setConnection("connecting…", "busy");
     ws.onopen = () => {
@@ -830,8 +880,10 @@
   // ---------------------------------------------------------------------------------------------- start
 
   async function main() {
-    const saved = localStorage.getItem(NAME_KEY);
-    setMe(saved || await askName(""));
+    if (!(await signIn(""))) {
+      const saved = localStorage.getItem(NAME_KEY);
+      setMe(saved || await askName(""));
+    }
     await loadFolder();
     refreshSessions();
     setInterval(() => { if (document.visibilityState === "visible") refreshSessions(); }, 10000);

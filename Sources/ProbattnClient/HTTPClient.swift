@@ -336,17 +336,22 @@ public final class WebSocketConnection: @unchecked Sendable {
     private let stream: SocketStream
     private let readLock = NSLock()
     private var closed = false
+    /// The subprotocol the daemon accepted (`Sec-WebSocket-Protocol` of its 101), if any.
+    public private(set) var acceptedProtocol: String?
 
-    /// Connects and upgrades `http://HOST:PORT` + `target` (a percent-encoded path with any query). Throws an
+    /// Connects and upgrades `http://HOST:PORT` + `target` (a percent-encoded path with any query), offering
+    /// `protocols` as `Sec-WebSocket-Protocol` (a secured daemon needs `probattn.v1, bearer.TOKEN`). Throws an
     /// `HTTPClientError` when the daemon answers without upgrading; `refusal` then holds its response.
-    public init(endpoint: String, target: String, timeout: Double = 30) throws {
+    public init(endpoint: String, target: String, timeout: Double = 30, protocols: [String] = []) throws {
         let (host, port) = try HTTPConnection.hostAndPort(endpoint)
         stream = try SocketStream(host: host, port: port)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         try stream.write(HTTPConnection.requestBytes(
             "GET", target, host: host, port: port,
             headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key),
-                      ("Sec-WebSocket-Version", "13")], body: []))
+                      ("Sec-WebSocket-Version", "13")]
+                + (protocols.isEmpty ? [] : [("Sec-WebSocket-Protocol", protocols.joined(separator: ", "))]),
+            body: []))
         let deadline = SocketStream.now() + timeout
         let head = String(decoding: try stream.read(through: Array("\r\n\r\n".utf8), deadline: deadline), as: UTF8.self)
         let statusLine = head.components(separatedBy: "\r\n").first ?? ""
@@ -358,6 +363,9 @@ public final class WebSocketConnection: @unchecked Sendable {
             stream.close()
             throw HTTPClientError("no WebSocket upgrade: \(statusLine) \(String(decoding: body, as: UTF8.self))")
         }
+        acceptedProtocol = head.components(separatedBy: "\r\n")
+            .first { $0.lowercased().hasPrefix("sec-websocket-protocol:") }
+            .map { String($0[$0.index(after: $0.firstIndex(of: ":")!)...]).trimmingCharacters(in: .whitespaces) }
     }
 
     public func sendText(_ text: String) throws { try send(opcode: 1, Array(text.utf8)) }

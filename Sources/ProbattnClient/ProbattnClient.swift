@@ -50,11 +50,14 @@ public final class ProbattnClient: @unchecked Sendable {
     private var counter = 0
     private let prefix = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
 
-    public init(endpoint: String, context: ZMQContext? = nil, timeout: Double = 30) throws {
+    /// Connects a DEALER to `endpoint`; with `curve`, as a CURVE client (a secured daemon, docs/SECURITY.md).
+    public init(endpoint: String, context: ZMQContext? = nil, timeout: Double = 30,
+                curve: ZMQCurveClientKeys? = nil) throws {
         self.context = try context ?? ZMQContext()
         self.timeout = timeout
         socket = try self.context.socket(.dealer)
         try socket.setLinger(0)
+        if let curve { try socket.setCurveClient(curve) }
         try socket.connect(endpoint)
     }
 
@@ -144,10 +147,12 @@ public final class ProbattnSubscriber: @unchecked Sendable {
     public let socket: ZMQSocket
     private let context: ZMQContext
 
-    public init(endpoint: String, context: ZMQContext? = nil) throws {
+    /// Connects a SUB to `endpoint`; with `curve`, as a CURVE client.
+    public init(endpoint: String, context: ZMQContext? = nil, curve: ZMQCurveClientKeys? = nil) throws {
         self.context = try context ?? ZMQContext()
         socket = try self.context.socket(.sub)
         try socket.setLinger(0)
+        if let curve { try socket.setCurveClient(curve) }
         try socket.connect(endpoint)
     }
 

@@ -22,6 +22,7 @@ extension DaemonConfig {
                               "endpoints.results: must differ from endpoints.requests (both are \(ConfigError.excerpt(endpoints.requests)))")
         }
         try validatePipelineShape()
+        try validateSecurity()
     }
 
     private func validateLimits() throws {
@@ -133,9 +134,10 @@ extension DaemonConfig {
     }
 
     /// Every check that needs no resources: what `probattnd validate` and a SIGHUP reload run before a config is
-    /// used. Without `plugins`, the structure and the stage types; with the registry of the plugin folder the daemon
-    /// would load, also every stage's options, the attention variant (it must be loaded) and the variant's options,
-    /// through `PipelineFactory.validate(stages:plugins:)`. Throws the first problem as a one-line `ConfigError`.
+    /// used. Without `plugins`, the structure, the stage types and `security` (`validateSecurity`); with the registry
+    /// of the plugin folder the daemon would load, also every stage's options, the attention variant (it must be
+    /// loaded) and the variant's options, through `PipelineFactory.validate(stages:plugins:)`. Throws the first
+    /// problem as a one-line `ConfigError`.
     public func validate(plugins: PluginRegistry?) throws {
         try validateStructure()
         guard let plugins else { return }

@@ -159,6 +159,26 @@ public struct DaemonConfig: Sendable, Equatable {
         public init() {}
     }
 
+    /// Who may connect (docs/SECURITY.md). YAML `security`. With `server_secret_key` and `authorized_keys` the
+    /// daemon runs secured: CURVE on both sockets, only the clients of `authorized_keys` admitted, every request
+    /// acting as its key's annotator with its key's role. Without them it runs open (and says so at every start),
+    /// which `validate` allows only on local endpoints unless `allow_insecure` is true.
+    public struct Security: Sendable, Equatable {
+        /// The daemon's own key pair: a `.key_secret` file (`probattn keys generate NAME --server`). A relative path
+        /// is resolved against `$CREDENTIALS_DIRECTORY` when set (systemd's `LoadCredential=`), otherwise against
+        /// the config file's folder. YAML `server_secret_key`.
+        public var serverSecretKey: String?
+        /// The folder of the admitted clients' `.key` files, re-read on every SIGHUP. A relative path is resolved
+        /// against the config file's folder. YAML `authorized_keys`.
+        public var authorizedKeys: String?
+        /// Let an open daemon (no keys) bind non-loopback endpoints. YAML `allow_insecure`.
+        public var allowInsecure: Bool = false
+        public init() {}
+
+        /// True when the daemon authenticates its clients (both key settings are given).
+        public var isEnabled: Bool { serverSecretKey != nil && authorizedKeys != nil }
+    }
+
     public var endpoints = Endpoints()
     /// The HTTP gateway; nil (the default) means no HTTP server.
     public var http: HTTP?
@@ -173,6 +193,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var pipeline: [StageSpec] = DaemonConfig.defaultPipeline
     public var logging = LoggingOptions()
     public var notify = Notify()
+    public var security = Security()
     /// The Label Studio ML backend's image source (`DaemonConfig+LabelStudio.swift`).
     public var labelStudio = LabelStudio()
 
@@ -193,12 +214,13 @@ public struct DaemonConfig: Sendable, Equatable {
     /// (`.tooLarge`) before they are parsed.
     public static let maxFileBytes = 1 << 20
 
-    /// Reads and decodes a config file. Throws `ConfigError` (`.unreadable` when the file cannot be read,
-    /// `.tooLarge` when it is larger than `maxFileBytes`).
+    /// Reads and decodes a config file, resolving the relative paths of `security` (`resolvingSecurityPaths`).
+    /// Throws `ConfigError` (`.unreadable` when the file cannot be read, `.tooLarge` when it is larger than
+    /// `maxFileBytes`).
     public static func load(path: String) throws -> DaemonConfig {
         let text = try readText(path: path)
         do {
-            return try decode(yaml: text)
+            return try decode(yaml: text).resolvingSecurityPaths(configFile: path)
         } catch let error as ConfigError {
             throw ConfigError(error.code, path: error.path, "\(path): \(error.message)")
         }
@@ -209,7 +231,7 @@ public struct DaemonConfig: Sendable, Equatable {
         var config = DaemonConfig()
         guard let root = try ConfigNode.root(yaml: yaml), !root.isNull else { return config }
         let top = try root.mapping(allowed: ["endpoints", "http", "plugin_dir", "store", "limits", "sessions", "pipeline",
-                                             "logging", "notify", "label_studio"])
+                                             "logging", "notify", "label_studio", "security"])
         if let node = top["endpoints"] {
             let keys = try node.mapping(allowed: ["requests", "results"])
             if let value = keys["requests"] { config.endpoints.requests = try value.nonEmptyString() }
@@ -263,6 +285,12 @@ public struct DaemonConfig: Sendable, Equatable {
         if let node = top["notify"] {
             let keys = try node.mapping(allowed: ["watchdog"])
             if let value = keys["watchdog"] { config.notify.watchdog = try value.bool() }
+        }
+        if let node = top["security"], !node.isNull {
+            let keys = try node.mapping(allowed: ["server_secret_key", "authorized_keys", "allow_insecure"])
+            if let value = keys["server_secret_key"] { config.security.serverSecretKey = try value.nonEmptyString() }
+            if let value = keys["authorized_keys"] { config.security.authorizedKeys = try value.nonEmptyString() }
+            if let value = keys["allow_insecure"] { config.security.allowInsecure = try value.bool() }
         }
         return config
     }

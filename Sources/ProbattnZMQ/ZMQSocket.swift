@@ -86,7 +86,7 @@ public final class ZMQSocket: @unchecked Sendable {
         handle = nil
     }
 
-    private func live(_ operation: String) throws -> UnsafeMutableRawPointer {
+    func live(_ operation: String) throws -> UnsafeMutableRawPointer {
         guard let h = handle else { throw ZMQError(operation, errno: ENOTSOCK) }
         return h
     }
@@ -113,7 +113,7 @@ public final class ZMQSocket: @unchecked Sendable {
 
     // MARK: options
 
-    private func set(_ option: Int32, _ name: String, int value: Int32) throws {
+    func set(_ option: Int32, _ name: String, int value: Int32) throws {
         var v = value
         guard zmq_setsockopt(try live("setsockopt"), option, &v, MemoryLayout<Int32>.size) == 0 else {
             throw ZMQError("setsockopt \(name)")

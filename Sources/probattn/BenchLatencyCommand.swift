@@ -4,6 +4,8 @@ import ProbattnClient
 import ProbattnSession
 import ProbattnJSON
 import ProbattnImaging
+import ProbattnKeys
+import ProbattnZMQ
 
 /// `probattn bench latency`: per-request latency of a running daemon under a closed-loop team of annotators
 /// (issue 6 item 3). See `LatencyBenchmark` for the phases and what is counted.
@@ -62,6 +64,15 @@ struct BenchLatencyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Also write the figures as JSON to this file.", valueName: "file"))
     var json: String?
 
+    @Option(name: .customLong("server-key"),
+            help: ArgumentHelp("A secured daemon's public key file (its NAME.key); needs --client-key.", valueName: "file"))
+    var serverKey: String?
+
+    @Option(name: .customLong("client-key"),
+            help: ArgumentHelp("The client's key pair (NAME.key_secret): connect with CURVE, every annotator acting as its annotator.",
+                               valueName: "file"))
+    var clientKey: String?
+
     func validate() throws {
         guard images >= 1 else { throw ValidationError("--images must be at least 1") }
         guard annotators >= images else {
@@ -76,6 +87,17 @@ struct BenchLatencyCommand: ParsableCommand {
             }
         }
         if imageDirectory == nil { _ = try parsedSize() }
+        guard (serverKey == nil) == (clientKey == nil) else {
+            throw ValidationError("--server-key and --client-key go together")
+        }
+    }
+
+    /// The CURVE keys and the key's annotator, from `--server-key` and `--client-key`; nil without them.
+    private func loadKeys() throws -> (keys: ZMQCurveClientKeys, annotator: String?)? {
+        guard let serverKey, let clientKey else { return nil }
+        do { return try ClientKeyFiles.load(serverKey: serverKey, clientKey: clientKey) } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     private func parsedSize() throws -> (width: Int, height: Int) {
@@ -89,20 +111,23 @@ struct BenchLatencyCommand: ParsableCommand {
 
     func run() throws {
         let benchImages = try loadImages()
+        let keys = try loadKeys()
         let endpoint = requestEndpoint
         let settings = LatencyBenchmarkSettings(requestEndpoint: endpoint, resultsEndpoint: resultsEndpoint,
                                                 annotators: annotators, clicksPerAnnotator: clicks,
-                                                timeout: timeout, seed: seed)
+                                                timeout: timeout, seed: seed, curve: keys?.keys,
+                                                annotatorName: keys?.annotator)
         let source = imageDirectory.map { "from \($0)" } ?? "synthetic"
         print("probattn bench latency: \(images) image(s) \(benchImages[0].width)x\(benchImages[0].height) (\(source)), "
               + "\(annotators) annotator(s), \(clicks) click(s) each; "
-              + (transport == "http" ? "\(endpoint) (HTTP and WebSocket)" : "\(endpoint), \(resultsEndpoint)"))
+              + (transport == "http" ? "\(endpoint) (HTTP and WebSocket)" : "\(endpoint), \(resultsEndpoint)")
+              + (keys.map { ", CURVE as \($0.annotator ?? "annotator-N")" } ?? ""))
         let report = transport == "http"
             ? HTTPLatencyBenchmark(settings: settings, images: benchImages).run()
             : try LatencyBenchmark(settings: settings, images: benchImages).run()
         print(Self.table(report), terminator: "")
         print(transport == "http" ? Self.daemonStages(httpEndpoint: endpoint, timeout: timeout)
-              : Self.daemonStages(endpoint: endpoint, timeout: timeout), terminator: "")
+              : Self.daemonStages(endpoint: endpoint, timeout: timeout, curve: keys?.keys), terminator: "")
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -152,8 +177,8 @@ struct BenchLatencyCommand: ParsableCommand {
 
     /// The daemon's own per-stage latencies from `health` (its most recent samples), to tell queueing from work;
     /// a note instead when the daemon does not answer.
-    static func daemonStages(endpoint: String, timeout: Double) -> String {
-        guard let client = try? ProbattnClient(endpoint: endpoint, timeout: min(timeout, 5)),
+    static func daemonStages(endpoint: String, timeout: Double, curve: ZMQCurveClientKeys? = nil) -> String {
+        guard let client = try? ProbattnClient(endpoint: endpoint, timeout: min(timeout, 5), curve: curve),
               let reply = try? client.request("health"), reply.ok,
               let stages = reply["stages"]?.objectValue else {
             return "daemon stages: health request failed\n"

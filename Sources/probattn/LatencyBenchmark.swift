@@ -41,6 +41,10 @@ struct LatencyBenchmarkSettings: Sendable {
     /// Seconds to wait for one reply before counting it lost.
     var timeout: Double
     var seed: UInt64
+    /// CURVE keys for a secured daemon (every socket of the run uses them); nil for an open daemon.
+    var curve: ZMQCurveClientKeys? = nil
+    /// The annotator every simulated annotator acts as (a client key's identity); nil: `annotator-N`.
+    var annotatorName: String? = nil
 }
 
 /// What a run measured. Times are milliseconds.
@@ -159,7 +163,8 @@ final class LatencyBenchmark: @unchecked Sendable {
             let listener = listeners[annotator]
             let imageIndex = annotator % images.count
             let listenerThread = Thread { [self] in
-                listener.run(endpoint: settings.resultsEndpoint, context: context, imageID: imageID(imageIndex))
+                listener.run(endpoint: settings.resultsEndpoint, context: context, imageID: imageID(imageIndex),
+                             curve: settings.curve)
             }
             listenerThread.stackSize = 1 << 20
             threads.append(listenerThread)
@@ -214,7 +219,7 @@ final class LatencyBenchmark: @unchecked Sendable {
 
     private func runAnnotator(_ annotator: Int, imageIndex: Int, context: ZMQContext, barrier: Barrier,
                               listener: UpdateListener) {
-        let name = "annotator-\(annotator)"
+        let name = settings.annotatorName ?? "annotator-\(annotator)"
         let image = images[imageIndex]
         let id = imageID(imageIndex)
         let isOpener = annotator < images.count
@@ -222,7 +227,7 @@ final class LatencyBenchmark: @unchecked Sendable {
         let client: ProbattnClient
         do {
             client = try ProbattnClient(endpoint: settings.requestEndpoint, context: context,
-                                        timeout: settings.timeout)
+                                        timeout: settings.timeout, curve: settings.curve)
         } catch {
             fail("connect \(settings.requestEndpoint): \(error)")
             barrier.abandon()
@@ -405,9 +410,9 @@ extension LatencyBenchmark {
             condition.withLock { sentFeedback[requestID] = time }
         }
 
-        func run(endpoint: String, context: ZMQContext, imageID: String) {
+        func run(endpoint: String, context: ZMQContext, imageID: String, curve: ZMQCurveClientKeys?) {
             defer { condition.withLock { stopped = true; subscribed = true; condition.broadcast() } }
-            guard let subscriber = try? ProbattnSubscriber(endpoint: endpoint, context: context),
+            guard let subscriber = try? ProbattnSubscriber(endpoint: endpoint, context: context, curve: curve),
                   (try? subscriber.subscribe(imageID: imageID)) != nil else { return }
             condition.withLock { subscribed = true; condition.broadcast() }
             while !condition.withLock({ stopping }) {

@@ -1,7 +1,8 @@
 import ArgumentParser
 
 /// `probattn`: the command-line tool: runs the attention operator on reference cases, lists plugins, segments images
-/// through a running daemon, evaluates on the standard benchmarks, and benchmarks the kernel and the daemon.
+/// through a running daemon, evaluates on the standard benchmarks, benchmarks the kernel and the daemon, and makes
+/// the keys of a secured daemon.
 /// Each subcommand lives in its own file in this folder. (This file is not named main.swift: a main.swift is
 /// top-level code once the target has a second file, and @main is not allowed beside top-level code.)
 @main
@@ -19,5 +20,6 @@ let probattnSubcommands: [ParsableCommand.Type] = [
     PluginsCommand.self,
     EvalCommand.self,
     EvalPlotCommand.self,
+    KeysCommand.self,
     SegmentCommand.self,
 ]

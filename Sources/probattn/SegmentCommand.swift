@@ -3,6 +3,8 @@ import Foundation
 import ProbattnClient
 import ProbattnSession
 import ProbattnJSON
+import ProbattnKeys
+import ProbattnZMQ
 
 /// `probattn segment IMAGE --click X,Y,CLASS …`: segments an image through a running daemon. Opens the image, sends
 /// each click as one feedback (like an annotator would), writes the final mask as a PNG of the image's size (first
@@ -35,14 +37,22 @@ struct SegmentCommand: ParsableCommand {
     @Option(name: .long, help: "The image id to use on the daemon (default: derived from the file name).")
     var imageID: String?
 
-    @Option(name: .long, help: "The annotator name sent with the clicks.")
-    var annotator: String = "probattn-segment"
+    @Option(name: .long, help: "The annotator name sent with the clicks (default: the client key's, else probattn-segment).")
+    var annotator: String?
 
     @Flag(name: .customLong("keep-open"), help: "Leave the image open on the daemon instead of closing it.")
     var keepOpen = false
 
     @Option(name: .long, help: "Seconds to wait for each reply.")
     var timeout: Double = 30
+
+    @Option(name: .customLong("server-key"),
+            help: ArgumentHelp("A secured daemon's public key file (its NAME.key); needs --client-key.", valueName: "file"))
+    var serverKey: String?
+
+    @Option(name: .customLong("client-key"),
+            help: ArgumentHelp("The client's key pair (NAME.key_secret) to connect with CURVE.", valueName: "file"))
+    var clientKey: String?
 
     func parsedClicks(classNames: [String]) throws -> [WireClick] {
         guard !clicks.isEmpty else { throw ValidationError("give at least one --click X,Y,CLASS") }
@@ -65,6 +75,14 @@ struct SegmentCommand: ParsableCommand {
     }
 
     func run() throws {
+        guard (serverKey == nil) == (clientKey == nil) else {
+            throw ValidationError("--server-key and --client-key go together")
+        }
+        let keys: (keys: ZMQCurveClientKeys, annotator: String?)?
+        do { keys = try serverKey.flatMap { server in try clientKey.map { try ClientKeyFiles.load(serverKey: server, clientKey: $0) } } } catch {
+            throw ValidationError("\(error)")
+        }
+        let annotator = self.annotator ?? keys?.annotator ?? "probattn-segment"
         let classNames = classes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let wireClicks = try parsedClicks(classNames: classNames)
         let bytes: [UInt8]
@@ -75,10 +93,10 @@ struct SegmentCommand: ParsableCommand {
             throw ExitCode.failure
         }
         let id = imageID ?? "segment-\((image as NSString).lastPathComponent)-\(UInt32.random(in: 0...UInt32.max))"
-        let client = try ProbattnClient(endpoint: endpoint, timeout: timeout)
+        let client = try ProbattnClient(endpoint: endpoint, timeout: timeout, curve: keys?.keys)
         var subscriber: ProbattnSubscriber?
         if let resultsEndpoint {
-            let s = try ProbattnSubscriber(endpoint: resultsEndpoint)
+            let s = try ProbattnSubscriber(endpoint: resultsEndpoint, curve: keys?.keys)
             try s.subscribe(imageID: id)
             Thread.sleep(forTimeInterval: 0.3)  // let the subscription reach the daemon before the first update
             subscriber = s

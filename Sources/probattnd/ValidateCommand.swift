@@ -5,7 +5,8 @@ import ProbattnDaemon
 import ProbattnPluginHost
 
 /// `probattnd validate --config FILE`: decodes the config strictly and runs every check that needs no resources
-/// (endpoint syntax, limits, the pipeline's shape, stage types and options against the loaded plugins). Opens no
+/// (endpoint syntax, limits, the pipeline's shape, stage types and options against the loaded plugins, `security`:
+/// an open daemon only on local endpoints, the server key and every client key readable and well-formed). Opens no
 /// socket and no store. systemd runs it before every start and reload (`ExecStartPre=`, `ExecReload=`), so a broken
 /// file never replaces a running config. Prints one `OK` line on success; on error prints the one-line reason on
 /// stderr and exits 1.
@@ -47,9 +48,15 @@ struct ValidateCommand: ParsableCommand {
         for deprecation in daemonConfig.deprecations {
             standardError.write(Data("probattnd validate: warning: \(config): \(deprecation)\n".utf8))
         }
+        let security: String
+        do {
+            security = try SecurityCheck.check(daemonConfig.security)
+        } catch {
+            throw fail("\(config): security: \(error)")
+        }
         let stages = daemonConfig.pipeline.map { "\($0.role.rawValue)=\($0.type)" }.joined(separator: " → ")
         print("OK \(config): requests \(daemonConfig.endpoints.requests), results \(daemonConfig.endpoints.results), "
               + "pipeline \(stages), \(plugins.variants.count) attention variants from \(directory), "
-              + "store \(daemonConfig.store.resolvedPath())")
+              + "store \(daemonConfig.store.resolvedPath()), security \(security)")
     }
 }

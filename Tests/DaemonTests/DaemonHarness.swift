@@ -30,6 +30,8 @@ final class DaemonProcess: @unchecked Sendable {
     /// Signalled once the process has exited.
     private let exited = DispatchSemaphore(value: 0)
     private let imageBytes: String
+    /// The CURVE keys `start` asks `health` with (a secured daemon answers no one else); nil for an open daemon.
+    var startupKeys: ZMQCurveClientKeys?
     /// Whether the config has the HTTP gateway (on a free loopback port, read from the log after start).
     let http: Bool
     /// `http://127.0.0.1:PORT` once started with `http`.
@@ -127,7 +129,7 @@ final class DaemonProcess: @unchecked Sendable {
         try process.run()
         self.process = process
         // Ask for health until it answers; fail at once (with the log) if the daemon exits instead.
-        let client = try ProbattnClient(endpoint: requests, timeout: 0.5)
+        let client = try ProbattnClient(endpoint: requests, timeout: 0.5, curve: startupKeys)
         let deadline = Date().addingTimeInterval(timeout)
         // One request suffices: the DEALER queues it until the daemon binds.
         let pending = try client.send("health")

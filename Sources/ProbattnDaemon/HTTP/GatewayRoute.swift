@@ -115,13 +115,14 @@ enum GatewayStatus {
         case .badHeader, .badRequest, .unknownKind, .unsupportedProtocol, .outOfBounds, .unknownClass, .badImage:
             return 400
         case .unknownImage: return 404
+        case .forbidden: return 403
         case .imageExists, .nothingToUndo: return 409
         case .messageTooLarge, .imageTooLarge, .tooManyFrames: return 413
         case .forbidden: return 403
         case .busy: return 429
         case .shuttingDown: return 503
         case .internal: return 500
-        case nil: return code == "unknown_route" ? 404 : 500
+        case nil: return code == "unknown_route" ? 404 : code == "unauthorized" ? 401 : 500
         }
     }
 }

@@ -21,8 +21,10 @@ import ProbattnWire
 /// still get their replies) before the runtime drains the workers.
 final class HTTPGateway: @unchecked Sendable {
     private let settings: DaemonConfig.HTTP
-    private let requests: DaemonRequests
-    private let logger: Logger
+    let requests: DaemonRequests
+    let logger: Logger
+    /// The keys and tokens of a secured daemon (HTTPGateway+Auth.swift); nil when it runs open.
+    let access: AccessControl?
     let hub = WebSocketHub()
     /// The web annotator's page and image folder (HTTPGateway+Web.swift).
     private let web: WebRoutes
@@ -39,8 +41,10 @@ final class HTTPGateway: @unchecked Sendable {
         case failed(Error)
     }
 
-    init(settings: DaemonConfig.HTTP, limits: DaemonConfig.Limits, requests: DaemonRequests, logger: Logger) {
+    init(settings: DaemonConfig.HTTP, limits: DaemonConfig.Limits, requests: DaemonRequests, logger: Logger,
+         access: AccessControl? = nil) {
         self.settings = settings
+        self.access = access
         self.requests = requests
         self.logger = logger
         web = Self.webRoutes(settings, logger: logger)
@@ -132,8 +136,19 @@ final class HTTPGateway: @unchecked Sendable {
     /// Hands a parsed request to the session side unless the daemon is draining; false when it is (the caller then
     /// answers `shutting_down`). The check and the submission are one step under the lock, so that once
     /// `beginDraining()` returned nothing new reaches the workers.
+    /// On a secured daemon the request runs as the owner of the current token (`HTTPGateway.token`), or is answered
+    /// `forbidden` when that token is no longer admitted.
     private func submit(_ request: ProbattnSession.Request, received: UInt64, transport: String,
                         answer: @escaping @Sendable (JSONValue, [[UInt8]]) -> Void) -> Bool {
+        var request = request
+        switch principalForSubmission() {
+        case .success(let principal):
+            request.principal = principal
+        case .failure(let error):
+            requests.countRefusal(transport: transport, echo: RequestEcho(request), error: error)
+            answer(WireEncoding.reply(RequestEcho(request), .failure(error)), [])
+            return true
+        }
         lock.lock()
         defer { lock.unlock() }
         if draining { return false }
@@ -154,8 +169,23 @@ final class HTTPGateway: @unchecked Sendable {
 
     // MARK: HTTP
 
-    /// Answers one HTTP request (never throws: every failure is the protocol's JSON error with its status).
+    /// Answers one HTTP request (never throws: every failure is the protocol's JSON error with its status): the web
+    /// annotator's own files without credentials (they hold no data, and a browser loads them before it has a token
+    /// to send), everything else after `authenticate`, routed with its token in `HTTPGateway.token`.
     func respond(_ request: HummingbirdCore.Request, channel: any Channel) async -> Response {
+        let target = RequestTarget(request.head.path ?? "/")
+        if target.segments.first != "api", let page = webResponse(web, request) { return page }
+        switch authenticate(request, target: target) {
+        case .refused(let response):
+            return response
+        case .allowed(let token):
+            if target.segments == ["api", "v1", "whoami"], request.method == .get { return whoami(token: token) }
+            return await Self.$token.withValue(token) { await route(request, channel: channel) }
+        }
+    }
+
+    /// An authenticated HTTP request, by its route.
+    private func route(_ request: HummingbirdCore.Request, channel: any Channel) async -> Response {
         let received = DispatchTime.now().uptimeNanoseconds
         if let page = webResponse(web, request) { return page }
         let target = RequestTarget(request.head.path ?? "/")
@@ -409,7 +439,10 @@ final class HTTPGateway: @unchecked Sendable {
     // MARK: WebSocket
 
     /// Decides an upgrade request: only `GET /api/v1/images/{id}/ws` with a valid id and annotator, while not
-    /// draining. Everything else is answered by the HTTP responder (with the reason).
+    /// draining, and on a secured daemon with a valid `bearer.TOKEN` subprotocol (the annotator is then the token's
+    /// identity; another `?annotator=` is refused). A refused upgrade is answered 400 without a body (Hummingbird
+    /// answers every refused upgrade so; the reason is logged); everything else is answered by the HTTP responder.
+    /// When the client offers `probattn.v1`, the 101 names it, as browsers require.
     private func shouldUpgrade(_ head: HTTPRequest)
         -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
         let target = RequestTarget(head.path ?? "/")
@@ -417,9 +450,29 @@ final class HTTPGateway: @unchecked Sendable {
               Self.annotatorProblem(target.query["annotator"]) == nil, !lock.withLock({ draining }) else {
             return .dontUpgrade
         }
-        let annotator = target.query["annotator"]
-        return .upgrade([:]) { [self] inbound, outbound, _ in
-            await serveWebSocket(imageID: imageID, annotator: annotator, inbound: inbound, outbound: outbound)
+        let credentials = webSocketCredentials(head)
+        var annotator = target.query["annotator"]
+        if access != nil {
+            guard let token = credentials.token, let principal = access?.principal(token: token) else {
+                requests.metrics.countRequest(transport: "ws", kind: nil, code: "unauthorized")
+                logger.notice("WebSocket refused: \(credentials.refusal ?? "unknown token")", metadata: ["image": "\(imageID)"])
+                return .dontUpgrade
+            }
+            if let annotator, annotator != principal.identity {
+                requests.metrics.countRequest(transport: "ws", kind: nil, code: "forbidden")
+                logger.notice("WebSocket refused: \(principal.identity) cannot act as annotator '\(annotator)'",
+                              metadata: ["image": "\(imageID)"])
+                return .dontUpgrade
+            }
+            annotator = principal.identity
+        }
+        let token = credentials.token, connectionAnnotator = annotator
+        let headers: HTTPFields = credentials.offersProtocol ? [.secWebSocketProtocol: Self.webSocketProtocol] : [:]
+        return .upgrade(headers) { [self] inbound, outbound, _ in
+            await Self.$token.withValue(token) {
+                await serveWebSocket(imageID: imageID, annotator: connectionAnnotator, inbound: inbound,
+                                     outbound: outbound)
+            }
         }
     }
 
@@ -427,7 +480,7 @@ final class HTTPGateway: @unchecked Sendable {
     /// task, and answers its text frames (protocol requests `feedback`, `undo`, `get_mask`) until it closes.
     private func serveWebSocket(imageID: String, annotator: String?, inbound: WebSocketInboundStream,
                                 outbound: WebSocketOutboundWriter) async {
-        let (connection, stream) = hub.join(imageID: imageID, annotator: annotator)
+        let (connection, stream) = hub.join(imageID: imageID, annotator: annotator, token: Self.token)
         var meta: Logger.Metadata = ["image": "\(imageID)", "connection": "\(connection.id)"]
         if let annotator { meta["annotator"] = "\(annotator)" }
         logger.info("WebSocket joined", metadata: meta)
@@ -446,6 +499,8 @@ final class HTTPGateway: @unchecked Sendable {
                 if connection.wasOverflowed {
                     try? await outbound.close(.policyViolation,
                                               reason: "more than \(WebSocketHub.queueLimit) messages behind")
+                } else if connection.wasRevoked {
+                    try? await outbound.close(.unknown(HTTPGateway.revokedCloseCode), reason: "token no longer authorized")
                 }
             }
             do {

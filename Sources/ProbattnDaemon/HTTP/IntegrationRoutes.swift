@@ -88,10 +88,14 @@ final class IntegrationRoutes: @unchecked Sendable {
         header["kind"] = header["kind"] ?? .string(RequestKind.predict.rawValue)
         header["protocol"] = header["protocol"] ?? .int(probattnProtocolVersion)
         if header["request_id"] == nil { header["request_id"] = .string(nextID("http-predict")) }
-        let parsed: ProbattnSession.Request
+        var parsed: ProbattnSession.Request
         switch gateway.currentParser.parse([JSONValue.object(header).serialized()] + payloads) {
         case .failure(let failure): return Self.protocolError(failure.echo, failure.error)
         case .success(let request): parsed = request
+        }
+        switch gateway.principalForSubmission() {  // a secured daemon: the token's owner (docs/SECURITY.md)
+        case .failure(let error): return Self.protocolError(RequestEcho(parsed), error)
+        case .success(let principal): parsed.principal = principal
         }
         guard case .predict = parsed.body else {
             return Self.protocolError(RequestEcho(parsed), ProtocolError(.badRequest, "POST /api/v1/predict takes kind 'predict'"))
@@ -247,7 +251,11 @@ final class IntegrationRoutes: @unchecked Sendable {
     private func predict(_ prompt: PromptRequest, transport: String, gateway: HTTPGateway,
                          received: UInt64) async -> Result<PredictResult, ProtocolError> {
         guard !gateway.isDraining else { return .failure(Self.shuttingDown) }
-        let request = ProbattnSession.Request(requestID: nextID(transport), .predict(prompt))
+        var request = ProbattnSession.Request(requestID: nextID(transport), .predict(prompt))
+        switch gateway.principalForSubmission() {  // a secured daemon: the token's owner (docs/SECURITY.md)
+        case .failure(let error): return .failure(error)
+        case .success(let principal): request.principal = principal
+        }
         let metrics = requests.metrics
         let outcome: Result<CommandResult, ProtocolError> = await withCheckedContinuation { continuation in
             requests.dispatcher.submit(request, received: received) { continuation.resume(returning: $0) }

@@ -27,16 +27,22 @@ final class WebSocketHub: @unchecked Sendable {
         /// Set (under the hub's lock) when the client fell more than `queueLimit` messages behind; the connection is
         /// then closed.
         fileprivate(set) var overflowed = false
+        /// The token the client authenticated with (a secured daemon); nil on an open one.
+        let token: String?
+        /// Set (under the hub's lock) by `revoke` when the token is no longer admitted; the connection is then closed.
+        fileprivate(set) var revoked = false
 
-        fileprivate init(id: Int, imageID: String, annotator: String?,
+        fileprivate init(id: Int, imageID: String, annotator: String?, token: String?,
                          continuation: AsyncStream<Outbound>.Continuation) {
             self.id = id
             self.imageID = imageID
             self.annotator = annotator
+            self.token = token
             self.continuation = continuation
         }
 
         var wasOverflowed: Bool { overflowed }
+        var wasRevoked: Bool { revoked }
     }
 
     /// Messages a connection may have queued before it counts as too slow and is closed.
@@ -49,13 +55,13 @@ final class WebSocketHub: @unchecked Sendable {
 
     /// Registers a client of `imageID` and sends everyone on the image (the new client included) the presence
     /// message. Returns the connection and the stream its writer task must send, in order.
-    func join(imageID: String, annotator: String?) -> (Connection, AsyncStream<Outbound>) {
+    func join(imageID: String, annotator: String?, token: String? = nil) -> (Connection, AsyncStream<Outbound>) {
         let (stream, continuation) = AsyncStream<Outbound>.makeStream(
             bufferingPolicy: .bufferingOldest(Self.queueLimit))
         return lock.withLock {
             nextID += 1
             total += 1
-            let connection = Connection(id: nextID, imageID: imageID, annotator: annotator,
+            let connection = Connection(id: nextID, imageID: imageID, annotator: annotator, token: token,
                                         continuation: continuation)
             images[imageID, default: [:]][connection.id] = connection
             broadcastPresence(imageID)
@@ -93,6 +99,22 @@ final class WebSocketHub: @unchecked Sendable {
         }
     }
 
+    /// Ends the queues of the connections whose token `isRevoked` says is no longer admitted (after a reload of the
+    /// keys); their writer tasks then close them. Returns how many were revoked.
+    @discardableResult
+    func revoke(_ isRevoked: (String) -> Bool) -> Int {
+        lock.withLock {
+            var count = 0
+            for connection in images.values.flatMap(\.values) {
+                guard let token = connection.token, !connection.revoked, isRevoked(token) else { continue }
+                connection.revoked = true
+                connection.continuation.finish()
+                count += 1
+            }
+            return count
+        }
+    }
+
     /// Clients connected now, over all images.
     var connectionCount: Int { lock.withLock { total } }
 
@@ -113,7 +135,7 @@ final class WebSocketHub: @unchecked Sendable {
     }
 
     private func enqueue(_ messages: [Outbound], on connection: Connection) {
-        guard !connection.overflowed else { return }
+        guard !connection.overflowed, !connection.revoked else { return }
         for message in messages {
             if case .dropped = connection.continuation.yield(message) {
                 connection.overflowed = true

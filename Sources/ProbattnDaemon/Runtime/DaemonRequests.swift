@@ -27,6 +27,13 @@ final class DaemonRequests: @unchecked Sendable {
         let echo = RequestEcho(request)
         let metrics = self.metrics
         if case .listPlugins = request.body {
+            // Answered here, not by the core, so the role check is made here.
+            do { _ = try Authorization.authorize(request, openedBy: { _ in nil }) } catch {
+                let failure = error as? ProtocolError ?? ProtocolError(.forbidden, "\(error)")
+                metrics.countRequest(transport: transport, kind: echo.kind, code: failure.code.rawValue)
+                answer(WireEncoding.reply(echo, .failure(failure)), [])
+                return
+            }
             metrics.countRequest(transport: transport, kind: echo.kind, code: "ok")
             answer(WireEncoding.reply(echo, .success(listPlugins())), [])
             return

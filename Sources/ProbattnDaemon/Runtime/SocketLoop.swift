@@ -12,6 +12,10 @@ import ProbattnZMQ
 ///
 /// Shutdown: `beginDraining()` makes new requests get `shutting_down`; the loop ends once every accepted request has
 /// been answered (`pending == 0` and the outbox is empty).
+///
+/// Secured (`access` set, docs/SECURITY.md): both sockets are CURVE servers, the ZAP handler on this thread admits
+/// only the keys of the current set, and every request is checked against the set as it is when the request arrives
+/// (a key removed by a reload gets `forbidden` at once) and runs as that key's principal.
 final class SocketLoop: @unchecked Sendable {
     struct Endpoints: Sendable { var requests: String; var results: String }
 
@@ -23,17 +27,25 @@ final class SocketLoop: @unchecked Sendable {
     private let notifier: SystemdNotifier
     private let watchdogEnabled: Bool
     private let logger: Logger
+    private let access: AccessControl?
+    /// Owned by the socket thread (secured daemons only).
+    private var zap: ZAPHandler?
+    private var resultsMonitor: ZMQSocket?
+    private var boundResults = ""
 
     private let stateLock = NSLock()
     private var parser: RequestParser
     private var draining = false
     private var announcedReady = false
+    private var rebindResults = false
+    private var resultsUnbound = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
     init(endpoints: Endpoints, limits: DaemonConfig.Limits, requests: DaemonRequests, outbox: Outbox,
-         notifier: SystemdNotifier, watchdog: Bool, logger: Logger) throws {
+         notifier: SystemdNotifier, watchdog: Bool, logger: Logger, access: AccessControl? = nil) throws {
         context = try ZMQContext()
+        self.access = access
         self.endpoints = endpoints
         self.requests = requests
         scheduler = requests.dispatcher.scheduler
@@ -69,6 +81,8 @@ final class SocketLoop: @unchecked Sendable {
             loop(router: router, publisher: publisher)
             router.close()
             publisher.close()
+            resultsMonitor?.close()
+            zap?.socket.close()
             finished.signal()
         }
         thread.name = "probattnd-sockets"
@@ -91,11 +105,20 @@ final class SocketLoop: @unchecked Sendable {
         outbox.post([])  // no-op post; the loop notices the flag within one poll interval
     }
 
+    /// After a reload removed keys: the loop unbinds the results socket (dropping every subscriber) and binds it
+    /// again, so that each subscriber reconnects through a new handshake and removed keys receive nothing more.
+    func rebindResultsSocket() {
+        stateLock.withLock { rebindResults = true }
+        outbox.post([])
+    }
+
     /// Blocks until the loop has ended (after `beginDraining()`).
     func waitUntilFinished() { finished.wait() }
 
     private func bindSockets() throws -> (ZMQSocket, ZMQSocket) {
+        if let access { zap = try ZAPHandler(context: context, access: access, logger: logger) }
         let router = try context.socket(.router)
+        try secure(router)
         try router.setLinger(1000)
         try router.setRouterMandatory(true)
         try router.setSendHighWaterMark(10_000)
@@ -107,6 +130,7 @@ final class SocketLoop: @unchecked Sendable {
             throw ProtocolError(.internal, "cannot bind the request socket to \(endpoints.requests): \(error)")
         }
         let publisher = try context.socket(.pub)
+        try secure(publisher)
         try publisher.setLinger(1000)
         try publisher.setSendHighWaterMark(10_000)
         do { try publisher.bind(endpoints.results) } catch {
@@ -114,6 +138,16 @@ final class SocketLoop: @unchecked Sendable {
         }
         let requests = (try? router.lastEndpoint()) ?? endpoints.requests
         let results = (try? publisher.lastEndpoint()) ?? endpoints.results
+        boundResults = results
+        if access != nil {
+            let monitor = "inproc://probattnd-results-monitor"
+            try publisher.monitor(endpoint: monitor, events: ZMQMonitorEvent.closed)
+            let socket = try context.socket(.pair)
+            try socket.setLinger(0)
+            try socket.setReceiveTimeout(2000)
+            try socket.connect(monitor)
+            resultsMonitor = socket
+        }
         logger.info("Sockets bound", metadata: ["requests": "\(requests)", "results": "\(results)"])
         return (router, publisher)
     }
@@ -124,6 +158,7 @@ final class SocketLoop: @unchecked Sendable {
         var lastPing = 0.0
         var frameCap = stateLock.withLock { parser.maxMessageBytes }
         let items = [ZMQPoller.Item(socket: router), ZMQPoller.Item(fileDescriptor: outbox.wakeDescriptor)]
+            + (zap.map { [ZMQPoller.Item(socket: $0.socket)] } ?? [])
         while true {
             let limit = stateLock.withLock { parser.maxMessageBytes }
             if limit != frameCap {
@@ -139,13 +174,15 @@ final class SocketLoop: @unchecked Sendable {
                 logger.critical("Polling the sockets failed", metadata: ["error": "\(error)"])
                 return
             }
+            if ready.count > 2, ready[2] { zap?.answerPending() }
+            if stateLock.withLock({ rebindResults }) { rebind(publisher) }
             send(outbox.drain(), router: router, publisher: publisher)
             if ready[0] {
                 // Take what is there now, but bounded, so replies keep flowing under load.
                 for _ in 0..<256 {
-                    let frames: [[UInt8]]
-                    do { frames = try router.receive(dontWait: true) } catch { break }
-                    handle(frames, router: router)
+                    let message: (frames: [[UInt8]], userID: String?)
+                    do { message = try router.receiveWithUserID(dontWait: true) } catch { break }
+                    handle(message.frames, userID: message.userID, router: router)
                 }
             }
             let now = Self.now()
@@ -175,20 +212,45 @@ final class SocketLoop: @unchecked Sendable {
     /// One inbound message: `[routing id][envelope…][header][payload…]`. The envelope (`RequestParser.splitEnvelope`:
     /// a REQ client's delimiter, a REQ_CORRELATE id and delimiter, a proxy's routing ids and the client's delimiter)
     /// is put back in front of the reply, after the routing id.
-    private func handle(_ frames: [[UInt8]], router: ZMQSocket) {
+    /// `userID` is what the ZAP handler gave the connection (its public key).
+    private func handle(_ frames: [[UInt8]], userID: String?, router: ZMQSocket) {
         guard let identity = frames.first else { return }
         let (inner, body) = RequestParser.splitEnvelope(Array(frames.dropFirst()))
         let envelope = [identity] + inner
         let received = DispatchTime.now().uptimeNanoseconds
         let (parser, isDraining) = stateLock.withLock { (self.parser, draining) }
-        switch parser.parse(body) {
+        let parsed = parser.parse(body)
+        var principal: Principal?
+        if let access {
+            // The key set as it is now: a key removed by a reload is refused even on a connection it opened before.
+            guard let key = userID, let sender = access.principal(publicKey: key) else {
+                let echo: RequestEcho
+                switch parsed {
+                case .failure(let failure): echo = failure.echo
+                case .success(let request): echo = RequestEcho(request)
+                }
+                let error = ProtocolError(.forbidden, "this connection's key is not (or no longer) authorized")
+                requests.countRefusal(transport: "zmq", echo: echo, error: error)
+                if access.shouldLogRefusal(of: userID ?? "-") {
+                    logger.notice("Request refused: \(error.message) (logged once per key per 60 s)",
+                                  metadata: ["request": "\(echo.requestID ?? "-")", "key": "\(userID ?? "-")",
+                                             "code": "\(error.code.rawValue)"])
+                }
+                send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(echo, .failure(error)))],
+                     router: router, publisher: nil)
+                return
+            }
+            principal = sender
+        }
+        switch parsed {
         case .failure(let failure):
             logger.notice("Request refused: \(failure.error.message)",
                           metadata: ["request": "\(failure.echo.requestID ?? "-")", "code": "\(failure.error.code.rawValue)"])
             requests.countRefusal(transport: "zmq", echo: failure.echo, error: failure.error)
             send([.reply(envelope: envelope, frames: WireEncoding.replyFrames(failure.echo, .failure(failure.error)))],
                  router: router, publisher: nil)
-        case .success(let request):
+        case .success(var request):
+            request.principal = principal
             if isDraining {
                 let refusal = ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests")
                 requests.countRefusal(transport: "zmq", echo: RequestEcho(request), error: refusal)
@@ -201,6 +263,40 @@ final class SocketLoop: @unchecked Sendable {
                 outbox.post([.reply(envelope: replyEnvelope, frames: frames)])
             })
         }
+    }
+
+    /// CURVE server settings on a socket of a secured daemon (before it is bound); nothing for an open one.
+    private func secure(_ socket: ZMQSocket) throws {
+        guard let access else { return }
+        try socket.setZAPDomain(ZAPHandler.domain)
+        try socket.setCurveServer(secretKey: access.serverKey.secretKeyBytes)
+    }
+
+    /// Unbinds the results socket, waits (at most 2 s) for libzmq to report the listener closed (so an `ipc://`
+    /// file is not removed after the new bind), and binds it again at the same endpoint. A failed bind is retried on
+    /// the next turn of the loop.
+    private func rebind(_ publisher: ZMQSocket) {
+        let endpoint = boundResults
+        if !stateLock.withLock({ resultsUnbound }) {
+            while (try? resultsMonitor?.receive(dontWait: true)) != nil {}  // events from before
+            do { try publisher.unbind(endpoint) } catch {
+                logger.error("Cannot unbind the results socket", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+            }
+            stateLock.withLock { resultsUnbound = true }
+            if let monitor = resultsMonitor {
+                while let event = try? ZMQMonitorEvent.receive(from: monitor),
+                      !(event.event == ZMQMonitorEvent.closed && event.endpoint == endpoint) {}
+            }
+        }
+        do {
+            try publisher.bind(endpoint)
+        } catch {
+            logger.error("Cannot bind the results socket again; retrying", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+            return
+        }
+        stateLock.withLock { rebindResults = false; resultsUnbound = false }
+        logger.notice("Results socket bound again: subscribers reconnect and authenticate with the current keys",
+                      metadata: ["results": "\(endpoint)"])
     }
 
     private func send(_ messages: [Outgoing], router: ZMQSocket, publisher: ZMQSocket?) {

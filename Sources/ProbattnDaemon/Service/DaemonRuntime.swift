@@ -2,6 +2,7 @@ import CBLAS
 import Foundation
 import Logging
 import ProbattnConfig
+import ProbattnKeys
 import ProbattnPluginHost
 import ProbattnSegmentation
 import ProbattnSession
@@ -25,6 +26,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     private let sockets: SocketLoop
     private let notifier: SystemdNotifier
     private let logger: Logger
+    /// The keys of a secured daemon; nil when it runs open.
+    let access: AccessControl?
     private let storePath: String
     private let workers: Int
     /// The HTTP transport, when the config has `http`; not yet bound (see `HTTPGateway.run`).
@@ -47,6 +50,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         for deprecation in config.deprecations {
             logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
         }
+        access = try AccessControl.load(config.security)
+        Self.logSecurity(config, access: access, logger: logger)
         let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
 
         // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
@@ -68,7 +73,10 @@ public final class DaemonRuntime: @unchecked Sendable {
         let outbox = try Outbox()
         dispatcher.addListener { update in outbox.post([.publish(frames: WireEncoding.updateFrames(update))]) }
         let requests = DaemonRequests(dispatcher: dispatcher, plugins: plugins, metrics: DaemonMetrics())
-        gateway = config.http.map { HTTPGateway(settings: $0, limits: config.limits, requests: requests, logger: logger) }
+        let access = self.access
+        gateway = config.http.map {
+            HTTPGateway(settings: $0, limits: config.limits, requests: requests, logger: logger, access: access)
+        }
         if let gateway {
             let routes = IntegrationRoutes(labelStudio: config.labelStudio, limits: config.limits, requests: requests,
                                            logger: logger)
@@ -79,8 +87,29 @@ public final class DaemonRuntime: @unchecked Sendable {
         sockets = try SocketLoop(
             endpoints: .init(requests: config.endpoints.requests, results: config.endpoints.results),
             limits: config.limits, requests: requests,
-            outbox: outbox, notifier: notifier, watchdog: config.notify.watchdog, logger: logger)
+            outbox: outbox, notifier: notifier, watchdog: config.notify.watchdog, logger: logger, access: access)
         try sockets.start()
+    }
+
+    /// At every start: how the daemon is secured (with a warning when HTTP tokens would cross the network in clear),
+    /// or a warning that it runs open.
+    static func logSecurity(_ config: DaemonConfig, access: AccessControl?, logger: Logger) {
+        guard let access else {
+            logger.warning("Running open: no security section, so any client that reaches the sockets can act as any annotator (docs/SECURITY.md)",
+                           metadata: ["requests": "\(config.endpoints.requests)", "results": "\(config.endpoints.results)"])
+            return
+        }
+        if let path = config.security.serverSecretKey, SecretKeyFile.isExposed(path: path) {
+            logger.warning("The server secret key is readable by group or others; make it mode 0600",
+                           metadata: ["file": "\(path)"])
+        }
+        if let http = config.http, !DaemonConfig.isLoopbackHost(http.host) {
+            logger.warning("HTTP listens beyond loopback without TLS: tokens cross the network in clear; put a TLS reverse proxy in front (docs/SECURITY.md)",
+                           metadata: ["listen": "\(http.listen)"])
+        }
+        logger.info("Security on: CURVE with ZAP on both sockets",
+                    metadata: ["server_key": "\(access.serverKey.publicKey)", "clients": "\(access.current.entries.count)",
+                               "authorized_keys": "\(config.security.authorizedKeys ?? "")"])
     }
 
     /// The session core's settings from a config.
@@ -102,8 +131,10 @@ public final class DaemonRuntime: @unchecked Sendable {
     }
 
     /// Re-reads the config file (SIGHUP). Applies limits, the conflict policy and the pipeline's stages (used for
-    /// images opened from now on); endpoints, the store, the plugin folder and logging need a restart and are kept.
-    /// On any error the running config stays and the reason is logged.
+    /// images opened from now on) and, on a secured daemon, the client keys of `security.authorized_keys` (read again
+    /// even when the config is unchanged; removed keys are refused at once, and the results socket is bound again so
+    /// subscribers authenticate anew); endpoints, the store, the plugin folder, logging and the server key need a
+    /// restart and are kept. On any error the running config and keys stay and the reason is logged.
     public func reload() {
         notifier.reloading()
         defer { notifier.ready() }
@@ -126,6 +157,16 @@ public final class DaemonRuntime: @unchecked Sendable {
             if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
             if new.logging != current.logging { restartOnly.append("logging") }
             if new.notify != current.notify { restartOnly.append("notify") }
+            if new.security.isEnabled != current.security.isEnabled
+                || new.security.serverSecretKey != current.security.serverSecretKey {
+                restartOnly.append("security.server_secret_key")
+            }
+            // The client keys are read again on every reload (even with an unchanged config); a bad key file fails
+            // the reload and keeps the previous set.
+            var reloadedKeys: AuthorizedKeys?
+            if access != nil, new.security.isEnabled, let folder = new.security.authorizedKeys {
+                reloadedKeys = try AuthorizedKeys.load(directory: folder)
+            }
             if !restartOnly.isEmpty {
                 logger.warning("These settings change only on restart; keeping the running values",
                                metadata: ["keys": "\(restartOnly.joined(separator: ","))"])
@@ -141,6 +182,15 @@ public final class DaemonRuntime: @unchecked Sendable {
             scheduler.setLimits(perKey: applied.limits.queueDepthPerImage, total: applied.limits.maxPendingRequests)
             sockets.setLimits(applied.limits)
             gateway?.setLimits(applied.limits)
+            if let access, let reloadedKeys {
+                let removed = access.replace(with: reloadedKeys)
+                applied.security.authorizedKeys = new.security.authorizedKeys
+                applied.security.allowInsecure = new.security.allowInsecure
+                logger.notice("Client keys reloaded", metadata: ["clients": "\(reloadedKeys.entries.count)",
+                                                                 "removed": "\(removed.count)"])
+                if !removed.isEmpty { sockets.rebindResultsSocket() }
+                gateway?.revokeRemovedTokens()
+            }
             lock.withLock { config = applied }
             logger.notice("Configuration reloaded", metadata: ["config": "\(configPath)"])
         } catch {
