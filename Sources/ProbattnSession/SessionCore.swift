@@ -228,8 +228,8 @@ public final class SessionCore: @unchecked Sendable {
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
-        let result = try segment(pipeline: pipeline, prepared: prepared, clicks: [], width: image.width,
-                                 height: image.height, classCount: classes.count, policy: settings.conflictPolicy)
+        let result = try segment(pipeline: pipeline, prepared: prepared, resolved: [], width: image.width,
+                                 height: image.height, classCount: classes.count)
         let encodedMask = EncodedMask(result.mask, classes: classes)
         let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -342,8 +342,10 @@ public final class SessionCore: @unchecked Sendable {
         }
         let commitSeconds = Self.seconds(since: t1)
         statistics.record("commit", seconds: commitSeconds)
-        // The tentative ids of new clicks were placeholders: report the overridden clicks by their real ids.
-        let overridden = ConflictResolution.resolve(committed.active, width: session.width, policy: policy).overridden
+        // The resolution ran before the store gave the new clicks their ids; `committed.active` lists the same clicks
+        // in the same order, so each tentative id maps to the committed click at its position.
+        let realID = Dictionary(uniqueKeysWithValues: zip(clicks.map(\.id), committed.active.map(\.id)))
+        let overridden = resolved.overridden.map { realID[$0] ?? $0 }
         lock.withLock {
             session.clicks = committed.active
             session.version = version
@@ -438,13 +440,8 @@ public final class SessionCore: @unchecked Sendable {
                                 classIndex: background)
         } ?? FixedTokens()
         let resolved = ConflictResolution.resolve(clicks, width: width, policy: settings.conflictPolicy)
-        let result = try stage("propagator") {
-            try settings.pipeline.segment(prepared, clicks: resolved.inForce, fixed: fixed, classCount: classes.count)
-        }
-        guard result.mask.width == width, result.mask.height == height else {
-            throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")
-        }
-        statistics.record("propagate", seconds: result.seconds)
+        let result = try segment(pipeline: settings.pipeline, prepared: prepared, resolved: resolved.inForce,
+                                 fixed: fixed, width: width, height: height, classCount: classes.count)
         var mask = result.mask
         if let box {
             for y in 0..<height {
@@ -531,17 +528,13 @@ public final class SessionCore: @unchecked Sendable {
         return prepared
     }
 
-    private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, clicks: [ActiveClick], width: Int,
-                         height: Int, classCount: Int, policy: ConflictPolicy) throws -> SegmentationResult {
-        let resolved = ConflictResolution.resolve(clicks, width: width, policy: policy)
-        return try segment(pipeline: pipeline, prepared: prepared, resolved: resolved.inForce, width: width,
-                           height: height, classCount: classCount)
-    }
-
-    private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click], width: Int,
-                         height: Int, classCount: Int) throws -> SegmentationResult {
+    /// Runs the propagator on clicks already resolved by `ConflictResolution` (and, for `predict`, tokens a box
+    /// fixes), checks the mask's size and records the stage time.
+    private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
+                         fixed: FixedTokens = FixedTokens(), width: Int, height: Int, classCount: Int) throws
+        -> SegmentationResult {
         let result = try stage("propagator") {
-            try pipeline.segment(prepared, clicks: resolved, classCount: classCount)
+            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount)
         }
         guard result.mask.width == width, result.mask.height == height else {
             throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")

@@ -82,6 +82,26 @@ final class DaemonProcess: @unchecked Sendable {
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
+    /// Runs `executable` with `arguments` to its end; returns its exit status and everything it printed (stdout and
+    /// stderr together).
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    /// Runs a build product (`probattn`, `probattnd`) of this build, as `run` does.
+    static func runProduct(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        try run(productsFolder + "/" + name, arguments)
+    }
+
     /// The folder of the build products: where the test bundle, `probattnd`, `probattn` and the plugins are.
     static var productsFolder: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

@@ -129,17 +129,10 @@ struct DaemonLifecycleTests {
         #expect(doc.contains(code.trimmingCharacters(in: .whitespacesAndNewlines)),
                 "docs/PROTOCOL.md embeds docs/examples/client.py verbatim")
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, daemon.requests, daemon.results]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, output) = try DaemonProcess.run("/usr/bin/env", ["python3", script, daemon.requests,
+                                                                     daemon.results])
         // No skipping: a missing python3 or pyzmq is a failure (make test installs pyzmq).
-        #expect(process.terminationStatus == 0, "the example failed:\n\(output)")
+        #expect(status == 0, "the example failed:\n\(output)")
         #expect(output.contains("PASS"))
     }
 }

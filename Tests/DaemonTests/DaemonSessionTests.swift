@@ -242,17 +242,10 @@ struct DaemonSessionTests {
         let imagePath = daemon.folder + "/picture.png"
         let maskPath = daemon.folder + "/mask.png"
         try Data(try TestImages.png()).write(to: URL(fileURLWithPath: imagePath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DaemonProcess.productsFolder + "/probattn")
-        process.arguments = ["segment", imagePath, "--click", "80,60,object", "--click", "5,5,background",
-                             "--out", maskPath, "--endpoint", daemon.requests, "--results-endpoint", daemon.results]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "probattn segment failed:\n\(output)")
+        let (status, output) = try DaemonProcess.runProduct("probattn", [
+            "segment", imagePath, "--click", "80,60,object", "--click", "5,5,background", "--out", maskPath,
+            "--endpoint", daemon.requests, "--results-endpoint", daemon.results])
+        #expect(status == 0, "probattn segment failed:\n\(output)")
         #expect(output.contains("version 2"), "prints the mask version:\n\(output)")
         let mask = try ImageDecoder.decodeFile(atPath: maskPath)
         #expect(mask.width == TestImages.width && mask.height == TestImages.height)

@@ -6,16 +6,7 @@ import Testing
 /// `probattn eval --dataset folder` as a user runs it: the real binary on a generated folder.
 @Suite struct EvalCommandTests {
     private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DaemonProcess.productsFolder + "/probattn")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        try DaemonProcess.runProduct("probattn", arguments)
     }
 
     @Test func aFolderOfOwnImagesIsEvaluatedAndReported() throws {
@@ -68,17 +59,9 @@ import Testing
             .filter { $0.hasSuffix(".yaml") }.sorted().map { config.path + "/examples/" + $0 }
         #expect(examples.count >= 7)
         for file in [config.path + "/probattnd.yaml"] + examples {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: DaemonProcess.productsFolder + "/probattn")
-            process.arguments = ["eval", "--dataset", "grabcut", "--root", root, "--limit", "2", "--max-clicks", "3",
-                                 "--config", file]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\((file as NSString).lastPathComponent): \(output)")
+            let (status, output) = try DaemonProcess.runProduct("probattn", [
+                "eval", "--dataset", "grabcut", "--root", root, "--limit", "2", "--max-clicks", "3", "--config", file])
+            #expect(status == 0, "\((file as NSString).lastPathComponent): \(output)")
             #expect(output.contains("grabcut (all): 2 images"), "\(output)")
             #expect(!output.contains("deprecated"), "\((file as NSString).lastPathComponent) uses the flat form")
         }

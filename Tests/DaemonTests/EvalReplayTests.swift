@@ -29,17 +29,10 @@ struct EvalReplayTests {
 
         // 1. The eval run: 5 images, 20 clicks each, final masks saved.
         let report = daemon.folder + "/report"
-        let eval = Process()
-        eval.executableURL = URL(fileURLWithPath: DaemonProcess.productsFolder + "/probattn")
-        eval.arguments = ["eval", "--dataset", "grabcut", "--root", root, "--limit", "5", "--max-clicks", "20",
-                          "--report", report, "--save-masks"]
-        let output = Pipe()
-        eval.standardOutput = output
-        eval.standardError = output
-        try eval.run()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        eval.waitUntilExit()
-        try #require(eval.terminationStatus == 0, "probattn eval failed:\n\(printed)")
+        let (status, printed) = try DaemonProcess.runProduct("probattn", [
+            "eval", "--dataset", "grabcut", "--root", root, "--limit", "5", "--max-clicks", "20", "--report", report,
+            "--save-masks"])
+        try #require(status == 0, "probattn eval failed:\n\(printed)")
         let results = try JSONDecoder().decode([InstanceResult].self,
                                                from: Data(contentsOf: URL(fileURLWithPath: report + "/instances.json")))
         let summary = try JSONValue.parse(Array(Data(contentsOf: URL(fileURLWithPath: report + "/summary.json"))))

@@ -159,13 +159,11 @@ final class IntegrationRoutes: @unchecked Sendable {
             logger.notice("Label Studio prediction refused: \(message)", metadata: ["status": "\(status)"])
             return Self.json(LabelStudioBackend.error(status, message), status: status)
         }
-        let body: [UInt8]
-        switch await gateway.readBody(request) {
-        case .complete(let bytes): body = bytes
-        case .refused(let error, _):
-            return Self.closing(failure(GatewayStatus.status(for: error.code.rawValue), error.message))
+        let json: JSONValue
+        switch await Self.readJSON(request, gateway: gateway, failure: failure) {
+        case .success(let value): json = value
+        case .failure(let refusal): return refusal.response
         }
-        guard let json = JSONValue.parse(body) else { return failure(400, "the body is not JSON") }
         do {
             let prompt = try LabelStudioBackend.prompt(json)
             let url = try labelStudio.resolve(prompt.imageURL).absoluteString
@@ -211,6 +209,23 @@ final class IntegrationRoutes: @unchecked Sendable {
         }
     }
 
+    /// An early answer of a tool route, carried out of `readJSON`.
+    private struct Refusal: Error { let response: Response }
+
+    /// The body of a tool route as JSON, or the tool's error answer: over the size limit (the connection is then
+    /// closed, like the gateway's own refusals) or not JSON (400).
+    private static func readJSON(_ request: HummingbirdCore.Request, gateway: HTTPGateway,
+                                 failure: (Int, String) -> Response) async -> Result<JSONValue, Refusal> {
+        switch await gateway.readBody(request) {
+        case .complete(let bytes):
+            guard let json = JSONValue.parse(bytes) else { return .failure(Refusal(response: failure(400, "the body is not JSON"))) }
+            return .success(json)
+        case .refused(let error, _):
+            return .failure(Refusal(response: closing(failure(GatewayStatus.status(for: error.code.rawValue),
+                                                              error.message))))
+        }
+    }
+
     // MARK: CVAT
 
     private func cvat(_ request: HummingbirdCore.Request, gateway: HTTPGateway, received: UInt64) async -> Response {
@@ -219,13 +234,11 @@ final class IntegrationRoutes: @unchecked Sendable {
             logger.notice("CVAT interaction refused: \(message)", metadata: ["status": "\(status)"])
             return Self.text(status, message)
         }
-        let body: [UInt8]
-        switch await gateway.readBody(request) {
-        case .complete(let bytes): body = bytes
-        case .refused(let error, _):
-            return Self.closing(failure(GatewayStatus.status(for: error.code.rawValue), error.message))
+        let json: JSONValue
+        switch await Self.readJSON(request, gateway: gateway, failure: failure) {
+        case .success(let value): json = value
+        case .failure(let refusal): return refusal.response
         }
-        guard let json = JSONValue.parse(body) else { return failure(400, "the body is not JSON") }
         do {
             let prompt = try CVATInteractor.prompt(json)
             switch await predict(CVATInteractor.request(prompt), transport: "cvat", gateway: gateway, received: received) {

@@ -72,9 +72,8 @@ enum CVATInteractor {
         replyBytes(result).flatMap { JSONValue.parse($0) }
     }
 
-    /// The same reply as JSON text, written directly (a 1280 × 960 object is about a million numbers: building
-    /// JSON values for them and encoding those would cost more than the segmentation).
-    static func replyBytes(_ result: PredictResult) -> [UInt8]? {
+    /// The inclusive bounding box of the object's pixels (class 0), nil when there are none.
+    static func objectBounds(_ result: PredictResult) -> (x0: Int, y0: Int, x1: Int, y1: Int)? {
         let w = result.width, h = result.height
         let labels = result.mask.mask.labels
         var x0 = w, y0 = h, x1 = -1, y1 = -1
@@ -83,7 +82,15 @@ enum CVATInteractor {
                 x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
             }
         }
-        guard x1 >= 0 else { return nil }
+        return x1 >= 0 ? (x0, y0, x1, y1) : nil
+    }
+
+    /// The same reply as JSON text, written directly (a 1280 × 960 object is about a million numbers: building
+    /// JSON values for them and encoding those would cost more than the segmentation).
+    static func replyBytes(_ result: PredictResult) -> [UInt8]? {
+        let w = result.width
+        let labels = result.mask.mask.labels
+        guard let (x0, y0, x1, y1) = objectBounds(result) else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity((x1 - x0 + 2) * (y1 - y0 + 1) * 4 + 64)
         out += Array("{\"bounds\":[\(x0),\(y0),\(x1),\(y1)],\"mask\":[".utf8)
@@ -103,15 +110,9 @@ enum CVATInteractor {
 
     /// The reply built as JSON values (the reference the direct writer is checked against).
     static func replyValue(_ result: PredictResult) -> JSONValue? {
-        let w = result.width, h = result.height
+        let w = result.width
         let labels = result.mask.mask.labels
-        var x0 = w, y0 = h, x1 = -1, y1 = -1
-        for y in 0..<h {
-            for x in 0..<w where labels[y * w + x] == 0 {
-                x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
-            }
-        }
-        guard x1 >= 0 else { return nil }
+        guard let (x0, y0, x1, y1) = objectBounds(result) else { return nil }
         var rows: [JSONValue] = []
         rows.reserveCapacity(y1 - y0 + 1)
         for y in y0...y1 {
