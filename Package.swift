@@ -16,14 +16,18 @@
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
-//   ProbattnSegmentation -> Core, PluginHost, Imaging   encoder / adapter / propagator stages and the pipeline
-//   ProbattnSession     -> Segmentation, Imaging   the session core, without I/O: sessions, conflict policy,
-//                                    commands -> results, the persistence protocol (+ an in-memory store), prepared
-//                                    cache, per-image scheduler and dispatcher; every front door runs it
+//   ProbattnStages      -> Imaging, Logging   the stage contracts, without I/O: roles, specs and config values, the
+//                                    encoder / adapter / propagator / writer protocols and their value types, stage
+//                                    descriptors and registries, StageContext and the compute budget (CorePool)
+//   ProbattnSegmentation -> Stages, Core, PluginHost, Imaging   the encoder / adapter / propagator stages, their
+//                                    descriptors (PipelineStages) and the pipeline factory
+//   ProbattnSession     -> Stages, Segmentation, Imaging   the session core, without I/O: sessions, conflict policy,
+//                                    commands -> results, the in-memory writer stage, prepared cache, per-image
+//                                    scheduler and dispatcher; every front door runs it
 //   ProbattnEvaluation  -> Session, Segmentation, JSON   click simulator, metrics, GrabCut/Berkeley readers, the
 //                                    evaluation runner (drives the session core), reports and plots
 //   ProbattnWire        -> Session, JSON   protocol version 1: request decoding, reply and update JSON
-//   ProbattnStore       -> Session, GRDB   the SQLite persistence
+//   ProbattnStore       -> Stages, GRDB   the SQLite writer stage
 //   ProbattnConfig      -> Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests):
@@ -120,33 +124,40 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnPluginHost", dependencies: ["CProbattnPlugin"], swiftSettings: swiftSettings),
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
+        // The stage contracts compile in Swift 6 language mode.
+        .target(name: "ProbattnStages",
+                dependencies: ["ProbattnImaging", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings + [.swiftLanguageMode(.v6)]),
         .target(name: "ProbattnSegmentation",
-                dependencies: ["ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
+                dependencies: ["ProbattnStages", "ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnSession",
-                dependencies: ["ProbattnSegmentation", "ProbattnImaging",
+                dependencies: ["ProbattnStages", "ProbattnSegmentation", "ProbattnImaging",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnEvaluation",
-                dependencies: ["ProbattnSession", "ProbattnSegmentation", "ProbattnImaging", "ProbattnJSON"],
+                dependencies: ["ProbattnStages", "ProbattnSession", "ProbattnSegmentation", "ProbattnImaging",
+                               "ProbattnJSON"],
                 swiftSettings: swiftSettings),
-        .target(name: "ProbattnWire", dependencies: ["ProbattnSession", "ProbattnImaging", "ProbattnJSON"],
+        .target(name: "ProbattnWire", dependencies: ["ProbattnStages", "ProbattnSession", "ProbattnImaging", "ProbattnJSON"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnStore",
-                dependencies: ["ProbattnSession", "ProbattnJSON", .product(name: "GRDB", package: "GRDB.swift")],
+                dependencies: ["ProbattnStages", "ProbattnSession", "ProbattnJSON",
+                               .product(name: "GRDB", package: "GRDB.swift")],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnConfig",
-                dependencies: ["ProbattnSegmentation", "ProbattnSession", "ProbattnPluginHost",
+                dependencies: ["ProbattnStages", "ProbattnSegmentation", "ProbattnSession", "ProbattnPluginHost",
                                .product(name: "Yams", package: "Yams"),
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnZMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
-        .target(name: "ProbattnClient", dependencies: ["ProbattnZMQ", "ProbattnJSON", "ProbattnSession"], swiftSettings: swiftSettings),
+        .target(name: "ProbattnClient", dependencies: ["ProbattnZMQ", "ProbattnJSON", "ProbattnStages", "ProbattnSession"], swiftSettings: swiftSettings),
         .target(name: "ProbattnKeys", dependencies: ["ProbattnZMQ", "ProbattnSession"], swiftSettings: swiftSettings),
         .target(name: "ProbattnDaemon",
                 dependencies: [
-                    "ProbattnSession", "ProbattnWire", "ProbattnStore", "ProbattnConfig", "ProbattnSegmentation",
-                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "CBLAS", "ProbattnKeys",
+                    "ProbattnStages", "ProbattnSession", "ProbattnWire", "ProbattnStore", "ProbattnConfig",
+                    "ProbattnSegmentation",
+                    "ProbattnZMQ", "ProbattnImaging", "ProbattnPluginHost", "ProbattnJSON", "ProbattnCore", "ProbattnKeys",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                     .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -161,14 +172,16 @@ let package = Package(
                 ],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnTesting",
-                dependencies: ["ProbattnSession", "ProbattnSegmentation", "ProbattnPluginHost", "ProbattnImaging"],
+                dependencies: ["ProbattnStages", "ProbattnSession", "ProbattnSegmentation", "ProbattnPluginHost",
+                               "ProbattnImaging"],
                 swiftSettings: swiftSettings),
         .target(name: "ProbattnCommandLine",
                 dependencies: ["ProbattnPluginHost", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: swiftSettings),
         .executableTarget(name: "probattn",
                           dependencies: [
-                              "ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench", "ProbattnPluginHost",
+                              "ProbattnStages", "ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench",
+                              "ProbattnPluginHost",
                               "ProbattnImaging", "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnSession",
                               "ProbattnConfig", "ProbattnClient", "ProbattnZMQ", "ProbattnJSON",
                               "ProbattnCommandLine", "ProbattnKeys",
@@ -177,27 +190,28 @@ let package = Package(
                           swiftSettings: swiftSettings),
         .executableTarget(name: "probattnd",
                           dependencies: [
-                              "ProbattnDaemon", "ProbattnConfig", "ProbattnPluginHost", "ProbattnCommandLine",
+                              "ProbattnDaemon", "ProbattnStages", "ProbattnConfig", "ProbattnPluginHost",
+                              "ProbattnCommandLine",
                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                               .product(name: "Logging", package: "swift-log"),
                           ],
                           swiftSettings: swiftSettings),
 
         .target(name: "ProbattnFuzzing",
-                dependencies: ["ProbattnWire", "ProbattnConfig", "ProbattnImaging", "ProbattnSession"],
+                dependencies: ["ProbattnWire", "ProbattnConfig", "ProbattnImaging", "ProbattnStages", "ProbattnSession"],
                 swiftSettings: swiftSettings),
 
         .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
         .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
         .testTarget(name: "SegmentationTests",
-                    dependencies: ["ProbattnSegmentation", "ProbattnEvaluation", "ProbattnImaging", "ProbattnPluginHost",
+                    dependencies: ["ProbattnStages", "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnImaging", "ProbattnPluginHost",
                                    "ProbattnJSON"]),
         .testTarget(name: "SessionTests",
-                    dependencies: ["ProbattnSession", "ProbattnTesting", "ProbattnWire", "ProbattnStore",
+                    dependencies: ["ProbattnStages", "ProbattnSession", "ProbattnTesting", "ProbattnWire", "ProbattnStore",
                                    "ProbattnSegmentation", "ProbattnImaging", "ProbattnJSON", "ProbattnEvaluation"]),
         .testTarget(name: "DaemonTests",
-                    dependencies: ["ProbattnDaemon", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
+                    dependencies: ["ProbattnDaemon", "ProbattnStages", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
                                    "ProbattnWire", "ProbattnClient", "ProbattnZMQ", "ProbattnImaging",
                                    "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnJSON", "ProbattnFuzzing",
                                    "ProbattnKeys",

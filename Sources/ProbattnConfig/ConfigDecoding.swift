@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnSegmentation
+import ProbattnStages
 import Yams
 
 /// A YAML node together with where it sits in the file, read strictly: every accessor either returns a value of the

@@ -1,17 +1,15 @@
 import Foundation
 import ProbattnPluginHost
 import ProbattnSegmentation
+import ProbattnStages
 
 extension DaemonConfig {
-    /// The writer implementations the daemon provides (the writer stage is the daemon's own: it commits to SQLite and
-    /// publishes on the PUB socket). Its options are none.
-    public static let writerTypes = ["sqlite"]
-
     /// Checks that need no resources and that decoding alone cannot do: endpoint syntax, distinct endpoints, every
     /// limit within `Limits.ranges` (decoding checks them too; a config built in code is checked here), the image
     /// root of the path-mode store, the shape of the pipeline (one encoder, one adapter, one propagator, in that
-    /// order, then at most one writer) and each stage's `type` (from `PipelineFactory.stageTypes`; the writer's from
-    /// `writerTypes`). Called by `validate(plugins:)`; throws the first problem as a one-line `ConfigError`.
+    /// order, then at most one writer) and the `type` of each pipeline stage (from `PipelineFactory.stageTypes`; the
+    /// writer's is checked by `validate(plugins:writers:)` against the writers the program links). Called by
+    /// `validate(plugins:writers:)`; throws the first problem as a one-line `ConfigError`.
     func validateStructure() throws {
         try validateLimits()
         try validateStore()
@@ -76,17 +74,6 @@ extension DaemonConfig {
                                   "pipeline[\(index)].type: unknown \(stage.role.rawValue) type '\(ConfigError.excerpt(stage.type))'; valid types: \(valid.joined(separator: ", "))")
             }
         }
-        if let index = pipeline.firstIndex(where: { $0.role == .writer }) {
-            let writer = pipeline[index]
-            guard Self.writerTypes.contains(writer.type) else {
-                throw ConfigError(.unknownStageType, path: "pipeline[\(index)].type",
-                                  "pipeline[\(index)].type: unknown writer type '\(ConfigError.excerpt(writer.type))'; valid types: \(Self.writerTypes.joined(separator: ", "))")
-            }
-            if let option = writer.options.keys.sorted().first {
-                throw ConfigError(.unknownKey, path: "pipeline[\(index)].options.\(option)",
-                                  "pipeline[\(index)].options: unknown option '\(ConfigError.excerpt(option))'; the \(writer.type) writer takes no options")
-            }
-        }
     }
 
     /// A ZeroMQ endpoint the daemon can bind: `tcp://HOST:PORT` (PORT 1–65535, or `*` for an ephemeral port),
@@ -134,12 +121,21 @@ extension DaemonConfig {
     }
 
     /// Every check that needs no resources: what `probattnd validate` and a SIGHUP reload run before a config is
-    /// used. Without `plugins`, the structure, the stage types and `security` (`validateSecurity`); with the registry
-    /// of the plugin folder the daemon would load, also every stage's options, the attention variant (it must be
-    /// loaded) and the variant's options, through `PipelineFactory.validate(stages:plugins:)`. Throws the first
-    /// problem as a one-line `ConfigError`.
-    public func validate(plugins: PluginRegistry?) throws {
+    /// used. Without `plugins`, the structure, the pipeline's stage types and `security` (`validateSecurity`); with
+    /// the registry of the plugin folder the daemon would load, also every stage's options, the attention variant
+    /// (it must be loaded) and the variant's options, through `PipelineFactory.validate(stages:plugins:)`. With
+    /// `writers` (the writer stages the program links: the daemon's are `DaemonStages.writers`), also the writer
+    /// stage's type and options, through its descriptor. Throws the first problem as a one-line `ConfigError`.
+    public func validate(plugins: PluginRegistry?, writers: WriterRegistry? = nil) throws {
         try validateStructure()
+        if let writers, let index = pipeline.firstIndex(where: { $0.role == .writer }) {
+            do {
+                try writers.validate(pipeline[index])
+            } catch let error as SegmentationError {
+                let path = error.code == .unknownStageType ? "pipeline[\(index)].type" : "pipeline[\(index)]"
+                throw ConfigError(configErrorCode(error.code), path: path, "\(path): \(error.message)")
+            }
+        }
         guard let plugins else { return }
         let stages = pipeline.filter { $0.role != .writer }
         do {
@@ -149,15 +145,18 @@ extension DaemonConfig {
         }
     }
 
+    private func configErrorCode(_ code: SegmentationError.Code) -> ConfigError.Code {
+        switch code {
+        case .unknownStageType, .attention: return .unknownStageType
+        case .unknownOption: return .unknownKey
+        case .invalidStages: return .invalidPipeline
+        case .invalidOption, .invalidInput: return .invalidValue
+        }
+    }
+
     /// A stage error as a config error whose path names the stage (the factory's messages start with the role).
     private func configError(from error: SegmentationError) -> ConfigError {
-        let code: ConfigError.Code
-        switch error.code {
-        case .unknownStageType, .attention: code = .unknownStageType
-        case .unknownOption: code = .unknownKey
-        case .invalidStages: code = .invalidPipeline
-        case .invalidOption, .invalidInput: code = .invalidValue
-        }
+        let code = configErrorCode(error.code)
         var path = "pipeline"
         if let index = pipeline.firstIndex(where: { error.message.hasPrefix($0.role.rawValue) }) {
             path = "pipeline[\(index)]"

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ProbattnSegmentation
+import ProbattnStages
 import ProbattnSession
 
 /// The daemon's configuration, as written in `Config/probattnd.yaml` (YAML keys are lower_snake_case; every key is
@@ -200,10 +201,17 @@ public struct DaemonConfig: Sendable, Equatable {
     public init() {}
 
     /// The pipeline used when the config has no `pipeline` key: the segmentation defaults
-    /// (`PipelineFactory.defaultStages`) followed by the SQLite writer.
+    /// (`PipelineFactory.defaultStages`) followed by the default writer.
     public static var defaultPipeline: [StageSpec] {
-        PipelineFactory.defaultStages + [StageSpec(role: .writer, type: "sqlite")]
+        PipelineFactory.defaultStages + [defaultWriter]
     }
+
+    /// The writer stage when the pipeline names none: the SQLite writer (`ProbattnStore.SQLiteSessionStore`), which
+    /// commits to `store.path`.
+    public static let defaultWriter = StageSpec(role: .writer, type: "sqlite")
+
+    /// The pipeline's writer stage (`defaultWriter` when it has none).
+    public var writer: StageSpec { pipeline.first { $0.role == .writer } ?? Self.defaultWriter }
 
     /// Most YAML nodes a config document may have once its aliases are expanded (every scalar, list and mapping
     /// counts, keys included; the default config has about 150). A few hundred bytes of nested aliases can stand

@@ -13,6 +13,24 @@ public enum BLAS {
     /// OpenBLAS's thread count when ProbattnCore first asked (the process default, e.g. from OPENBLAS_NUM_THREADS).
     public static let initialThreadCount: Int = Int(openblas_get_num_threads())
 
+    /// The environment variable whose value, when set, is OpenBLAS's thread count.
+    public static let threadsEnvironmentVariable = "OPENBLAS_NUM_THREADS"
+
+    /// Sets OpenBLAS's process-wide thread count once, at start (the daemon and `probattn eval` call it before any
+    /// stage runs; nothing changes it afterwards): the value of `OPENBLAS_NUM_THREADS` when it is set to a positive
+    /// integer (OpenBLAS read it already; it is kept), else 1, so that the stages' own chunks, run within each call's
+    /// compute budget, are the only parallelism (a BLAS call inside a chunk then never multiplies the threads).
+    /// Returns the count in force and whether it came from the environment. docs/PERFORMANCE.md ("Threads") says
+    /// why and what was measured.
+    @discardableResult
+    public static func configureThreadsAtStart(environment: [String: String]) -> (threads: Int, fromEnvironment: Bool) {
+        if let value = environment[threadsEnvironmentVariable], let threads = Int(value), threads > 0 {
+            return (threadCount, true)
+        }
+        threadCount = 1
+        return (1, false)
+    }
+
     /// C (m×n) ← alpha · op(A) · op(B) + beta · C, with op(A) m×k and op(B) k×n, all row-major.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (before transposition).
     @inlinable

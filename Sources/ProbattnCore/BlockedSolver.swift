@@ -16,9 +16,13 @@ import Darwin
 /// - value propagation: Σ_i W_ij [m_i·v*_i, m_i]    (M × (Cv+1)), over the tokens with feedback only,
 /// - the output:       v̂_i = Σ_j W_ij μ_j           (written straight into the block's output rows).
 ///
-/// Row blocks are split across threads (`DispatchQueue.concurrentPerform`), each with its own strip and partial EM
-/// sums, reduced after the pass; OpenBLAS runs single-threaded inside. Extra memory: per thread one
-/// `rowBlock × M` strip and one M × (C+1) partial, plus O((H + M)(C + Cv)) for the augmented operands.
+/// The row blocks are cut into a fixed number of chunks that run on at most `options.threads` threads (the caller's
+/// compute budget; nil = 1): a sums pass into `reductionChunks` chunks (fewer for fewer blocks), each with its own
+/// strip and partial EM sums, added in chunk order after the pass; the output pass into one chunk per row block
+/// (each writes its own rows). The chunks never depend on the thread count, so the result is bit-identical for every
+/// budget. OpenBLAS runs with the process's thread count, which the executables set once at start (1 unless
+/// OPENBLAS_NUM_THREADS says otherwise; docs/PERFORMANCE.md). Extra memory: per chunk one `rowBlock × M` strip and
+/// one M × (C+1) partial, plus O((H + M)(C + Cv)) for the augmented operands.
 ///
 /// The logits come from one product of augmented operands, A_i = [q_i, v⁰_i, ‖q_i‖², ‖v⁰_i‖²] and
 /// B_j = [α_j ζ_j, β_j μ_j, −α_j/2, −β_j/2] (the last three blocks only when needed), plus a per-unit bias; the
@@ -116,10 +120,12 @@ struct BlockedSolver {
         case output(values: [Float])
     }
 
-    var threadCount: Int {
-        if let threads = options.threads { return threads }
-        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    /// The threads the passes may use: the caller's budget (`options.threads`), 1 when none is given.
+    var threadCount: Int { max(1, options.threads ?? 1) }
+
+    /// The chunks of a sums pass (at most one per row block): each accumulates its own partial sums, added in chunk
+    /// order. A constant, so that the sums do not depend on the thread count.
+    static let reductionChunks = 2
 
     func solve(runValuePropagation: Bool) -> SliceResult {
         let l = layout()
@@ -208,7 +214,7 @@ struct BlockedSolver {
         let M = self.M, Cv = self.Cv
         let block = Self.rowBlock(unitCount: M)
         let blockCount = (tokenCount + block - 1) / block
-        let threads = max(1, min(threadCount, blockCount))
+        let threads = threadCount
         let resultWidth: Int
         let right: [Float]
         switch consumer {
@@ -216,14 +222,13 @@ struct BlockedSolver {
         case .output(let v): right = v; resultWidth = Cv
         }
         let isOutput: Bool = { if case .output = consumer { return true } else { return false } }()
-        // Per-thread partial sums (or the shared output, each thread writing its own rows).
-        var results = [Float](repeating: 0, count: isOutput ? tokenCount * Cv : threads * M * resultWidth)
-        var strips = [Float](repeating: 0, count: threads * block * M)
-        // OpenBLAS runs single-threaded inside the parallel region; afterwards it goes back to the process's
-        // initial setting (a constant, so that concurrent solves cannot leave it at 1).
-        let restoreThreads = BLAS.initialThreadCount
-        if threads > 1 || options.threads != nil { BLAS.threadCount = 1 }
-        defer { if BLAS.threadCount != restoreThreads { BLAS.threadCount = restoreThreads } }
+        // The chunks: one per row block for the output, `reductionChunks` for sums (fewer when there are fewer blocks).
+        let chunks = isOutput ? blockCount : max(1, min(Self.reductionChunks, blockCount))
+        let workers = min(threads, chunks)
+        // Per-chunk partial sums (or the shared output, each chunk writing its own rows); one strip per worker
+        // (a worker runs its chunks one after the other).
+        var results = [Float](repeating: 0, count: isOutput ? tokenCount * Cv : chunks * M * resultWidth)
+        var strips = [Float](repeating: 0, count: max(1, workers) * block * M)
 
         tokens.withUnsafeBufferPointer { tokenBuffer in
             units.withUnsafeBufferPointer { unitBuffer in
@@ -234,11 +239,9 @@ struct BlockedSolver {
                                 let tokens = tokenBuffer.baseAddress!, units = unitBuffer.baseAddress!
                                 let right = rightBuffer.baseAddress!, results = resultBuffer.baseAddress!
                                 let strips = stripBuffer.baseAddress!
-                                let work = { (thread: Int) in
-                                    let strip = strips + thread * block * M
-                                    let first = thread * blockCount / threads
-                                    let last = (thread + 1) * blockCount / threads
-                                    for blockIndex in first..<last {
+                                let work = { (chunk: Int, worker: Int) in
+                                    let strip = strips + worker * block * M
+                                    for blockIndex in Self.blocks(ofChunk: chunk, chunks: chunks, blocks: blockCount) {
                                         let r0 = blockIndex * block
                                         let rows = min(block, tokenCount - r0)
                                         BLAS.sgemm(transposeA: false, transposeB: true, m: rows, n: M, k: K, alpha: 1,
@@ -255,15 +258,22 @@ struct BlockedSolver {
                                             BLAS.sgemm(transposeA: true, transposeB: false, m: M, n: resultWidth,
                                                        k: rows, alpha: 1, a: strip, lda: M,
                                                        b: right + r0 * resultWidth, ldb: resultWidth,
-                                                       beta: 1, c: results + thread * M * resultWidth,
+                                                       beta: 1, c: results + chunk * M * resultWidth,
                                                        ldc: resultWidth)
                                         }
                                     }
                                 }
-                                if threads == 1 {
-                                    work(0)
+                                if workers <= 1 {
+                                    for chunk in 0..<chunks { work(chunk, 0) }
                                 } else {
-                                    DispatchQueue.concurrentPerform(iterations: threads, execute: work)
+                                    // Worker w runs chunks w, w + workers, … (its own strip), as `ComputeBudget`.
+                                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                                        var chunk = worker
+                                        while chunk < chunks {
+                                            work(chunk, worker)
+                                            chunk += workers
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -271,15 +281,20 @@ struct BlockedSolver {
                 }
             }
         }
-        if isOutput || threads == 1 {
+        if isOutput || chunks == 1 {
             return isOutput ? results : Array(results[0..<(M * resultWidth)])
         }
         var total = Array(results[0..<(M * resultWidth)])
-        for thread in 1..<threads {
-            let base = thread * M * resultWidth
+        for chunk in 1..<chunks {
+            let base = chunk * M * resultWidth
             for index in 0..<(M * resultWidth) { total[index] += results[base + index] }
         }
         return total
+    }
+
+    /// The row blocks of chunk `chunk` when `blocks` blocks are cut into `chunks` near-equal runs.
+    static func blocks(ofChunk chunk: Int, chunks: Int, blocks: Int) -> Range<Int> {
+        (chunk * blocks / chunks)..<((chunk + 1) * blocks / chunks)
     }
 
     /// Calls `body` with a pointer to the bias (or nil).

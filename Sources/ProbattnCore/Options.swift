@@ -80,7 +80,8 @@ public struct ProbabilisticAttentionOptions: Sendable, Equatable {
     public var zeroResponsibility: ZeroResponsibilityPolicy
     /// Which implementation to run.
     public var kernel: AttentionKernel
-    /// Threads for the blocked kernel (nil: one per active processor).
+    /// The blocked kernel's compute budget: the most threads it runs at once (nil: 1). The kernel's chunks do not
+    /// depend on it, so neither does its result.
     public var threads: Int?
 
     public init(magnitudePriors: Bool = false, keyAdaptation: Bool = false, keyAdaptationIterations: Int = 0,

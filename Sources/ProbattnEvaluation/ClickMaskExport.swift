@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnImaging
 import ProbattnSegmentation
+import ProbattnStages
 
 /// The files of `probattn eval --save-click-masks`, for error analysis outside the program: under
 /// `<folder>/<name>/`, `click-NN.png` (the mask after click NN, 255 = object) and `tokens.png` (the encoder's token

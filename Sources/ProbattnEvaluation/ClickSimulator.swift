@@ -2,6 +2,7 @@ import Foundation
 import ProbattnImaging
 import ProbattnJSON
 import ProbattnSegmentation
+import ProbattnStages
 
 /// One simulated annotator click: where, and whether it marks the object (positive) or the background (negative).
 public struct SimulatedClick: Sendable, Equatable, Codable {

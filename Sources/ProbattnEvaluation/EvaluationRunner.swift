@@ -3,6 +3,7 @@ import ProbattnImaging
 import ProbattnJSON
 import ProbattnSegmentation
 import ProbattnSession
+import ProbattnStages
 
 /// Everything measured on one benchmark instance.
 public struct InstanceResult: Sendable, Equatable, Codable {
@@ -51,7 +52,8 @@ public struct EvaluationError: Error, Equatable, Sendable, CustomStringConvertib
 }
 
 /// Runs the click loop of `evaluation.md` §1 on one instance through the session core — the same code path as the
-/// daemon's, with the in-memory store: the image is opened from its file's bytes, every simulated click is one
+/// daemon's, with the in-memory writer stage (`InMemorySessionStore.descriptor`, keeping only the latest mask) and
+/// every stage call given `budget` threads: the image is opened from its file's bytes, every simulated click is one
 /// `feedback` command, and the mask that answers it is the one a client would get. The prediction is the class map
 /// with the object as class 0 (the equivalent of RITM's `prob > 0.49`), IoU after each click. All `maxClicks` clicks
 /// are always run (RITM's `target_iou = 1.01` mode, needed for the mIoU curve); NoC@85 and NoC@90 read from that
@@ -63,6 +65,12 @@ public struct EvaluationRunner: Sendable {
     public let maxPixels: Int?
     /// The session core's conflict policy (the daemon's `sessions.conflict_policy`).
     public let conflictPolicy: ConflictPolicy
+    /// The threads each stage call of an instance may use (`probattn eval --jobs J`: max(1, cores / J)); the masks
+    /// are the same for every budget.
+    public let budget: ComputeBudget
+    /// The writer stage each instance's session core commits to.
+    public static let writer = StageSpec(role: .writer, type: InMemorySessionStore.typeName,
+                                         options: ["keep_every_version": .bool(false)])
     /// The annotator name the simulated clicks are sent under.
     public static let annotator = "eval"
     /// Called with the instance's name, the click's number (1-based) and the mask that answered it, after every
@@ -70,9 +78,10 @@ public struct EvaluationRunner: Sendable {
     public var clickMaskSink: (@Sendable (_ name: String, _ click: Int, _ mask: LabelMask) throws -> Void)?
 
     public init(pipeline: SegmentationPipeline, maxClicks: Int = 20, maxPixels: Int? = nil,
-                conflictPolicy: ConflictPolicy = .latestWins,
+                conflictPolicy: ConflictPolicy = .latestWins, budget: ComputeBudget = .single,
                 clickMaskSink: (@Sendable (String, Int, LabelMask) throws -> Void)? = nil) throws {
         guard maxClicks >= 1 else { throw EvaluationError("--max-clicks must be at least 1, got \(maxClicks)") }
+        self.budget = budget
         self.pipeline = pipeline
         self.maxClicks = maxClicks
         self.maxPixels = maxPixels
@@ -108,10 +117,13 @@ public struct EvaluationRunner: Sendable {
     /// Evaluates one encoded image (PNG, JPEG or BMP bytes) against its ground truth.
     public func evaluate(name: String, imageBytes: [UInt8], truth: GroundTruthMask) throws
         -> (result: InstanceResult, finalMask: LabelMask) {
+        let writer = try InMemorySessionStore.descriptor.make(options: Self.writer.options,
+                                                              environment: WriterEnvironment(storePath: ""))
         let core = SessionCore(
             settings: SessionSettings(maxImagePixels: maxPixels ?? Int.max, conflictPolicy: conflictPolicy,
                                       storesImagePaths: false, pipeline: pipeline),
-            persistence: InMemorySessionStore(keepsEveryVersion: false), cache: PreparedCache(budgetBytes: Int.max))
+            persistence: writer, cache: PreparedCache(budgetBytes: Int.max),
+            compute: CorePool(cores: budget.threads))
         func run(_ body: RequestBody, _ id: String) throws -> CommandResult {
             do {
                 return try core.execute(Request(requestID: id, body)).result

@@ -2,6 +2,7 @@ import Foundation
 import ProbattnImaging
 import ProbattnJSON
 import ProbattnSegmentation
+import ProbattnStages
 
 // Evaluation reports name the stages they ran as JSON.
 

@@ -1,3 +1,5 @@
+import ProbattnStages
+
 /// The `attention` adapter's options in one shape, from either way of writing them:
 ///
 /// ```yaml

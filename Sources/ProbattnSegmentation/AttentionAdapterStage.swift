@@ -1,4 +1,6 @@
 import ProbattnPluginHost
+import ProbattnStages
+
 /// The adapter stage (`type: attention`): prepares the units of the mixture once per image.
 ///
 /// The initial unit bank is the tokens on every `unitStride`-th row and column of the token grid (1 = every token,
@@ -100,7 +102,8 @@ public struct VariantAttentionAdapter: AttentionAdapter {
         return Array(stride(from: 0, to: h, by: step * step))
     }
 
-    public func adapt(_ encoded: EncodedImage) throws -> AdaptedImage {
+    /// One call of the variant (its own threading: the plugin ABI carries no budget); `context` is unused.
+    public func adapt(_ encoded: EncodedImage, context: StageContext) throws -> AdaptedImage {
         let h = encoded.tokenCount, c = encoded.featureDimension
         guard h > 0, c > 0, encoded.features.count == h * c else {
             throw SegmentationError(.invalidInput, "encoded image has \(encoded.features.count) feature values, "

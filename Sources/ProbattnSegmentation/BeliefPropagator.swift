@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnImaging
+import ProbattnStages
 import ProbattnPluginHost
 
 /// The propagator stage (`type: belief_propagation`): turns the clicks of an image into a full-resolution mask.
@@ -101,51 +102,18 @@ public struct BeliefPropagator: Propagator {
         self.refinementReach = refinementReach
     }
 
-    /// Builds the stage from its config options (strict: unknown options are an error).
-    public init(attention: any TokenAttention, options: [String: ConfigValue]) throws {
-        var r = StageOptionReader(stage: "propagator '\(Self.typeName)'", options: options)
-        let d = BeliefPropagator(attention: attention)
-        let upsampling = Upsampling(rawValue: try r.choice("upsampling", default: d.upsampling.rawValue,
-                                                           from: Upsampling.allCases.map(\.rawValue))) ?? .bilateral
-        // The refinement works on the bilateral upsampling's band: on by default with it, off with `nearest`.
-        let defaultRefinement: Refinement = upsampling == .bilateral ? d.refinement : .none
-        self.init(attention: attention,
-                  clickRadius: try r.double("click_radius", default: d.clickRadius, in: 0...1000),
-                  clickDiscRadius: try r.double("click_disc_radius", default: d.clickDiscRadius, in: 0...1000),
-                  emIterations: try r.int("em_iterations", default: d.emIterations, in: 0...100),
-                  unlabelledWeight: try r.double("unlabelled_weight", default: d.unlabelledWeight, in: 0...1),
-                  borderWeight: try r.double("border_weight", default: d.borderWeight, in: 0...1),
-                  relaxation: try r.double("relaxation", default: d.relaxation, in: 0.1...1.99),
-                  borderClass: try r.int("border_class", default: d.borderClass, in: -1...255),
-                  upsampling: upsampling,
-                  upsampleSpatialSigma: try r.double("upsample_spatial_sigma", default: d.upsampleSpatialSigma,
-                                                     in: 0.01...100),
-                  upsampleColourSigma: try r.double("upsample_colour_sigma", default: d.upsampleColourSigma,
-                                                    in: 0.01...1000),
-                  refinement: Refinement(rawValue: try r.choice("refinement", default: defaultRefinement.rawValue,
-                                                                 from: Refinement.allCases.map(\.rawValue)))
-                      ?? .none,
-                  refinementSmoothness: try r.double("refinement_smoothness", default: d.refinementSmoothness,
-                                                     in: 0...1000),
-                  refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
-        neighbourWeight = try r.double("neighbour_weight", default: d.neighbourWeight, in: 0...100)
-        try r.finish()
-        if refinement == .graphCut, upsampling != .bilateral {
-            throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
-                                        + "works on the band of the bilateral upsampling (expected 'upsampling' = "
-                                        + "bilateral, or 'refinement' = none)")
-        }
-    }
-
-    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
-        -> SegmentationResult {
-        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: FixedTokens(), classCount: classCount)
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
+                          context: StageContext) throws -> SegmentationResult {
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: FixedTokens(), classCount: classCount,
+                      context: context)
     }
 
     /// With `fixed`, step 1 also fixes those tokens (each to its class, indicator 1) unless a click reaches them;
-    /// the other steps are unchanged.
+    /// the other steps are unchanged. Steps 2, 3 and 5 run their chunks within `context.budget`; the mask is the
+    /// same for every budget.
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
-                          classCount: Int) throws -> SegmentationResult {
+                          classCount: Int, context: StageContext) throws -> SegmentationResult {
+        let budget = context.budget
         let start = DispatchTime.now().uptimeNanoseconds
         let image = encoded.image
         let w = image.width, h = image.height
@@ -187,7 +155,8 @@ public struct BeliefPropagator: Propagator {
             // neutral distribution, whose ties go to the last class (background).
             probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
         } else {
-            probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k)
+            probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k,
+                                                budget: budget)
         }
         // Clicked tokens take their class; tokens split between classes take their shares.
         for t in 0..<tokens where clicked.classOf[t] != ClickedTokens.none {
@@ -196,7 +165,7 @@ public struct BeliefPropagator: Propagator {
 
         let refining = refinement == .graphCut
         let upsampled = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k,
-                                    collectingBand: refining)
+                                    collectingBand: refining, budget: budget)
         var labels = upsampled.labels
         forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
         if refining, !upsampled.band.isEmpty {
@@ -204,7 +173,7 @@ public struct BeliefPropagator: Propagator {
                 .refine(labels: &labels, image: image, band: upsampled.band,
                         probabilities: upsampled.bandProbabilities,
                         fixedInBand: inClickDiscs(upsampled.band, width: w, height: h, clicks: clicks),
-                        colours: upsampled.bandColours, classCount: k)
+                        colours: upsampled.bandColours, classCount: k, budget: budget)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds)
@@ -314,8 +283,8 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 2: value belief propagation with the unclicked tokens as missing data
 
-    func propagateValues(encoded: EncodedImage, adapted: AdaptedImage, clicked: ClickedTokens, classCount k: Int)
-        throws -> [Float] {
+    func propagateValues(encoded: EncodedImage, adapted: AdaptedImage, clicked: ClickedTokens, classCount k: Int,
+                         budget: ComputeBudget = .single) throws -> [Float] {
         let h = encoded.tokenCount, m = adapted.unitCount
         let neutral = 1 / Float(k)
         var posterior = [Float](repeating: neutral, count: h * k)
@@ -364,7 +333,7 @@ public struct BeliefPropagator: Propagator {
                 }
             }
             }
-            let tokenValues = try propagation.propagate(fixed: fixed, valueChannels: k)
+            let tokenValues = try propagation.propagate(fixed: fixed, valueChannels: k, budget: budget)
             guard tokenValues.count == h * k else {
                 throw SegmentationError(.attention, "attention variant '\(attention.name)' returned "
                                             + "\(tokenValues.count) values, expected \(h * k)")
@@ -480,8 +449,11 @@ public struct BeliefPropagator: Propagator {
         var bandColours: [Float] = []
     }
 
+    /// The size of step 3's chunks of rows, in pixels (images below it are one chunk).
+    static let pixelsPerChunk = 50_000
+
     func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int,
-                     collectingBand: Bool = false) -> UpsampledLabels {
+                     collectingBand: Bool = false, budget: ComputeBudget = .single) -> UpsampledLabels {
         let image = encoded.image
         let w = image.width, h = image.height, tokens = encoded.tokenCount
         var tokenClass = [Int](repeating: 0, count: tokens)
@@ -515,18 +487,20 @@ public struct BeliefPropagator: Propagator {
         let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
         let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
         let labTable = QuantisedLab.table
-        // Large images are classified in two halves of rows in parallel (a pixel depends only on its own token's
-        // neighbourhood); each half collects its own part of the band, joined in row order afterwards.
-        let chunks = w * h >= 100_000 ? 2 : 1
+        // The rows are cut into chunks of about `pixelsPerChunk` pixels (a number that depends on the image alone),
+        // classified within `budget` (a pixel depends only on its own token's neighbourhood); each chunk collects
+        // its own part of the band, joined in chunk (row) order afterwards, so the output is the same for every
+        // budget.
+        let chunks = max(1, min(h, w * h / Self.pixelsPerChunk))
         var parts = [UpsampledLabels](repeating: UpsampledLabels(labels: []), count: chunks)
         labels.withUnsafeMutableBufferPointer { labelsOut in
         parts.withUnsafeMutableBufferPointer { partsOut in
         labTable.withUnsafeBufferPointer { lab in
         image.pixels.withUnsafeBufferPointer { px in
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            budget.forEachChunk(count: chunks) { chunk in
             var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
             var mix = [Float](repeating: 0, count: k)
-            for y in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
+            for y in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) {
                 for x in 0..<w {
                     let i = y * w + x, t = Int(encoded.tokenOfPixel[i])
                     if settled[t] {

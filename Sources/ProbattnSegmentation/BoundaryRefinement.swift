@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnImaging
+import ProbattnStages
 
 /// Pixel-level refinement of a mask in the band where the token classes change (the propagator's
 /// `refinement: graph_cut`), in the manner of Lazy Snapping's boundary editing: tokens are coarse, so near a class
@@ -14,7 +15,7 @@ import ProbattnImaging
 /// the cut follows colour edges and does not cross flat regions. Two classes: one minimum cut. More classes: one
 /// cycle of α-expansion moves (each a minimum cut over "keep or take α"). Two approximations make it affordable per
 /// click, each measured not to cost clicks (docs/RESULTS.md): flat blocks of pixels move as one node, and a large
-/// two-class cut is split over two threads with its seam cut again (`splitMove`).
+/// two-class cut is split into two halves (run within the call's budget) with its seam cut again (`splitMove`).
 ///
 /// Called by `BeliefPropagator.propagate` once per click, after the click discs are painted; stateless.
 struct BoundaryRefinement {
@@ -33,7 +34,8 @@ struct BoundaryRefinement {
     /// A block is flat when every pair of 8-neighbours inside it has a contrast factor exp(−|Δc|²/(2⟨|Δc|²⟩)) of at
     /// least this; nil: every pixel is its own node (the exact minimum of the energy).
     var flatBlockThreshold: Float? = 0.5
-    /// Two-class moves with at least this many graph nodes are split over two threads (`splitMove`).
+    /// Two-class moves with at least this many graph nodes are split into two halves (`splitMove`), whatever the
+    /// budget (which decides only whether the halves run on one thread or two).
     var splitNodes = 4000
     /// Rows on each side of the split that are cut again after the halves (8 and 16 cost 0.06–0.08 click on
     /// GrabCut; 32 gave the single cut's NoC on GrabCut and Berkeley).
@@ -46,7 +48,8 @@ struct BoundaryRefinement {
     ///   - colours: `band.count × 3`, the CIELAB colour of every band pixel (as `QuantisedLab` gives it), when the
     ///     caller has it at hand; computed here otherwise.
     func refine(labels: inout [UInt8], image: RGBImage, band wideBand: [Int32], probabilities wideProbabilities: [Float],
-                fixedInBand wideFixed: [Bool], colours wideColours: [Float]? = nil, classCount k: Int) {
+                fixedInBand wideFixed: [Bool], colours wideColours: [Float]? = nil, classCount k: Int,
+                budget: ComputeBudget = .single) {
         guard k >= 2, smoothness > 0, !wideBand.isEmpty else { return }
         let w = image.width, h = image.height
         let wideLab = wideColours?.count == wideBand.count * 3 ? wideColours! : Self.colours(of: wideBand, in: image)
@@ -82,7 +85,7 @@ struct BoundaryRefinement {
                                   unary: unary, classCount: k)
         let sizes = flatBlockThreshold == nil ? [] : flatBlockSizes
         let threshold = flatBlockThreshold ?? 0, lambda = smoothness
-        runMoves(context, labels: &labels) { sourceOf, _ in
+        runMoves(context, labels: &labels, budget: budget) { sourceOf, _ in
             context.blockNodes(sizes: sizes, isFree: { free[$0] }, mergeable: { members, size in
                 // In an expansion move a node's pixels must share their source label.
                 (k == 2 || members.allSatisfy { sourceOf(band[$0]) == sourceOf(band[members[0]]) })
@@ -94,13 +97,13 @@ struct BoundaryRefinement {
     /// Two classes: one move in which each node chooses between class 0 (source side) and class 1 (sink side), an
     /// exact minimum cut. More classes: one cycle of α-expansion moves. `nodes` gives the graph nodes of a move
     /// from its source labels and α.
-    private func runMoves(_ context: MoveContext, labels: inout [UInt8],
+    private func runMoves(_ context: MoveContext, labels: inout [UInt8], budget: ComputeBudget,
                           nodes: (_ sourceLabel: (Int32) -> UInt8, _ alpha: UInt8) -> (node: [Int32], count: Int)) {
         if context.classCount == 2 {
             let sourceLabel: (Int32) -> UInt8 = { _ in 0 }
             let (node, count) = nodes(sourceLabel, 1)
             if count >= splitNodes {
-                splitMove(context, labels: &labels, node: node, nodeCount: count)
+                splitMove(context, labels: &labels, node: node, nodeCount: count, budget: budget)
             } else {
                 context.move(labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel, sinkLabel: 1)
             }
@@ -116,12 +119,14 @@ struct BoundaryRefinement {
         }
     }
 
-    /// The two-class move of a large band on both cores: the band's upper and lower halves (split at a row that is a
-    /// multiple of 4, so no block is cut) are each cut in parallel with the other half held at its current labels,
+    /// The two-class move of a large band in two halves: the band's upper and lower halves (split at a row that is a
+    /// multiple of 4, so no block is cut) are each cut (two chunks within `budget`) with the other half held at its
+    /// current labels,
     /// then the nodes within `seamRows` rows of the split are cut again with everything else held at the halves'
     /// results, which mends the cut where the halves met. Not the exact minimum of the energy, but it differs from
     /// it only where the two halves disagree about the seam; the NoC is measured in docs/RESULTS.md.
-    private func splitMove(_ context: MoveContext, labels: inout [UInt8], node: [Int32], nodeCount: Int) {
+    private func splitMove(_ context: MoveContext, labels: inout [UInt8], node: [Int32], nodeCount: Int,
+                           budget: ComputeBudget) {
         let w = context.width, band = context.band
         let middle = (Int(band[band.count / 2]) / w) / 4 * 4
         let sourceLabel: (Int32) -> UInt8 = { _ in 0 }
@@ -135,7 +140,7 @@ struct BoundaryRefinement {
         var results = [[UInt8]](repeating: [], count: 2)
         let start = labels
         results.withUnsafeMutableBufferPointer { results in
-            DispatchQueue.concurrentPerform(iterations: 2) { half in
+            budget.forEachChunk(count: 2) { half in
                 var out = start
                 context.move(labels: &out, node: halves[half].node, nodeCount: halves[half].count,
                              sourceLabel: sourceLabel, sinkLabel: 1)

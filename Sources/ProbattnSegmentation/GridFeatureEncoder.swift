@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnImaging
+import ProbattnStages
 
 /// The built-in encoder (`type: grid_features`): tokens are cells of a regular grid, optionally refined into
 /// superpixels that follow colour edges (SLIC, each superpixel keeping the grid index of its seed, so the tokens stay
@@ -54,6 +55,19 @@ public struct GridFeatureEncoder: ImageEncoder {
         try r.finish()
     }
 
+    /// The `grid_features` stage's options: the encoder's settings, decoded strictly.
+    public struct Configuration: StageConfiguration {
+        public var encoder: GridFeatureEncoder
+        public init(options: [String: ConfigValue]) throws { encoder = try GridFeatureEncoder(options: options) }
+    }
+
+    /// The registration of `type: grid_features`.
+    public static let descriptor = EncoderDescriptor(
+        role: .encoder, typeName: typeName,
+        summary: "grid cells refined into superpixels; CIELAB colour, position and texture features",
+        configuration: Configuration.self
+    ) { configuration, _ in configuration.encoder }
+
     /// The token grid for an image: rows × cols cells of about `stride` pixels, at most `maxTokens` cells.
     public func grid(width: Int, height: Int) -> TokenGrid {
         var s = Double(stride)
@@ -67,7 +81,8 @@ public struct GridFeatureEncoder: ImageEncoder {
         return TokenGrid(rows: rows, cols: cols)
     }
 
-    public func encode(_ image: RGBImage) throws -> EncodedImage {
+    /// Encodes on the calling thread (the work per image is small next to the adapter's); `context` is unused.
+    public func encode(_ image: RGBImage, context: StageContext) throws -> EncodedImage {
         let w = image.width, h = image.height, n = w * h
         let grid = grid(width: w, height: h)
         let rows = grid.rows, cols = grid.cols, tokens = rows * cols

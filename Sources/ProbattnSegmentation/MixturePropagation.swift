@@ -1,68 +1,11 @@
-import Dispatch
 import ProbattnPluginHost
-
-/// The token-to-unit weights W of an image in compressed sparse rows: for token i, the units
-/// `columns[rowStart[i]..<rowStart[i + 1]]` with weights `values[...]`. Built once per image by the adapter from the
-/// variant's dense W, dropping the entries below `threshold` (a token's weights sum to 1 and fall off like a
-/// Gaussian with the feature distance, so almost all of the H × M entries are negligible: the largest dropped mass
-/// of any row is recorded in `droppedMass`).
-public struct SparseWeights: Sendable {
-    public let tokens: Int
-    public let units: Int
-    public let rowStart: [Int32]
-    public let columns: [Int32]
-    public let values: [Float]
-    /// The largest total weight dropped from one row.
-    public let droppedMass: Float
-
-    /// Keeps every entry of the dense row-major `dense` (H × M) that is at least `threshold`.
-    public init?(dense: [Float], tokens h: Int, units m: Int, threshold: Float) {
-        guard h > 0, m > 0, dense.count == h * m, h * m < Int(Int32.max) else { return nil }
-        var rowStart = [Int32](repeating: 0, count: h + 1)
-        var columns: [Int32] = []
-        var values: [Float] = []
-        var dropped: Float = 0
-        dense.withUnsafeBufferPointer { w in
-            for i in 0..<h {
-                var rowDropped: Float = 0
-                for j in 0..<m {
-                    let v = w[i * m + j]
-                    if v >= threshold && v > 0 {
-                        columns.append(Int32(j))
-                        values.append(v)
-                    } else {
-                        rowDropped += v
-                    }
-                }
-                rowStart[i + 1] = Int32(columns.count)
-                dropped = max(dropped, rowDropped)
-            }
-        }
-        self.tokens = h
-        self.units = m
-        self.rowStart = rowStart
-        self.columns = columns
-        self.values = values
-        self.droppedMass = dropped
-    }
-
-    /// Bytes held, for the cache's memory budget.
-    public var memoryBytes: Int { rowStart.count * 4 + columns.count * 4 + values.count * 4 }
-
-    /// The dense H × M matrix (for tests and diagnostics).
-    public func dense() -> [Float] {
-        var out = [Float](repeating: 0, count: tokens * units)
-        for i in 0..<tokens {
-            for e in Int(rowStart[i])..<Int(rowStart[i + 1]) { out[i * units + Int(columns[e])] = values[e] }
-        }
-        return out
-    }
-}
+import ProbattnStages
 
 /// One EM round of `BeliefPropagator`: the token values H × K the mixture gives for the observations `fixed`
 /// (H × (K + 1): values, then the observation weight m_i). Called once per round; stateless.
 protocol ValuePropagation {
-    func propagate(fixed: [Float], valueChannels k: Int) throws -> [Float]
+    /// `budget`: the threads the round may use (its result is the same for every budget).
+    func propagate(fixed: [Float], valueChannels k: Int, budget: ComputeBudget) throws -> [Float]
 }
 
 /// A round as a call of the attention variant (for variants that give no weights to cache).
@@ -71,7 +14,7 @@ struct VariantPropagation: ValuePropagation {
     /// The call without `fixed`; each round fills it in.
     let call: AttentionInput
 
-    func propagate(fixed: [Float], valueChannels k: Int) throws -> [Float] {
+    func propagate(fixed: [Float], valueChannels k: Int, budget: ComputeBudget) throws -> [Float] {
         precondition(k == call.valueChannels, "the call was prepared for \(call.valueChannels) classes")
         var round = call
         round.fixed = fixed
@@ -91,8 +34,9 @@ struct MixturePropagation: ValuePropagation {
     let weights: SparseWeights
     /// The ε of the reference's ML update (a unit no observed token reaches gets the value 0).
     static let epsilon: Float = 1e-20
-    /// From this many tokens on, each pass is split over two threads (the machine this is tuned for has two cores;
-    /// below it the hand-off costs more than it saves).
+    /// From this many tokens on, each pass is cut into two chunks of tokens that may run on two threads (below it
+    /// the hand-off costs more than it saves). The cut depends on the token count alone, never on the budget, so
+    /// the sums (added in chunk order) are the same for every budget.
     static let parallelTokens = 2000
 
     init?(weights: SparseWeights?, tokens: Int, units: Int) {
@@ -101,7 +45,7 @@ struct MixturePropagation: ValuePropagation {
     }
 
     /// The token values H × K for the observations `fixed` (H × (K + 1): values, then the weight m_i).
-    func propagate(fixed: [Float], valueChannels k: Int) -> [Float] {
+    func propagate(fixed: [Float], valueChannels k: Int, budget: ComputeBudget) -> [Float] {
         let h = weights.tokens, m = weights.units, width = k + 1
         precondition(fixed.count == h * width, "fixed must be H × (K + 1)")
         var sums = [Float](repeating: 0, count: m * width)
@@ -116,15 +60,16 @@ struct MixturePropagation: ValuePropagation {
         output.withUnsafeMutableBufferPointer { out in
             if k == 2 {
                 // The common case (object/background), unrolled: the generic loops below cost twice as much. Large
-                // images split the tokens into two halves done in parallel, each scattering into its own sums
-                // (`parts`, added up after), so the result does not depend on thread timing.
+                // images cut the tokens into two chunks (run within `budget`), each scattering into its own sums
+                // (`parts`, added up in chunk order after), so the result depends neither on the budget nor on
+                // thread timing.
                 let chunks = h >= Self.parallelTokens ? 2 : 1
                 let parts = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks * m * 3)
                 defer { parts.deallocate() }
                 parts.initialize(repeating: 0)
-                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                budget.forEachChunk(count: chunks) { chunk in
                     let p = parts.baseAddress! + chunk * m * 3
-                    for i in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
+                    for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) {
                         let o = i * 3, observed = f[o + 2]
                         if observed == 0 { continue }
                         let v0 = f[o], v1 = f[o + 1]
@@ -141,8 +86,8 @@ struct MixturePropagation: ValuePropagation {
                     let total = s[j * 3 + 2] + Self.epsilon
                     mu[j * 2] = s[j * 3] / total; mu[j * 2 + 1] = s[j * 3 + 1] / total
                 }
-                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                    for i in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
+                budget.forEachChunk(count: chunks) { chunk in
+                    for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) {
                         var a: Float = 0, b: Float = 0
                         for e in Int(start[i])..<Int(start[i + 1]) {
                             let w = value[e], mo = Int(column[e]) * 2

@@ -1,16 +1,12 @@
 import ProbattnPluginHost
+import ProbattnStages
 
-/// Builds a `SegmentationPipeline` from the config's stage list. The registry of stage types, by role:
+/// Builds a `SegmentationPipeline` from the config's stage list, finding each stage type in the registries of
+/// `PipelineStages.builtIn` (the table there lists them).
 ///
-/// | role       | type                 | implementation             |
-/// | ---------- | -------------------- | -------------------------- |
-/// | encoder    | `grid_features`      | `GridFeatureEncoder`       |
-/// | adapter    | `attention`          | `VariantAttentionAdapter` (options `variant`, `unit_stride`, `query_embedding` + the variant's own options) |
-/// | propagator | `belief_propagation` | `BeliefPropagator` (uses the adapter's attention variant) |
-///
-/// The `writer` role belongs to the daemon and is ignored here. A role that is absent takes its entry from
-/// `defaultStages`; a role given twice, an unknown type or an unknown option is an error naming the valid choices.
-/// Called by the daemon when it loads its config and by `probattn eval`.
+/// The `writer` role is the daemon's (`WriterRegistry`) and is ignored here. A role that is absent takes its entry
+/// from `defaultStages`; a role given twice, an unknown type or an unknown option is an error naming the valid
+/// choices. Called by the daemon when it loads its config and by `probattn eval`.
 public enum PipelineFactory {
     /// The attention variant used when the adapter does not name one.
     public static let defaultVariant = "probabilistic"
@@ -34,12 +30,14 @@ public enum PipelineFactory {
         capabilities.propagationNeedsUnitsEqualTokens ? 1 : 2
     }
 
-    /// The stage types each role accepts.
-    public static let stageTypes: [StageRole: [String]] = [
-        .encoder: [GridFeatureEncoder.typeName],
-        .adapter: [VariantAttentionAdapter.typeName],
-        .propagator: [BeliefPropagator.typeName],
-    ]
+    /// The registries the factory finds stage types in.
+    public static let registries = PipelineStages.builtIn
+
+    /// The stage types each role accepts (the pipeline's three roles).
+    public static var stageTypes: [StageRole: [String]] {
+        [.encoder: registries.typeNames(.encoder), .adapter: registries.typeNames(.adapter),
+         .propagator: registries.typeNames(.propagator)]
+    }
 
     /// The pipeline's defaults for a variant's options, by variant: the default variant's tuned values (the rest
     /// keep the plugin's defaults); other variants start from their plugin's defaults. An adapter stanza's options
@@ -90,14 +88,12 @@ public enum PipelineFactory {
     /// Builds the pipeline. `plugins` nil loads the registry from `PluginRegistry.defaultDirectory()`.
     public static func make(stages: [StageSpec], plugins: PluginRegistry?) throws -> SegmentationPipeline {
         let chosen = try resolveRoles(stages)
-        let encoder = try makeEncoder(chosen[.encoder]!)
-        let (attention, unitStride, embedding) = try makeAttention(chosen[.adapter]!,
-                                                                   plugins: plugins ?? loadDefaultRegistry())
-        let propagator = try makePropagator(chosen[.propagator]!, attention: attention)
-        return SegmentationPipeline(encoder: encoder,
-                                    adapter: VariantAttentionAdapter(attention: attention, unitStride: unitStride,
-                                                                     queryEmbedding: embedding),
-                                    propagator: propagator)
+        let encoder = try registries.encoders.make(chosen[.encoder]!)
+        let adapter = try registries.adapters.make(chosen[.adapter]!,
+                                                   environment: AdapterEnvironment(plugins: plugins ?? loadDefaultRegistry()))
+        let propagator = try registries.propagators.make(chosen[.propagator]!,
+                                                         environment: PropagatorEnvironment(attention: adapter.attention))
+        return SegmentationPipeline(encoder: encoder, adapter: adapter.adapter, propagator: propagator)
     }
 
     /// Checks the stage list (types, options, the variant and its options) without keeping the pipeline.
@@ -116,12 +112,11 @@ public enum PipelineFactory {
                               valuePropagation: Bool = true, plugins: PluginRegistry?) throws -> [StageSpec] {
         var chosen = try resolveRoles(stages)
         var adapter = chosen[.adapter]!
-        guard adapter.type == VariantAttentionAdapter.typeName else {
-            throw unknownType(.adapter, adapter.type)
-        }
+        // The switches rewrite the options of the attention adapter (`VariantAttentionAdapter.Configuration`), the
+        // one adapter type registered; the lookup refuses an unknown type.
+        _ = try registries.adapters.descriptor(adapter.type)
         let registry = plugins ?? loadDefaultRegistry()
-        var stanza = try AdapterStanza(adapter.options, defaultVariant: defaultVariant,
-                                       defaults: defaultVariantOptions)
+        var stanza = try VariantAttentionAdapter.Configuration(options: adapter.options).stanza
         if let attention {
             // Another variant: keep only the options it declares, over its own defaults; its unit_stride default
             // applies (by its descriptor).
@@ -155,11 +150,6 @@ public enum PipelineFactory {
         PluginRegistry.load(directory: PluginRegistry.defaultDirectory())
     }
 
-    private static func unknownType(_ role: StageRole, _ type: String) -> SegmentationError {
-        SegmentationError(.unknownStageType, "unknown \(role.rawValue) type '\(type)'; valid types: "
-                              + (stageTypes[role] ?? []).joined(separator: ", "))
-    }
-
     /// One spec per pipeline role (the writer is dropped), defaults for absent roles.
     private static func resolveRoles(_ stages: [StageSpec]) throws -> [StageRole: StageSpec] {
         var chosen: [StageRole: StageSpec] = [:]
@@ -173,69 +163,11 @@ public enum PipelineFactory {
         return chosen
     }
 
-    private static func variantName(of adapter: StageSpec) -> String? {
-        if case .string(let name)? = adapter.options["variant"] { return name }
-        return nil
-    }
-
     private static func lookUp(_ name: String, in registry: PluginRegistry) throws -> AttentionVariant {
         do {
             return try registry.variant(named: name)
         } catch let error as PluginHostError {
             throw SegmentationError(.attention, error.description)
-        }
-    }
-
-    private static func makeEncoder(_ spec: StageSpec) throws -> any ImageEncoder {
-        switch spec.type {
-        case GridFeatureEncoder.typeName: return try GridFeatureEncoder(options: spec.options)
-        default: throw unknownType(.encoder, spec.type)
-        }
-    }
-
-    /// The adapter's attention and its own options `unit_stride` and `query_embedding` (`auto`, `features` or
-    /// `distance`; `auto` = `automaticQueryEmbedding`); every other option goes to the variant.
-    private static func makeAttention(_ spec: StageSpec, plugins: PluginRegistry) throws
-        -> (any TokenAttention, Int, VariantAttentionAdapter.QueryEmbedding) {
-        guard spec.type == VariantAttentionAdapter.typeName else { throw unknownType(.adapter, spec.type) }
-        let stanza = try AdapterStanza(spec.options, defaultVariant: defaultVariant, defaults: defaultVariantOptions)
-        let name = stanza.variant
-        let variant = try lookUp(name, in: plugins)
-        var unitStride = defaultUnitStride(variant.capabilities)
-        switch stanza.unitStride {
-        case nil: break
-        case .int(let value)? where (1...64).contains(value): unitStride = value
-        case let other?:
-            throw SegmentationError(.invalidOption, "adapter 'attention': option 'unit_stride' = \(other) is invalid "
-                                        + "(expected an integer in 1...64)")
-        }
-        if unitStride != 1, variant.capabilities.propagationNeedsUnitsEqualTokens {
-            throw SegmentationError(.invalidOption, "adapter 'attention': option 'unit_stride' = \(unitStride) is "
-                                        + "invalid for variant '\(name)', whose value propagation needs one unit per "
-                                        + "token (unit_stride: 1)")
-        }
-        let embedding: VariantAttentionAdapter.QueryEmbedding
-        let embeddingChoices = ["auto"] + VariantAttentionAdapter.QueryEmbedding.allCases.map(\.rawValue)
-        switch stanza.queryEmbedding {
-        case nil, .string("auto")?: embedding = automaticQueryEmbedding(variant.capabilities)
-        case .string(let value)? where VariantAttentionAdapter.QueryEmbedding(rawValue: value) != nil:
-            embedding = VariantAttentionAdapter.QueryEmbedding(rawValue: value) ?? .features
-        case let other?:
-            throw SegmentationError(.invalidOption, "adapter 'attention': option 'query_embedding' = \(other) is "
-                                        + "invalid (expected one of \(embeddingChoices.joined(separator: ", ")))")
-        }
-        do {
-            return (try PluginAttention(variant: variant, options: stanza.variantOptions), unitStride, embedding)
-        } catch let error as SegmentationError {
-            // The variant's own options are the adapter's too: the message says where they are.
-            throw SegmentationError(error.code, "adapter 'attention': " + error.message)
-        }
-    }
-
-    private static func makePropagator(_ spec: StageSpec, attention: any TokenAttention) throws -> any Propagator {
-        switch spec.type {
-        case BeliefPropagator.typeName: return try BeliefPropagator(attention: attention, options: spec.options)
-        default: throw unknownType(.propagator, spec.type)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ProbattnPluginHost
+import ProbattnStages
 
 /// `TokenAttention` over an attention variant loaded from a plugin, with its options resolved once when the
 /// pipeline is built. Immutable; the plugin contract makes `attend` reentrant.

@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnImaging
+import ProbattnStages
 
 /// Everything about one image that does not depend on clicks: computed once when the image is opened, then cached
 /// (the daemon keeps these in an LRU within its memory budget and recomputes an evicted one on demand).
@@ -35,27 +36,29 @@ public struct SegmentationPipeline: Sendable {
     }
 
     /// Runs what is done once per image: encoding and key adaptation. Called when an image is opened (and again
-    /// if its cached preparation was evicted).
-    public func prepare(_ image: RGBImage) throws -> PreparedImage {
+    /// if its cached preparation was evicted), with the context of that request.
+    public func prepare(_ image: RGBImage, context: StageContext = .standalone) throws -> PreparedImage {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let encoded = try encoder.encode(image)
+        let encoded = try encoder.encode(image, context: context)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        let adapted = try adapter.adapt(encoded)
+        let adapted = try adapter.adapt(encoded, context: context)
         let t2 = DispatchTime.now().uptimeNanoseconds
         return PreparedImage(encoded: encoded, adapted: adapted,
                              encodeSeconds: Double(t1 - t0) / 1e9, adaptSeconds: Double(t2 - t1) / 1e9)
     }
 
-    /// Runs what depends on feedback: called after every click (or undo) with all current clicks of the image.
-    public func segment(_ prepared: PreparedImage, clicks: [Click], classCount: Int) throws -> SegmentationResult {
+    /// Runs what depends on feedback: called after every click (or undo) with all current clicks of the image and
+    /// the context of that request.
+    public func segment(_ prepared: PreparedImage, clicks: [Click], classCount: Int,
+                        context: StageContext = .standalone) throws -> SegmentationResult {
         try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
-                                 classCount: classCount)
+                                 classCount: classCount, context: context)
     }
 
     /// The same with tokens fixed besides the clicks' (`Propagator.propagate(…fixed:…)`).
-    public func segment(_ prepared: PreparedImage, clicks: [Click], fixed: FixedTokens, classCount: Int) throws
-        -> SegmentationResult {
+    public func segment(_ prepared: PreparedImage, clicks: [Click], fixed: FixedTokens, classCount: Int,
+                        context: StageContext = .standalone) throws -> SegmentationResult {
         try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks, fixed: fixed,
-                                 classCount: classCount)
+                                 classCount: classCount, context: context)
     }
 }

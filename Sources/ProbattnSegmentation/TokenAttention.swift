@@ -1,4 +1,5 @@
 import ProbattnPluginHost
+import ProbattnStages
 
 /// Attention as the adapter and propagator stages call it (one image, one head). The stages talk to attention only
 /// through this protocol, over the plugin host's own call types (`AttentionInput`, `AttentionOutput`):

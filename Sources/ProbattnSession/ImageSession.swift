@@ -1,5 +1,6 @@
 import ProbattnImaging
 import ProbattnSegmentation
+import ProbattnStages
 
 /// A click in force in a session, with who made it and its id in the store's log.
 public struct ActiveClick: Sendable, Equatable {

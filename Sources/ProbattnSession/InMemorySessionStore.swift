@@ -1,8 +1,10 @@
 import Foundation
+import ProbattnStages
 
-/// `SessionPersistence` in memory: the same contract as the SQLite store (ids increase, undone clicks stay in the log,
-/// closed sessions are not resumed) without a file. Used by `probattn eval` and by tests; everything is lost with the
-/// process. Thread-safe.
+/// The in-memory writer stage (`type: memory`): the same contract as the SQLite writer (ids increase, undone clicks
+/// stay in the log, closed sessions are not resumed) without a file. Used by `probattn eval` and by tests (and by a
+/// daemon whose config names it, which then resumes nothing after a restart); everything is lost with the process.
+/// Thread-safe.
 public final class InMemorySessionStore: SessionPersistence, @unchecked Sendable {
     private struct Record {
         var session: StoredSession
@@ -98,6 +100,30 @@ public final class InMemorySessionStore: SessionPersistence, @unchecked Sendable
         lock.lock(); defer { lock.unlock() }
         return records[session]?.clicks ?? []
     }
+}
+
+extension InMemorySessionStore {
+    /// The `memory` writer's options.
+    public struct Configuration: StageConfiguration, Equatable {
+        /// `keep_every_version` (default true): keep every mask version (tests read them back), or only the latest
+        /// (`probattn eval`: bounded memory).
+        public var keepsEveryVersion: Bool
+
+        public init(options: [String: ConfigValue]) throws {
+            var r = StageOptionReader(stage: "writer '\(InMemorySessionStore.typeName)'", options: options)
+            keepsEveryVersion = try r.bool("keep_every_version", default: true)
+            try r.finish()
+        }
+    }
+
+    /// The stage type name in the config.
+    public static let typeName = "memory"
+
+    /// The registration of `type: memory`.
+    public static let descriptor = WriterDescriptor(
+        role: .writer, typeName: typeName, summary: "keeps sessions, clicks and masks in memory (lost with the process)",
+        configuration: Configuration.self
+    ) { configuration, _ in InMemorySessionStore(keepsEveryVersion: configuration.keepsEveryVersion) }
 }
 
 /// A call named a session or click the in-memory store does not have.

@@ -1,5 +1,6 @@
 import ProbattnImaging
 import ProbattnSegmentation
+import ProbattnStages
 
 /// How masks are written on the wire and in the store (docs/PROTOCOL.md §3), without the wire's framing.
 public enum MaskCodec {

@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnSegmentation
+import ProbattnStages
 
 /// The per-image cache of encoder and adapter outputs, bounded by a memory budget with least-recently-used eviction.
 /// Sessions' images are keyed by their store id, the images of stateless `predict` calls by their content hash; both

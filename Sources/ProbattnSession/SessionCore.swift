@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ProbattnImaging
 import ProbattnSegmentation
+import ProbattnStages
 
 /// What a reload may change while the core runs.
 public struct SessionSettings: Sendable {
@@ -48,14 +49,20 @@ public final class SessionCore: @unchecked Sendable {
     public let persistence: any SessionPersistence
     public let cache: PreparedCache
     public let statistics: StageStatistics
+    /// The cores the stage calls take their budgets from (shared by every image; the daemon's holds the machine's
+    /// cores, `probattn eval` gives each job's core its share).
+    public let compute: CorePool
     private let logger: Logger
 
+    /// `compute` nil: one core (every stage call single-threaded).
     public init(settings: SessionSettings, persistence: any SessionPersistence, cache: PreparedCache,
-                statistics: StageStatistics = StageStatistics(), logger: Logger = Logger(label: "probattn.session")) {
+                statistics: StageStatistics = StageStatistics(), compute: CorePool? = nil,
+                logger: Logger = Logger(label: "probattn.session")) {
         self.settings = settings
         self.persistence = persistence
         self.cache = cache
         self.statistics = statistics
+        self.compute = compute ?? CorePool(cores: 1)
         self.logger = logger
     }
 
@@ -224,7 +231,7 @@ public final class SessionCore: @unchecked Sendable {
         let decodeSeconds = Self.seconds(since: t0)
         statistics.record("decode", seconds: decodeSeconds)
         let pipeline = settings.pipeline
-        let prepared = try stage("encoder/adapter") { try pipeline.prepare(image) }
+        let prepared = try stage("encoder/adapter") { try pipeline.prepare(image, context: $0) }
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
@@ -391,7 +398,7 @@ public final class SessionCore: @unchecked Sendable {
             let image = try decode(bytes, maxPixels: settings.maxImagePixels)
             timings["decode"] = Self.seconds(since: t0)
             statistics.record("decode", seconds: timings["decode"]!)
-            prepared = try stage("encoder/adapter") { try settings.pipeline.prepare(image) }
+            prepared = try stage("encoder/adapter") { try settings.pipeline.prepare(image, context: $0) }
             timings["encode"] = prepared.encodeSeconds
             timings["adapt"] = prepared.adaptSeconds
             statistics.record("encode", seconds: prepared.encodeSeconds)
@@ -473,9 +480,18 @@ public final class SessionCore: @unchecked Sendable {
         }
     }
 
+    /// Runs one step, a stage failure becoming `internal`.
     private func stage<T>(_ name: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as ProtocolError { throw error } catch {
             throw ProtocolError(.internal, "the \(name) stage failed: \(error)")
+        }
+    }
+
+    /// Runs one pipeline stage call (`stage`) with its context: the core's logger and statistics, and a budget taken
+    /// from `compute` for the call's duration (waiting while no core is free).
+    private func stage<T>(_ name: String, _ body: (StageContext) throws -> T) throws -> T {
+        try compute.withBudget { budget in
+            try stage(name) { try body(StageContext(logger: logger, metrics: statistics, budget: budget)) }
         }
     }
 
@@ -520,7 +536,7 @@ public final class SessionCore: @unchecked Sendable {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let image = try decode(bytes, maxPixels: Int.max)
         statistics.record("decode", seconds: Self.seconds(since: t0))
-        let prepared = try stage("encoder/adapter") { try session.pipeline.prepare(image) }
+        let prepared = try stage("encoder/adapter") { try session.pipeline.prepare(image, context: $0) }
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
         cache.put(session.storeID, prepared)
@@ -534,7 +550,7 @@ public final class SessionCore: @unchecked Sendable {
                          fixed: FixedTokens = FixedTokens(), width: Int, height: Int, classCount: Int) throws
         -> SegmentationResult {
         let result = try stage("propagator") {
-            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount)
+            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0)
         }
         guard result.mask.width == width, result.mask.height == height else {
             throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")

@@ -1,7 +1,9 @@
 import Foundation
+import ProbattnStages
 
-/// Recent latencies per stage (the last 1024 samples each), for the `health` reply. Thread-safe.
-public final class StageStatistics: @unchecked Sendable {
+/// Recent latencies per stage (the last 1024 samples each), for the `health` reply; the `StageMetrics` of every
+/// stage call the session core makes. Thread-safe.
+public final class StageStatistics: StageMetrics, @unchecked Sendable {
     public static let stages = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total"]
     private static let window = 1024
     private let lock = NSLock()

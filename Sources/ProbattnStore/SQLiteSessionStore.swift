@@ -2,8 +2,9 @@ import Foundation
 import GRDB
 import ProbattnJSON
 import ProbattnSession
+import ProbattnStages
 
-/// The SQLite store (GRDB, WAL mode, `synchronous=FULL`): images, the append-only click log, and every mask version.
+/// The SQLite writer stage (`type: sqlite`; GRDB, WAL mode, `synchronous=FULL`): images, the append-only click log, and every mask version.
 /// Every method commits one transaction before it returns, so a reply sent after it never acknowledges work that a
 /// crash could lose. Thread-safe: called from the worker threads concurrently (GRDB serialises the writes).
 public final class SQLiteSessionStore: SessionPersistence, @unchecked Sendable {
@@ -194,4 +195,17 @@ public final class SQLiteSessionStore: SessionPersistence, @unchecked Sendable {
             try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
     }
+}
+
+extension SQLiteSessionStore {
+    /// The stage type name in the config.
+    public static let typeName = "sqlite"
+
+    /// The registration of `type: sqlite`: no options; the database file is the config's `store.path`
+    /// (`WriterEnvironment.storePath`).
+    public static let descriptor = WriterDescriptor(
+        role: .writer, typeName: typeName,
+        summary: "commits images, the click log and every mask version to SQLite (store.path)",
+        configuration: NoOptions.self
+    ) { _, environment in try SQLiteSessionStore(path: environment.storePath) }
 }

@@ -4,9 +4,11 @@ import ProbattnConfig
 import ProbattnEvaluation
 import ProbattnJSON
 import ProbattnImaging
+import ProbattnCore
 import ProbattnPluginHost
 import ProbattnSegmentation
 import ProbattnSession
+import ProbattnStages
 
 extension BenchmarkKind: ExpressibleByArgument {}
 extension BenchmarkSplit: ExpressibleByArgument {}
@@ -79,7 +81,7 @@ struct EvalCommand: ParsableCommand {
           help: "Also write the mask after every click (DIR/clicks/<name>/click-NN.png) and the encoder's token footprint (DIR/clicks/<name>/tokens.png: token index = 256 R + G), for error analysis.")
     var saveClickMasks = false
 
-    @Option(help: "Evaluate this many instances at once (the pipeline is thread-safe). Per-click times then include contention.")
+    @Option(help: "Evaluate this many instances at once (the pipeline is thread-safe); each job's stage calls get max(1, cores / jobs) threads (the masks are the same for every count). Per-click times then include contention.")
     var jobs = 1
 
     @Option(name: .customLong("plugin-dir"), help: "The attention plugin folder (default: the config's, else the usual search).")
@@ -110,7 +112,14 @@ struct EvalCommand: ParsableCommand {
         }
     }
 
+    /// The threads each job's stage calls get: max(1, cores / jobs).
+    var budgetPerJob: ComputeBudget {
+        ComputeBudget(threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs))
+    }
+
     func run() throws {
+        // BLAS threads once, as the daemon does (1 unless OPENBLAS_NUM_THREADS is set); the jobs' budgets do the rest.
+        BLAS.configureThreadsAtStart(environment: ProcessInfo.processInfo.environment)
         let daemonConfig = try config.map { try DaemonConfig.load(path: $0) }
         let pluginFolder = pluginDirectory ?? daemonConfig?.pluginDirectory ?? PluginRegistry.defaultDirectory()
         let registry = PluginRegistry.load(directory: pluginFolder)
@@ -134,7 +143,7 @@ struct EvalCommand: ParsableCommand {
         let clicksFolder = saveClickMasks ? report.map { ($0 as NSString).appendingPathComponent("clicks") } : nil
         let runner = try EvaluationRunner(
             pipeline: pipeline, maxClicks: maxClicks, maxPixels: daemonConfig?.limits.maxImagePixels,
-            conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins,
+            conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins, budget: budgetPerJob,
             clickMaskSink: clicksFolder.map { folder in
                 { name, click, mask in
                     try ClickMaskExport.writeMask(mask, click: click, name: name, folder: folder)
@@ -208,6 +217,7 @@ struct EvalCommand: ParsableCommand {
             "limit": limit.map(JSONValue.int) ?? .null,
             "max_clicks": .int(maxClicks),
             "jobs": .int(jobs),
+            "threads_per_job": .int(budgetPerJob.threads),
             "save_click_masks": .bool(saveClickMasks),
             "protocol": .string("RITM isegm clicker and NoC (evaluation.md section 1); all clicks run (target_iou 1.01)"),
             "prediction": .string("pipeline class map, object = class 0 (RITM: prob > 0.49)"),

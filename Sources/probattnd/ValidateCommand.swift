@@ -41,7 +41,7 @@ struct ValidateCommand: ParsableCommand {
             standardError.write(Data("probattnd validate: warning: plugin \(failure)\n".utf8))
         }
         do {
-            try daemonConfig.validate(plugins: plugins)
+            try daemonConfig.validate(plugins: plugins, writers: DaemonStages.writers)
         } catch {
             throw fail("\(config): \(error)")
         }

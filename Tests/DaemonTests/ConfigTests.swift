@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ProbattnSegmentation
+import ProbattnStages
 import Testing
 import ProbattnDaemon
 import ProbattnConfig
@@ -28,7 +29,7 @@ private func shippedConfigFiles() throws -> [String] {
 
 /// What `probattnd validate` runs, minus the plugin folder (checked in ValidateCommandTests).
 private func validateConfig(_ config: DaemonConfig) throws {
-    try config.validate(plugins: nil)
+    try config.validate(plugins: nil, writers: DaemonStages.writers)
 }
 
 /// Decodes `yaml`, expecting a `ConfigError`, and returns it.
@@ -370,15 +371,24 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         #expect(error?.message == "pipeline[1].type: unknown adapter type 'softmax'; valid types: attention")
     }
 
-    @Test func theWriterMustBeSQLiteWithoutOptions() {
+    @Test func theWriterIsOneTheDaemonLinksWithItsOptions() {
         var config = DaemonConfig()
         config.pipeline[3] = StageSpec(role: .writer, type: "postgres")
         #expect(validationError(config)?.code == .unknownStageType)
         #expect(validationError(config)?.message
-                    == "pipeline[3].type: unknown writer type 'postgres'; valid types: sqlite")
+                    == "pipeline[3].type: unknown writer type 'postgres'; valid types: sqlite, memory")
         config.pipeline[3] = StageSpec(role: .writer, type: "sqlite", options: ["sync": .bool(true)])
+        #expect(validationError(config)?.code == .unknownKey)
         #expect(validationError(config)?.message
-                    == "pipeline[3].options: unknown option 'sync'; the sqlite writer takes no options")
+                    == "pipeline[3]: writer 'sqlite': unknown option 'sync'; it takes no options")
+        config.pipeline[3] = StageSpec(role: .writer, type: "memory", options: ["keep_every_version": .int(1)])
+        #expect(validationError(config)?.message
+                    == "pipeline[3]: writer 'memory': option 'keep_every_version' = 1 is invalid (expected true or false)")
+        config.pipeline[3] = StageSpec(role: .writer, type: "memory", options: ["keep_every_version": .bool(false)])
+        #expect(validationError(config) == nil)
+        // Without the registry of writers (a program that links none) the writer is not checked.
+        config.pipeline[3] = StageSpec(role: .writer, type: "postgres")
+        #expect(throws: Never.self) { try config.validate(plugins: nil) }
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import ProbattnDaemon
 import ProbattnPluginHost
 import ProbattnSegmentation
+import ProbattnStages
 import Testing
 import ProbattnConfig
 import ProbattnSession

@@ -1,6 +1,7 @@
 import ProbattnImaging
 import ProbattnPluginHost
 import ProbattnSegmentation
+import ProbattnStages
 import Testing
 
 /// The adapter's options: the nested form, the deprecated flat form, and the merge over the pipeline's defaults.

@@ -1,5 +1,6 @@
 import ProbattnImaging
 import ProbattnPluginHost
+import ProbattnStages
 import Testing
 @testable import ProbattnSegmentation
 import ProbattnEvaluation
@@ -91,7 +92,7 @@ import ProbattnJSON
         let fixed: [Float] = [1, 0, 1,
                               0, 0, 0,
                               0, 1, 0.5]
-        let out = propagation.propagate(fixed: fixed, valueChannels: 2)
+        let out = propagation.propagate(fixed: fixed, valueChannels: 2, budget: .single)
         // Unit 0 sees only token 0 → (1, 0); unit 1 only token 2 → (0, 1); token 1 mixes them half and half.
         #expect(out == [1, 0, 0.5, 0.5, 0, 1])
         #expect(SparseWeights(dense: [1, 2], tokens: 3, units: 2, threshold: 0) == nil)

@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnImaging
 @testable import ProbattnSegmentation
+import ProbattnStages
 import Testing
 @testable import ProbattnEvaluation
 

@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnImaging
 @testable import ProbattnSegmentation
+import ProbattnStages
 import Testing
 @testable import ProbattnEvaluation
 import ProbattnJSON
@@ -8,21 +9,21 @@ import ProbattnJSON
 /// Stages for driving the evaluation loop without the real encoder: the "encoder" keeps the image, the propagator
 /// is a rule given by the test.
 struct KeepImageEncoder: ImageEncoder {
-    func encode(_ image: RGBImage) throws -> EncodedImage {
+    func encode(_ image: RGBImage, context: StageContext) throws -> EncodedImage {
         EncodedImage(image: image, tokenCount: 1, featureDimension: 1, features: [0], grid: nil,
                      tokenOfPixel: [Int32](repeating: 0, count: image.width * image.height))
     }
 }
 
 struct NoAdapter: AttentionAdapter {
-    func adapt(_ encoded: EncodedImage) throws -> AdaptedImage { AdaptedImage(unitCount: 1, keys: [0], keysAdapted: false) }
+    func adapt(_ encoded: EncodedImage, context: StageContext) throws -> AdaptedImage { AdaptedImage(unitCount: 1, keys: [0], keysAdapted: false) }
 }
 
 /// Paints a disc of `radius` around every click with the click's class, in click order, on a background canvas.
 struct DiscPainter: Propagator {
     var radius: Int
-    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
-        -> SegmentationResult {
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
+                   context: StageContext) throws -> SegmentationResult {
         let w = encoded.image.width, h = encoded.image.height
         var mask = LabelMask(width: w, height: h, filledWith: 1)
         for click in clicks {
@@ -40,8 +41,8 @@ struct DiscPainter: Propagator {
 /// Always answers with the same mask.
 struct ConstantPropagator: Propagator {
     var labels: [UInt8]
-    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
-        -> SegmentationResult {
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
+                   context: StageContext) throws -> SegmentationResult {
         SegmentationResult(mask: LabelMask(width: encoded.image.width, height: encoded.image.height, labels: labels),
                            seconds: 0)
     }
@@ -49,8 +50,8 @@ struct ConstantPropagator: Propagator {
 
 /// Answers with a 2 × 1 mask whatever the image.
 struct WrongSizePropagator: Propagator {
-    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
-        -> SegmentationResult {
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
+                   context: StageContext) throws -> SegmentationResult {
         SegmentationResult(mask: LabelMask(width: 2, height: 1, labels: [0, 1]), seconds: 0)
     }
 }

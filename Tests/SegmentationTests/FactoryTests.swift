@@ -1,5 +1,6 @@
 import ProbattnImaging
 import ProbattnPluginHost
+import ProbattnStages
 import Testing
 @testable import ProbattnSegmentation
 import ProbattnEvaluation

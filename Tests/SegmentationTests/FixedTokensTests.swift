@@ -1,4 +1,5 @@
 import ProbattnImaging
+import ProbattnStages
 import Testing
 @testable import ProbattnSegmentation
 

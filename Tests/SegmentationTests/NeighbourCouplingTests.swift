@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnImaging
+import ProbattnStages
 import Testing
 @testable import ProbattnSegmentation
 

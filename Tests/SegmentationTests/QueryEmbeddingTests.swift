@@ -1,3 +1,4 @@
+import ProbattnStages
 import Testing
 @testable import ProbattnSegmentation
 import ProbattnEvaluation

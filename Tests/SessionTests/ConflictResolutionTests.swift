@@ -1,5 +1,6 @@
 import ProbattnSegmentation
 import ProbattnSession
+import ProbattnStages
 import Testing
 
 @Suite struct ConflictResolutionTests {

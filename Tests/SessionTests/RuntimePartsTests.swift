@@ -3,6 +3,7 @@ import ProbattnImaging
 import ProbattnJSON
 import ProbattnSegmentation
 import ProbattnSession
+import ProbattnStages
 import ProbattnWire
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import ProbattnImaging
 import ProbattnSegmentation
 import ProbattnSession
+import ProbattnStages
 import ProbattnTesting
 import Testing
 
@@ -160,13 +161,14 @@ final class GatedPropagator: Propagator, @unchecked Sendable {
     let entered = DispatchSemaphore(value: 0)
     let inner: any Propagator
     init(_ inner: any Propagator) { self.inner = inner }
-    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
-        -> SegmentationResult {
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
+                   context: StageContext) throws -> SegmentationResult {
         if !clicks.isEmpty {
             entered.signal()
             gate.wait()
         }
-        return try inner.propagate(encoded: encoded, adapted: adapted, clicks: clicks, classCount: classCount)
+        return try inner.propagate(encoded: encoded, adapted: adapted, clicks: clicks, classCount: classCount,
+                                   context: context)
     }
 }
 

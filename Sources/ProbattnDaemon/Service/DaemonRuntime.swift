@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 import Logging
 import ProbattnConfig
@@ -6,10 +5,12 @@ import ProbattnKeys
 import ProbattnPluginHost
 import ProbattnSegmentation
 import ProbattnSession
+import ProbattnStages
 import ProbattnStore
 import ProbattnWire
 
-/// Everything the running daemon holds, built from a validated config: plugins, pipeline, store, cache, worker pool,
+/// Everything the running daemon holds, built from a validated config: plugins, pipeline, writer, cache, worker pool
+/// and core pool,
 /// the session core with its dispatcher, the metrics, the ZeroMQ transport's socket thread and (when configured) the
 /// HTTP gateway. `init` builds and binds the ZeroMQ sockets; the gateway binds when `DaemonService` runs it, and
 /// `announceReady` (READY=1, "Daemon ready") follows both. `reload` applies a new config file; `stop` drains and
@@ -19,7 +20,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     private let lock = NSLock()
     private var config: DaemonConfig
     private let plugins: PluginRegistry
-    private let store: SQLiteSessionStore
+    /// The writer stage the config's `role: writer` selects (`DaemonStages.writers`).
+    private let store: any SessionWriter
     private let scheduler: WorkScheduler
     private let core: SessionCore
     private let dispatcher: SessionDispatcher
@@ -46,7 +48,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         }
         logger.info("Plugins loaded", metadata: ["directory": "\(pluginDirectory)",
                                                  "variants": "\(plugins.variantNames.joined(separator: ","))"])
-        try config.validate(plugins: plugins)
+        try config.validate(plugins: plugins, writers: DaemonStages.writers)
         for deprecation in config.deprecations {
             logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
         }
@@ -54,20 +56,26 @@ public final class DaemonRuntime: @unchecked Sendable {
         Self.logSecurity(config, access: access, logger: logger)
         let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
 
-        // Workers × BLAS threads ≤ cores: each worker runs its own stage calls, so BLAS gets the remaining share.
-        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let workers = cores
-        openblas_set_num_threads(Int32(max(1, cores / workers)))
+        // One worker per core, so that as many images progress at once; the stage calls take their threads from
+        // the core pool, so that the workers together never run more threads than there are cores
+        // (docs/PERFORMANCE.md, "Threads").
+        let threads = DaemonStages.configureThreads(logger: logger)
+        let workers = threads.cores
+        let compute = CorePool(cores: threads.cores)
 
         let storePath = config.store.resolvedPath()
         self.storePath = storePath
         self.workers = workers
-        store = try SQLiteSessionStore(path: storePath)
+        do {
+            store = try DaemonStages.writers.make(config.writer, environment: WriterEnvironment(storePath: storePath))
+        } catch let error as SegmentationError {
+            throw ConfigError(.invalidValue, path: "pipeline", "pipeline: \(error.message)")
+        }
         let cache = PreparedCache(budgetBytes: config.limits.cacheMemoryBytes)
         scheduler = WorkScheduler(workers: workers, perKeyLimit: config.limits.queueDepthPerImage,
                                   totalLimit: config.limits.maxPendingRequests)
         core = SessionCore(settings: Self.sessionSettings(config, pipeline: pipeline), persistence: store, cache: cache,
-                           logger: logger)
+                           compute: compute, logger: logger)
         try core.resume()
         dispatcher = SessionDispatcher(core: core, scheduler: scheduler, logger: logger)
         let outbox = try Outbox()
@@ -141,12 +149,12 @@ public final class DaemonRuntime: @unchecked Sendable {
         logger.notice("Reloading the configuration", metadata: ["config": "\(configPath)"])
         do {
             let new = try DaemonConfig.load(path: configPath)
-            try new.validate(plugins: plugins)
+            try new.validate(plugins: plugins, writers: DaemonStages.writers)
             for deprecation in new.deprecations {
                 logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
             }
             let current = lock.withLock { config }
-            let pipeline = new.pipeline == current.pipeline
+            let pipeline = new.pipeline.filter({ $0.role != .writer }) == current.pipeline.filter({ $0.role != .writer })
                 ? core.currentSettings.pipeline
                 : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
             var restartOnly: [String] = []
@@ -154,6 +162,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             if new.http != current.http { restartOnly.append("http") }
             if new.labelStudio != current.labelStudio { restartOnly.append("label_studio") }
             if new.store != current.store { restartOnly.append("store") }
+            if new.writer != current.writer { restartOnly.append("pipeline writer") }
             if new.pluginDirectory != current.pluginDirectory { restartOnly.append("plugin_dir") }
             if new.logging != current.logging { restartOnly.append("logging") }
             if new.notify != current.notify { restartOnly.append("notify") }
@@ -174,7 +183,9 @@ public final class DaemonRuntime: @unchecked Sendable {
             var applied = current
             applied.limits = new.limits
             applied.sessions = new.sessions
-            applied.pipeline = new.pipeline
+            // The running writer stays (it changes on restart only).
+            applied.pipeline = new.writer == current.writer
+                ? new.pipeline : new.pipeline.filter { $0.role != .writer } + [current.writer]
             var live = applied
             live.store = current.store
             core.apply(Self.sessionSettings(live, pipeline: pipeline))

@@ -8,7 +8,10 @@ import ProbattnImaging
 //   clicks ──────────────────────────────────────────────▶ Propagator(encoded, adapted, clicks) ──▶ SegmentationResult
 //                                                           (per click: fixed values, value propagation, upsampling)
 //
-// The writer stage (SQLite + publishing) belongs to the daemon and sits after the propagator.
+//   every change ──session core──▶ SessionWriter (open / append / undo / close, each committed before the reply)
+//
+// Every stage call gets a `StageContext` (logger, metrics, compute budget). Each stage type is registered by a
+// `StageDescriptor` (type name, role, typed configuration, factory) in the `StageRegistry` of its role.
 
 /// A value from a stage's `options:` block in the config (YAML scalars, lists, and the mapping of a nested stanza
 /// such as the adapter's `variant: {type: ..., ...}`).
@@ -151,38 +154,67 @@ public struct SegmentationResult: Sendable {
     }
 }
 
-/// Turns an image into tokens. Called once per image (then cached); must be thread-safe.
+/// Turns an image into tokens. Called once per image (then cached) with the context of the request that opened it;
+/// must be thread-safe. Parallel work runs through `context.budget` (`ComputeBudget.forEachChunk`), so the tokens
+/// are the same for every budget.
 public protocol ImageEncoder: Sendable {
-    func encode(_ image: RGBImage) throws -> EncodedImage
+    func encode(_ image: RGBImage, context: StageContext) throws -> EncodedImage
 }
 
 /// Prepares the units of the mixture for an image. Called once per image after encoding, before any click
-/// (key adaptation happens here); must be thread-safe.
+/// (key adaptation happens here), with the context of the request that opened the image; must be thread-safe and
+/// give the same units for every `context.budget`.
 public protocol AttentionAdapter: Sendable {
-    func adapt(_ encoded: EncodedImage) throws -> AdaptedImage
+    func adapt(_ encoded: EncodedImage, context: StageContext) throws -> AdaptedImage
 }
 
 /// Turns clicks into a full-resolution mask. Called on every feedback with *all* current clicks of the image
-/// (the stage is stateless over the accumulated clicks, which makes undo and multi-annotator merging trivial);
-/// must be thread-safe. `classCount` is the number of classes of the session (2 for object/background).
+/// (the stage is stateless over the accumulated clicks, which makes undo and multi-annotator merging trivial) and
+/// the context of that request; must be thread-safe, and its mask must be the same for every `context.budget`.
+/// `classCount` is the number of classes of the session (2 for object/background).
 public protocol Propagator: Sendable {
-    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
-        -> SegmentationResult
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
+                   context: StageContext) throws -> SegmentationResult
     /// The same with tokens fixed to a class besides the clicks' (`FixedTokens`: a prompt box fixes the tokens
     /// entirely outside it to background). A token a click reaches keeps the click's value. The default
     /// implementation handles an empty set by the call above and throws for any other: a propagator that honours
     /// fixed tokens implements this.
     func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
-                   classCount: Int) throws -> SegmentationResult
+                   classCount: Int, context: StageContext) throws -> SegmentationResult
 }
 
 extension Propagator {
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
-                          classCount: Int) throws -> SegmentationResult {
+                          classCount: Int, context: StageContext) throws -> SegmentationResult {
         guard fixed.isEmpty else {
             throw SegmentationError(.invalidInput, "this propagator (\(type(of: self))) does not take fixed tokens")
         }
-        return try propagate(encoded: encoded, adapted: adapted, clicks: clicks, classCount: classCount)
+        return try propagate(encoded: encoded, adapted: adapted, clicks: clicks, classCount: classCount,
+                             context: context)
+    }
+}
+
+// Calls outside a request (tools, tests, examples) may leave the context out: they run with
+// `StageContext.standalone` (one thread, no metrics).
+extension ImageEncoder {
+    public func encode(_ image: RGBImage) throws -> EncodedImage { try encode(image, context: .standalone) }
+}
+
+extension AttentionAdapter {
+    public func adapt(_ encoded: EncodedImage) throws -> AdaptedImage { try adapt(encoded, context: .standalone) }
+}
+
+extension Propagator {
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int) throws
+        -> SegmentationResult {
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, classCount: classCount,
+                      context: .standalone)
+    }
+
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                          classCount: Int) throws -> SegmentationResult {
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed, classCount: classCount,
+                      context: .standalone)
     }
 }
 

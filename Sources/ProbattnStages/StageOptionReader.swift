@@ -1,12 +1,12 @@
-/// Strict decoding of one stage's `options:` block. Each stage reads the options it knows with a default, then calls
-/// `finish()`, which fails on any option that was not read, naming the valid ones. Used by the stage initialisers
-/// that `PipelineFactory` calls.
-struct StageOptionReader {
-    let stage: String
+/// Strict decoding of one stage's `options:` block. Each stage's configuration reads the options it knows with a
+/// default, then calls `finish()`, which fails on any option that was not read, naming the valid ones. Used by the
+/// `StageConfiguration` initialisers of the built-in stages (and available to stage authors).
+public struct StageOptionReader {
+    public let stage: String
     private let options: [String: ConfigValue]
     private var known: [String] = []
 
-    init(stage: String, options: [String: ConfigValue]) {
+    public init(stage: String, options: [String: ConfigValue]) {
         self.stage = stage
         self.options = options
     }
@@ -18,7 +18,7 @@ struct StageOptionReader {
     }
 
     /// A floating-point option (integers are accepted), within `range`.
-    mutating func double(_ name: String, default value: Double, in range: ClosedRange<Double>) throws -> Double {
+    public mutating func double(_ name: String, default value: Double, in range: ClosedRange<Double>) throws -> Double {
         note(name)
         guard let raw = options[name] else { return value }
         let v: Double
@@ -34,7 +34,7 @@ struct StageOptionReader {
     }
 
     /// An integer option within `range`.
-    mutating func int(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+    public mutating func int(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
         note(name)
         guard let raw = options[name] else { return value }
         let v: Int
@@ -50,7 +50,7 @@ struct StageOptionReader {
     }
 
     /// A boolean option.
-    mutating func bool(_ name: String, default value: Bool) throws -> Bool {
+    public mutating func bool(_ name: String, default value: Bool) throws -> Bool {
         note(name)
         guard let raw = options[name] else { return value }
         guard case .bool(let b) = raw else { throw invalid(name, raw, "true or false") }
@@ -58,7 +58,7 @@ struct StageOptionReader {
     }
 
     /// A string option that must be one of `choices`.
-    mutating func choice(_ name: String, default value: String, from choices: [String]) throws -> String {
+    public mutating func choice(_ name: String, default value: String, from choices: [String]) throws -> String {
         note(name)
         guard let raw = options[name] else { return value }
         guard case .string(let s) = raw, choices.contains(s) else {
@@ -68,7 +68,7 @@ struct StageOptionReader {
     }
 
     /// Fails when an option was given that no reader call asked for.
-    func finish() throws {
+    public func finish() throws {
         let unknown = options.keys.filter { !known.contains($0) }.sorted()
         if let first = unknown.first {
             throw SegmentationError(.unknownOption,

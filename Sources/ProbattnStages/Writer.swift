@@ -1,6 +1,7 @@
-/// The session core's persistence: what the core hands to the writer stage after every change, and what it reads back
-/// when the daemon restarts. The SQLite store (`ProbattnStore.SQLiteSessionStore`) implements it for the daemon;
-/// `InMemorySessionStore` implements it for `probattn eval` and tests.
+/// The writer stage: what the session core hands on after every change, and what it reads back when the daemon
+/// restarts. The SQLite writer (`ProbattnStore.SQLiteSessionStore`, type `sqlite`) is the daemon's; the in-memory
+/// writer (`ProbattnSession.InMemorySessionStore`, type `memory`) serves `probattn eval` and tests. Each is registered
+/// by a `WriterDescriptor`; the config's `role: writer` stage selects one.
 ///
 /// Contract: every call commits before it returns (a reply sent after it never acknowledges work a crash could lose);
 /// calls for one session come one at a time and in order, calls for different sessions may run concurrently.
@@ -19,6 +20,21 @@ public protocol SessionPersistence: AnyObject, Sendable {
     /// Makes everything written durable in its final place (the daemon calls it on shutdown).
     func checkpoint() throws
 }
+
+/// The writer protocol under the name the pipeline's roles use.
+public typealias SessionWriter = SessionPersistence
+
+/// What a writer's factory needs besides its options: the config's `store` section as the daemon resolved it.
+public struct WriterEnvironment: Sendable, Equatable {
+    /// The database file (absolute, or relative to the working directory), for writers that keep one.
+    public var storePath: String
+
+    public init(storePath: String) { self.storePath = storePath }
+}
+
+/// How a writer type is registered (`StageDescriptor`), and the registry of the writers a program links.
+public typealias WriterDescriptor = StageDescriptor<any SessionWriter, WriterEnvironment>
+public typealias WriterRegistry = StageRegistry<any SessionWriter, WriterEnvironment>
 
 /// A mask version as the store keeps it: the first class's COCO RLE (always) and, for sessions with more than two
 /// classes, one RLE per class.
