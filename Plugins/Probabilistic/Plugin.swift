@@ -82,7 +82,7 @@ let probabilisticVariant = VariantDefinition(
                 valuePropagationIterations: valueIterations,
                 priorCentre: try priorCentre(try options.string("prior_mode")),
                 clampFixedOutputs: try options.bool("clamp_fixed"),
-                maskFixedValuesByIndicator: true)
+                maskFixedValuesByIndicator: true, threads: call.threads)
             let (h, m, c, cv) = (call.tokens, call.units, call.channels, call.valueChannels)
             let inputs = TokenMajorInputs(
                 queries: try tensor(call.queries, rows: h, columns: c),

@@ -30,10 +30,14 @@ public struct AttentionInput: Sendable {
     /// variants whose output is the two-hop mixture propagation through a W that depends on queries and keys alone
     /// give them (`AttentionOutput.weights`); the others ignore the request.
     public var wantsWeights: Bool
+    /// The most threads the call may use (`probattn_attend_input.threads`, ABI ≥ 4: the caller's compute budget;
+    /// at least 1). The variant's output is the same for every value.
+    public var threads: Int
 
     public init(tokens: Int, units: Int, channels: Int, valueChannels: Int,
                 queries: [Float], keys: [Float], values: [Float], fixed: [Float]? = nil,
-                gridRows: Int = 0, gridCols: Int = 0, keysAlreadyAdapted: Bool = false, wantsWeights: Bool = false) {
+                gridRows: Int = 0, gridCols: Int = 0, keysAlreadyAdapted: Bool = false, wantsWeights: Bool = false,
+                threads: Int = 1) {
         self.tokens = tokens
         self.units = units
         self.channels = channels
@@ -46,6 +50,7 @@ public struct AttentionInput: Sendable {
         self.gridCols = gridCols
         self.keysAlreadyAdapted = keysAlreadyAdapted
         self.wantsWeights = wantsWeights
+        self.threads = max(1, threads)
     }
 }
 
@@ -240,6 +245,7 @@ public final class AttentionVariant: @unchecked Sendable {
                                         cInput.option_count = Int64(optionBuffer.count)
                                         cInput.flags = input.keysAlreadyAdapted
                                             ? UInt32(PROBATTN_KEYS_ALREADY_ADAPTED) : 0
+                                        cInput.threads = UInt32(clamping: max(1, input.threads))
                                         output.token_values = tokenOut.baseAddress
                                         output.adapted_keys = keysOut.baseAddress
                                         output.adapted_values = valuesOut.baseAddress

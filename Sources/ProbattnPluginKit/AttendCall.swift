@@ -73,6 +73,9 @@ public struct AttendCall {
     public let gridCols: Int
     /// PROBATTN_KEYS_ALREADY_ADAPTED: the keys passed in are adapted already; do not adapt them again.
     public let keysAlreadyAdapted: Bool
+    /// The most threads the call may use (the host's compute budget, ABI 4; at least 1). Cut the work into chunks
+    /// that do not depend on it, so that the output is the same for every value.
+    public let threads: Int
     public let options: OptionReader
     /// H×Cv: where the token values go (always written).
     public let tokenValues: UnsafeMutableBufferPointer<Float>
@@ -129,6 +132,7 @@ public struct AttendCall {
             }
         }
         keysAlreadyAdapted = raw.flags & UInt32(PROBATTN_KEYS_ALREADY_ADAPTED) != 0
+        threads = max(1, Int(raw.threads))
         options = OptionReader(values: UnsafeBufferPointer(start: raw.options, count: Int(raw.option_count)))
         self.tokenValues = UnsafeMutableBufferPointer(start: tokenValues, count: h * cv)
         adaptedKeys = output.pointee.adapted_keys.map { UnsafeMutableBufferPointer(start: $0, count: m * c) }

@@ -102,7 +102,7 @@ public struct VariantAttentionAdapter: AttentionAdapter {
         return Array(stride(from: 0, to: h, by: step * step))
     }
 
-    /// One call of the variant (its own threading: the plugin ABI carries no budget); `context` is unused.
+    /// One call of the variant, given `context.budget` as its threads (`AttentionInput.threads`).
     public func adapt(_ encoded: EncodedImage, context: StageContext) throws -> AdaptedImage {
         let h = encoded.tokenCount, c = encoded.featureDimension
         guard h > 0, c > 0, encoded.features.count == h * c else {
@@ -139,6 +139,7 @@ public struct VariantAttentionAdapter: AttentionAdapter {
                                  values: [Float](repeating: 1 / Float(valueChannels), count: m * valueChannels),
                                  fixed: nil, grid: encoded.grid, keysAlreadyAdapted: false)
         call.wantsWeights = true
+        call.threads = context.budget.threads
         let result = try attention.attend(call)
         let embeddedChannels: Int? = queries == nil ? nil : channels
         let weights = result.weights.flatMap {

@@ -18,6 +18,7 @@ struct VariantPropagation: ValuePropagation {
         precondition(k == call.valueChannels, "the call was prepared for \(call.valueChannels) classes")
         var round = call
         round.fixed = fixed
+        round.threads = budget.threads
         return try attention.attend(round).tokenValues
     }
 }

@@ -68,3 +68,28 @@ import Testing
         }
     }
 }
+
+/// The blocked kernel's chunks do not depend on its compute budget, so neither does its result.
+@Suite struct BlockedKernelBudgetTests {
+    @Test("the blocked kernel gives bit-identical results with budgets 1, 2 and 4", arguments: 1...3)
+    func sameResultForEveryBudget(seed: Int) throws {
+        var g = SeededGenerator(seed: UInt64(4300 + seed))
+        // Many row blocks (M ≤ 260 gives 256-row blocks): both sums passes and the output pass are cut.
+        let d = RandomProblem.Dims(H: g.int(900...1400), M: g.int(40...260), C: g.int(4...16), Cv: g.int(1...4))
+        var inputs = RandomProblem.inputs(&g, d)
+        inputs.fixed = RandomProblem.fixed(&g, d, fraction: 0.1)
+        var options = ProbabilisticAttentionOptions(magnitudePriors: seed != 2, keyAdaptation: true,
+                                                    keyAdaptationIterations: 3, valuePropagationIterations: 2,
+                                                    kernel: .blocked)
+        var results: [TokenMajorOutputs] = []
+        for budget in [1, 2, 4] {
+            options.threads = budget
+            results.append(try ProbabilisticAttention(options: options).attendTokenMajor(inputs))
+        }
+        for (budget, result) in zip([2, 4], results.dropFirst()) {
+            #expect(result.tokenValues.storage == results[0].tokenValues.storage, "budget \(budget): token values")
+            #expect(result.adaptedKeys.storage == results[0].adaptedKeys.storage, "budget \(budget): keys")
+            #expect(result.adaptedValues.storage == results[0].adaptedValues.storage, "budget \(budget): values")
+        }
+    }
+}

@@ -50,11 +50,13 @@ extern "C" {
 
 /** Bump when any struct or function signature in this header changes.
  *  Version 2 appended `weights` and `weights_written` to probattn_attend_output (after `error`). Version 3 appended
- *  `capabilities` and `validate_options` to probattn_variant (after `attend`). Nothing before them moved: the host
- *  zero-fills the output struct and reads the variant's version-3 fields only from plugins exporting version 3, so a
- *  host of version 3 also loads version-1 and -2 plugins, treated as: propagation needs M == H, similarity by dot
- *  product, no W, no validate_options. PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED is the oldest version the host accepts. */
-#define PROBATTN_PLUGIN_ABI_VERSION 3u
+ *  `capabilities` and `validate_options` to probattn_variant (after `attend`). Version 4 appended `threads` to
+ *  probattn_attend_input (after `flags`). Nothing before them moved: the host zero-fills the output struct, always
+ *  fills the whole input struct (older plugins read only its first fields) and reads the variant's version-3 fields
+ *  only from plugins exporting version 3 or later, so a host of version 4 also loads version-1, -2 and -3 plugins;
+ *  those of versions 1 and 2 are treated as: propagation needs M == H, similarity by dot product, no W, no
+ *  validate_options. PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED is the oldest version the host accepts. */
+#define PROBATTN_PLUGIN_ABI_VERSION 4u
 #define PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED 1u
 
 /** Names of the two symbols every plugin exports. */
@@ -109,6 +111,10 @@ typedef struct probattn_attend_input {
     const probattn_option_value *options;
     int64_t option_count;
     uint32_t flags;              /* PROBATTN_* flags above */
+    /* ABI >= 4. The most threads this call may use (>= 1): the host's compute budget for it. A variant that
+     * parallelises cuts its work into chunks that do not depend on this number and runs at most this many at once,
+     * so that its output is the same for every value. Plugins of older versions never read it. */
+    uint32_t threads;
 } probattn_attend_input;
 
 /** Where a variant writes its results. The host allocates every buffer. */
