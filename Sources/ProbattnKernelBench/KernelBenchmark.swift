@@ -123,7 +123,9 @@ public enum KernelBenchmark {
         let started = clock.now
         var failure: Error?
         func timeOperator() throws -> Double {
-            BLAS.threadCount = settings.threads   // the plain path's products use OpenBLAS's own threads
+            // The plain path's products use OpenBLAS's own threads; the blocked kernel runs its chunks on
+            // `threads` threads (its budget) with OpenBLAS single-threaded inside, as the executables set it.
+            BLAS.threadCount = settings.kernel == .plain ? settings.threads : 1
             let elapsed = clock.measure {
                 do { _ = try attention.attendTokenMajor(inputs) } catch { failure = error }
             }

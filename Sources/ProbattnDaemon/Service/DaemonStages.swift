@@ -22,6 +22,10 @@ public enum DaemonStages {
             "cores": "\(cores)", "blas_threads": "\(blas.threads)",
             "blas_threads_from": "\(blas.fromEnvironment ? BLAS.threadsEnvironmentVariable : "default (1)")",
         ])
+        if blas.threads > 1 {
+            logger.warning("OPENBLAS_NUM_THREADS above 1: every thread of a stage's budget may start that many BLAS threads, so the cores are oversubscribed (docs/PERFORMANCE.md, \"Threads\")",
+                           metadata: ["blas_threads": "\(blas.threads)", "cores": "\(cores)"])
+        }
         return (cores, blas.threads)
     }
 }
