@@ -24,21 +24,22 @@
 //   ProbattnSession     -> Stages, Segmentation, Imaging   the session core, without I/O: sessions, conflict policy,
 //                                    commands -> results, the in-memory writer stage, prepared cache, per-image
 //                                    scheduler and dispatcher; every front door runs it
-//   ProbattnEvaluation  -> Session, Segmentation, JSON   click simulator, metrics, GrabCut/Berkeley readers, the
+//   ProbattnEvaluation  -> Stages, Session, Segmentation, JSON   click simulator, metrics, GrabCut/Berkeley readers, the
 //                                    evaluation runner (drives the session core), reports and plots
-//   ProbattnWire        -> Session, JSON   protocol version 1: request decoding, reply and update JSON
+//   ProbattnWire        -> Stages, Session, JSON   protocol version 1: request decoding, reply and update JSON
 //   ProbattnStore       -> Stages, GRDB   the SQLite writer stage
-//   ProbattnConfig      -> Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
+//   ProbattnConfig      -> Stages, Segmentation, Session, PluginHost, Yams   the daemon's config: strict decoding, validation
 //   ProbattnZMQ         -> CZeroMQ    a small Swift wrapper over libzmq sockets
 //   ProbattnClient      -> ZMQ, JSON, Session  the client side of the protocol (`probattn segment`, `bench latency`, tests):
 //                                    ZeroMQ, and a small blocking HTTP/1.1 and WebSocket client over POSIX sockets
 //   ProbattnKeys        -> ZMQ, Session   key and token files (docs/SECURITY.md), the authorized-keys folder,
 //                                    `probattn keys generate`
-//   ProbattnDaemon      -> Session, Wire, Store, Config, ZMQ, Keys, ServiceLifecycle, Hummingbird(+WebSocket), Metrics,
+//   ProbattnDaemon      -> Stages, Session, Wire, Store, Config, ZMQ, Keys, ServiceLifecycle, Hummingbird(+WebSocket), Metrics,
 //                                    Prometheus   the transports (ZeroMQ; HTTP and WebSocket on Hummingbird 2), the
-//                                    Prometheus metrics of both, runtime, reload, systemd notifications, CURVE/ZAP,
+//                                    Prometheus metrics of both, runtime (the writers it links, BLAS threads, the core
+//                                    pool), reload, systemd notifications, CURVE/ZAP,
 //                                    tokens and the access checks
-//   ProbattnTesting     -> Session, Segmentation   an in-process harness (session core + pipeline + in-memory
+//   ProbattnTesting     -> Stages, Session, Segmentation   an in-process harness (session core + pipeline + in-memory
 //                                    store) for the project's tests and for plugin and stage authors
 //   ProbattnCommandLine -> PluginHost, ArgumentParser   command pieces both executables share
 //   probattn, probattnd               the two executables (probattn links no GRDB)

@@ -109,14 +109,8 @@ extension DaemonConfig {
     /// Things the config says in a way that still works but will not always: one line each, naming the key path.
     /// `probattnd validate` prints them as warnings, the daemon logs them at start and on reload.
     public var deprecations: [String] {
-        pipeline.enumerated().compactMap { index, stage in
-            guard stage.role == .adapter, stage.type == VariantAttentionAdapter.typeName,
-                  let stanza = try? AdapterStanza(stage.options, defaultVariant: PipelineFactory.defaultVariant,
-                                                  defaults: [:]),
-                  stanza.isFlat else { return nil }
-            return "pipeline[\(index)].options: the flat adapter form (the variant's options beside "
-                + "`variant: \(stanza.variant)`) is deprecated; write `variant: {type: \(stanza.variant), ...its options}` "
-                + "beside the adapter's own unit_stride and query_embedding"
+        pipeline.enumerated().flatMap { index, stage in
+            PipelineFactory.registries.deprecations(stage).map { "pipeline[\(index)].options: " + $0 }
         }
     }
 

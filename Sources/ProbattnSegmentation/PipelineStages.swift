@@ -53,6 +53,16 @@ public struct PipelineStages: Sendable {
                                                adapters: [VariantAttentionAdapter.descriptor],
                                                propagators: [BeliefPropagator.descriptor])
 
+    /// The deprecated forms of a pipeline stage's options, from its descriptor (none for the writer).
+    public func deprecations(_ spec: StageSpec) -> [String] {
+        switch spec.role {
+        case .encoder: return encoders.deprecations(spec)
+        case .adapter: return adapters.deprecations(spec)
+        case .propagator: return propagators.deprecations(spec)
+        case .writer: return []
+        }
+    }
+
     /// The type names a role accepts (none for the writer, which is not a pipeline registry's).
     public func typeNames(_ role: StageRole) -> [String] {
         switch role {

@@ -40,7 +40,14 @@ extension VariantAttentionAdapter {
     public static let descriptor = AdapterDescriptor(
         role: .adapter, typeName: typeName,
         summary: "an attention variant from the plugin folder, called once per image (key adaptation, weights W)",
-        configuration: Configuration.self
+        configuration: Configuration.self,
+        deprecations: { options in
+            guard let stanza = try? AdapterStanza(options, defaultVariant: PipelineFactory.defaultVariant,
+                                                  defaults: [:]), stanza.isFlat else { return [] }
+            return ["the flat adapter form (the variant's options beside `variant: \(stanza.variant)`) is deprecated; "
+                    + "write `variant: {type: \(stanza.variant), ...its options}` beside the adapter's own unit_stride "
+                    + "and query_embedding"]
+        }
     ) { configuration, environment in
         let name = configuration.stanza.variant
         let variant: AttentionVariant

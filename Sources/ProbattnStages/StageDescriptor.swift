@@ -32,16 +32,21 @@ public struct StageDescriptor<Stage, Environment>: Sendable {
     public let summary: String
     private let check: @Sendable ([String: ConfigValue]) throws -> Void
     private let build: @Sendable ([String: ConfigValue], Environment) throws -> Stage
+    private let deprecated: @Sendable ([String: ConfigValue]) -> [String]
 
     /// Registers a stage whose options decode into `Configuration`; `make` builds the stage from a validated
     /// configuration. Errors of the configuration are prefixed with "role 'type': " unless they already name it.
+    /// `deprecations` says which ways of writing the options still work but will not always (one line each, without
+    /// the key path; none by default).
     public init<Configuration: StageConfiguration>(
         role: StageRole, typeName: String, summary: String, configuration: Configuration.Type,
+        deprecations: @escaping @Sendable ([String: ConfigValue]) -> [String] = { _ in [] },
         make: @escaping @Sendable (Configuration, Environment) throws -> Stage
     ) {
         self.role = role
         self.typeName = typeName
         self.summary = summary
+        deprecated = deprecations
         let prefix = "\(role.rawValue) '\(typeName)': "
         let decode: @Sendable ([String: ConfigValue]) throws -> Configuration = { options in
             do {
@@ -58,6 +63,9 @@ public struct StageDescriptor<Stage, Environment>: Sendable {
 
     /// Decodes and checks `options` without building the stage.
     public func validate(options: [String: ConfigValue]) throws { try check(options) }
+
+    /// The deprecated forms `options` uses (one line each; empty when none).
+    public func deprecations(options: [String: ConfigValue]) -> [String] { deprecated(options) }
 
     /// Decodes and checks `options`, then builds the stage.
     public func make(options: [String: ConfigValue], environment: Environment) throws -> Stage {
@@ -106,6 +114,11 @@ public struct StageRegistry<Stage, Environment>: Sendable {
     /// Checks the type and options of `spec` without building it.
     public func validate(_ spec: StageSpec) throws {
         try descriptor(spec.type).validate(options: spec.options)
+    }
+
+    /// The deprecated forms of `spec`'s options (none for an unknown type).
+    public func deprecations(_ spec: StageSpec) -> [String] {
+        (try? descriptor(spec.type))?.deprecations(options: spec.options) ?? []
     }
 }
 
