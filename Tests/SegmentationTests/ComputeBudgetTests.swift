@@ -26,10 +26,10 @@ final class ConcurrencyGauge: @unchecked Sendable {
     var peak: Int { lock.withLock { highWater } }
 }
 
-/// Real work for a chunk (a few milliseconds of arithmetic), so that the workers' chunks overlap in time.
+/// Real work for a chunk (about a millisecond of arithmetic), so that the workers' chunks overlap in time.
 func chunkWork(_ chunk: Int) -> Double {
     var sum = 0.0
-    for i in 0..<200_000 { sum += sin(Double(i + chunk) * 1e-3) }
+    for i in 0..<50_000 { sum += sin(Double(i + chunk) * 1e-3) }
     return sum
 }
 
@@ -121,7 +121,7 @@ func chunkWork(_ chunk: Int) -> Double {
 
         var simulator = ClickSimulator(truth: truth)
         var prediction = [Bool](repeating: false, count: truth.width * truth.height)
-        for _ in 0..<5 {
+        for _ in 0..<3 {
             _ = simulator.nextClick(prediction: prediction)
             let clicks = simulator.clicks.map(\.click)
             var masks: [[UInt8]] = [], probabilities: [[Float]] = [], bands: [[Float]] = []
