@@ -79,6 +79,18 @@ public struct BeliefPropagator: Propagator {
     /// exp(κ Σ_n s_tn p_n(c)) over the token's 8 grid neighbours n, s_tn = exp(−½‖f_t − f_n‖²) (mean-field Potts
     /// prior along the image's own adjacency, contrast-sensitive through the features; `NeighbourCoupling`).
     public var neighbourWeight: Double = 0
+    /// w₀ of the background prior on tokens without evidence (0 = off, the default): in every EM round each unclicked
+    /// token also observes the border class (background) at weight w₀·g(d), the border prior extended to the whole
+    /// image (objects are a minority of it), so an undecided region holds background unless a click's evidence
+    /// reaches it (`BackgroundPrior`).
+    public var backgroundPriorWeight: Double = 0
+    /// ρ of the prior's fall-off near the positive clicks (0 = none, g = 1): g(d) = 1 − exp(−d²/(2ρ²)), d the token's
+    /// distance from the nearest token fixed to a class other than the border class (`backgroundPriorDistance`).
+    public var backgroundPriorRadius: Double = 0
+    /// How d is measured: `euclidean` (between footprint centres, as a fraction of the image diagonal) or `geodesic`
+    /// (the shortest path over the 8-connected token grid, each step costing the feature distance ‖f_t − f_n‖ of
+    /// the mixture's own metric, so a step across a colour edge is long and one inside a flat region short).
+    public var backgroundPriorDistance: BackgroundPrior.Distance = .euclidean
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
@@ -129,6 +141,12 @@ public struct BeliefPropagator: Propagator {
                                                      in: 0...1000),
                   refinementReach: try r.int("refinement_reach", default: d.refinementReach, in: 0...1000))
         neighbourWeight = try r.double("neighbour_weight", default: d.neighbourWeight, in: 0...100)
+        backgroundPriorWeight = try r.double("background_prior_weight", default: d.backgroundPriorWeight, in: 0...1)
+        backgroundPriorRadius = try r.double("background_prior_radius", default: d.backgroundPriorRadius,
+                                             in: 0...1000)
+        backgroundPriorDistance = BackgroundPrior.Distance(rawValue: try r.choice(
+            "background_prior_distance", default: d.backgroundPriorDistance.rawValue,
+            from: BackgroundPrior.Distance.allCases.map(\.rawValue))) ?? .euclidean
         try r.finish()
         if refinement == .graphCut, upsampling != .bilateral {
             throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
@@ -339,6 +357,13 @@ public struct BeliefPropagator: Propagator {
             ? NeighbourCoupling(encoded: encoded, features: adapted.queries ?? encoded.features,
                                 channels: adapted.channels ?? encoded.featureDimension, kappa: Float(neighbourWeight))
             : nil
+        let prior = backgroundPriorWeight > 0 && k > 1
+            ? BackgroundPrior(weight: Float(backgroundPriorWeight), radius: backgroundPriorRadius,
+                              distance: backgroundPriorDistance)
+                .weights(encoded: encoded, features: adapted.queries ?? encoded.features,
+                         channels: adapted.channels ?? encoded.featureDimension, clicked: clicked,
+                         backgroundClass: background)
+            : nil
         var previous = posterior
         for _ in 0..<rounds {
             if coupling != nil { previous = posterior }
@@ -351,7 +376,7 @@ public struct BeliefPropagator: Propagator {
                         fixed[o + k] = 1
                         continue
                     }
-                    let b: Float = border[t] ? wB : 0
+                    let b: Float = (border[t] ? wB : 0) + (prior?[t] ?? 0)
                     let weight = wU + b
                     if weight <= 0 {
                         for j in 0...k { fixed[o + j] = 0 }
