@@ -76,11 +76,19 @@ public struct BackgroundPrior: Sendable {
     /// Shortest-path length from the nearest source over the 8-connected grid, a step from t to n costing
     /// ‖f_t − f_n‖ (Dijkstra with a binary heap; unreachable tokens get +∞).
     static func geodesic(grid: TokenGrid, features: [Float], channels c: Int, sources: [Int]) -> [Double] {
+        geodesicNearest(grid: grid, features: features, channels: c, sources: sources).distance
+    }
+
+    /// Like `geodesic`, and also the index (into `sources`) of the nearest source of every token (−1: unreachable).
+    static func geodesicNearest(grid: TokenGrid, features: [Float], channels c: Int, sources: [Int])
+        -> (distance: [Double], nearest: [Int]) {
         let h = grid.rows * grid.cols
         var dist = [Double](repeating: .infinity, count: h)
+        var nearest = [Int](repeating: -1, count: h)
         var heap = MinHeap()
-        for s in sources {
+        for (i, s) in sources.enumerated() {
             dist[s] = 0
+            nearest[s] = i
             heap.push(0, s)
         }
         while let (d, t) = heap.pop() {
@@ -98,12 +106,13 @@ public struct BackgroundPrior: Sendable {
                     let candidate = d + Double(d2.squareRoot())
                     if candidate < dist[n] {
                         dist[n] = candidate
+                        nearest[n] = nearest[t]
                         heap.push(candidate, n)
                     }
                 }
             }
         }
-        return dist
+        return (dist, nearest)
     }
 
     /// A binary min-heap of (key, token).
@@ -144,5 +153,38 @@ public struct BackgroundPrior: Sendable {
             }
             return (firstKey, firstItem)
         }
+    }
+}
+
+/// The geodesic click prior of `BeliefPropagator` (`geodesic_click_weight`, off by default): a click's influence
+/// shaped by its region. Every unclicked token observes, in every EM round, the class of the geodesically nearest
+/// clicked token (shortest path over the 8-connected token grid, each step costing the feature distance
+/// ‖f_t − f_n‖) at weight w·exp(−d²/(2ρ²)): the class of a click reaches what is connected to it in the image first,
+/// not everything that shares units with it. Computed once per propagation; pure.
+public struct GeodesicClickPrior: Sendable {
+    public var weight: Float
+    public var radius: Double
+
+    public init(weight: Float, radius: Double) {
+        self.weight = weight
+        self.radius = radius
+    }
+
+    /// Per token: the class observed (−1 for none) and its weight. Needs a token grid (else no token observes any).
+    func observations(encoded: EncodedImage, features: [Float], channels: Int,
+                      clicked: BeliefPropagator.ClickedTokens) -> (classOf: [Int32], weight: [Float]) {
+        let h = encoded.tokenCount
+        var classOf = [Int32](repeating: -1, count: h), weights = [Float](repeating: 0, count: h)
+        let sources = (0..<h).filter { clicked.isFixed($0) }
+        guard !sources.isEmpty, radius > 0, let grid = encoded.grid, grid.rows * grid.cols == h,
+              features.count == h * channels else { return (classOf, weights) }
+        let (d, nearest) = BackgroundPrior.geodesicNearest(grid: grid, features: features, channels: channels,
+                                                           sources: sources)
+        let scale = 1 / (2 * radius * radius)
+        for t in 0..<h where !clicked.isFixed(t) && nearest[t] >= 0 {
+            classOf[t] = clicked.classOf[sources[nearest[t]]]
+            weights[t] = weight * Float(exp(-d[t] * d[t] * scale))
+        }
+        return (classOf, weights)
     }
 }

@@ -91,6 +91,11 @@ public struct BeliefPropagator: Propagator {
     /// (the shortest path over the 8-connected token grid, each step costing the feature distance ‖f_t − f_n‖ of
     /// the mixture's own metric, so a step across a colour edge is long and one inside a flat region short).
     public var backgroundPriorDistance: BackgroundPrior.Distance = .euclidean
+    /// w of the geodesic click prior (0 = off, the default): every unclicked token also observes the class of the
+    /// geodesically nearest clicked token at weight w·exp(−d²/(2ρ²)) (`GeodesicClickPrior`).
+    public var geodesicClickWeight: Double = 0
+    /// ρ of the geodesic click prior, in feature units (one sigma of colour, position or texture per unit).
+    public var geodesicClickRadius: Double = 4
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
@@ -147,6 +152,8 @@ public struct BeliefPropagator: Propagator {
         backgroundPriorDistance = BackgroundPrior.Distance(rawValue: try r.choice(
             "background_prior_distance", default: d.backgroundPriorDistance.rawValue,
             from: BackgroundPrior.Distance.allCases.map(\.rawValue))) ?? .euclidean
+        geodesicClickWeight = try r.double("geodesic_click_weight", default: d.geodesicClickWeight, in: 0...1)
+        geodesicClickRadius = try r.double("geodesic_click_radius", default: d.geodesicClickRadius, in: 0.001...1000)
         try r.finish()
         if refinement == .graphCut, upsampling != .bilateral {
             throw SegmentationError(.invalidOption, "propagator '\(Self.typeName)': option 'refinement' = graph_cut "
@@ -364,6 +371,11 @@ public struct BeliefPropagator: Propagator {
                          channels: adapted.channels ?? encoded.featureDimension, clicked: clicked,
                          backgroundClass: background)
             : nil
+        let near = geodesicClickWeight > 0 && k > 1
+            ? GeodesicClickPrior(weight: Float(geodesicClickWeight), radius: geodesicClickRadius)
+                .observations(encoded: encoded, features: adapted.queries ?? encoded.features,
+                              channels: adapted.channels ?? encoded.featureDimension, clicked: clicked)
+            : nil
         var previous = posterior
         for _ in 0..<rounds {
             if coupling != nil { previous = posterior }
@@ -377,13 +389,15 @@ public struct BeliefPropagator: Propagator {
                         continue
                     }
                     let b: Float = (border[t] ? wB : 0) + (prior?[t] ?? 0)
-                    let weight = wU + b
+                    let g: Float = near?.weight[t] ?? 0, gClass = Int(near?.classOf[t] ?? -1)
+                    let weight = wU + b + g
                     if weight <= 0 {
                         for j in 0...k { fixed[o + j] = 0 }
                         continue
                     }
                     for j in 0..<k {
-                        fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)) / weight
+                        fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)
+                                        + (j == gClass ? g : 0)) / weight
                     }
                     fixed[o + k] = min(1, weight)
                 }

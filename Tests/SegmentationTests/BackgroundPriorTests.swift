@@ -83,6 +83,20 @@ import Testing
         #expect(mask.labels[scene.centre.y * scene.image.width + scene.centre.x] == 0)
     }
 
+    @Test func theGeodesicClickPriorGivesTheNearestConnectedClicksClass() {
+        // Positive click on token 0, negative on token 4: tokens 1–2 (no feature step from 0) observe the object
+        // at the full weight; token 3 is as near to 4 (step 0) and observes background.
+        let e = encoded()
+        let (classOf, weight) = GeodesicClickPrior(weight: 0.01, radius: 1)
+            .observations(encoded: e, features: e.features, channels: 1, clicked: clicked([0: 0, 4: 1]))
+        #expect(classOf == [-1, 0, 0, 1, -1])
+        #expect(weight == [0, 0.01, 0.01, 0.01, 0])
+        // Only the positive click: token 3 is 10 feature units away, so it observes almost nothing.
+        let far = GeodesicClickPrior(weight: 0.01, radius: 1)
+            .observations(encoded: e, features: e.features, channels: 1, clicked: clicked([0: 0]))
+        #expect(far.classOf[3] == 0 && far.weight[3] < 1e-12)
+    }
+
     @Test func theOptionsAreReadAndOffByDefault() throws {
         let attention = ReferenceAttention(keyIterations: 0)
         let d = try BeliefPropagator(attention: attention, options: [:])
@@ -96,6 +110,13 @@ import Testing
         }
         #expect(throws: (any Error).self) {
             try BeliefPropagator(attention: attention, options: ["background_prior_distance": .string("manhattan")])
+        }
+        #expect(d.geodesicClickWeight == 0)
+        let g = try BeliefPropagator(attention: attention, options: [
+            "geodesic_click_weight": .double(0.01), "geodesic_click_radius": .double(8)])
+        #expect(g.geodesicClickWeight == 0.01 && g.geodesicClickRadius == 8)
+        #expect(throws: (any Error).self) {
+            try BeliefPropagator(attention: attention, options: ["geodesic_click_radius": .double(0)])
         }
     }
 }
