@@ -19,6 +19,11 @@ extension BeliefPropagator {
         public var refinementSmoothness: Double
         public var refinementReach: Int
         public var neighbourWeight: Double
+        public var backgroundPriorWeight: Double
+        public var backgroundPriorRadius: Double
+        public var backgroundPriorDistance: BackgroundPrior.Distance
+        public var geodesicClickWeight: Double
+        public var geodesicClickRadius: Double
 
         /// Reads every option with its default and range; unknown options are an error naming the valid ones.
         public init(options: [String: ConfigValue]) throws {
@@ -45,6 +50,16 @@ extension BeliefPropagator {
                                                 in: 0...1000)
             refinementReach = try r.int("refinement_reach", default: d.refinementReach, in: 0...1000)
             neighbourWeight = try r.double("neighbour_weight", default: d.neighbourWeight, in: 0...100)
+            backgroundPriorWeight = try r.double("background_prior_weight", default: d.backgroundPriorWeight,
+                                                 in: 0...1)
+            backgroundPriorRadius = try r.double("background_prior_radius", default: d.backgroundPriorRadius,
+                                                 in: 0...1000)
+            backgroundPriorDistance = BackgroundPrior.Distance(rawValue: try r.choice(
+                "background_prior_distance", default: d.backgroundPriorDistance.rawValue,
+                from: BackgroundPrior.Distance.allCases.map(\.rawValue))) ?? .euclidean
+            geodesicClickWeight = try r.double("geodesic_click_weight", default: d.geodesicClickWeight, in: 0...1)
+            geodesicClickRadius = try r.double("geodesic_click_radius", default: d.geodesicClickRadius,
+                                               in: 0.001...1000)
             try r.finish()
         }
 
@@ -67,6 +82,11 @@ extension BeliefPropagator {
                   refinement: c.refinement, refinementSmoothness: c.refinementSmoothness,
                   refinementReach: c.refinementReach)
         neighbourWeight = c.neighbourWeight
+        backgroundPriorWeight = c.backgroundPriorWeight
+        backgroundPriorRadius = c.backgroundPriorRadius
+        backgroundPriorDistance = c.backgroundPriorDistance
+        geodesicClickWeight = c.geodesicClickWeight
+        geodesicClickRadius = c.geodesicClickRadius
     }
 
     /// Builds the stage from its config options (strict: unknown options are an error).

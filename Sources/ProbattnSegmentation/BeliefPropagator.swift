@@ -80,6 +80,23 @@ public struct BeliefPropagator: Propagator {
     /// exp(κ Σ_n s_tn p_n(c)) over the token's 8 grid neighbours n, s_tn = exp(−½‖f_t − f_n‖²) (mean-field Potts
     /// prior along the image's own adjacency, contrast-sensitive through the features; `NeighbourCoupling`).
     public var neighbourWeight: Double = 0
+    /// w₀ of the background prior on tokens without evidence (0 = off, the default): in every EM round each unclicked
+    /// token also observes the border class (background) at weight w₀·g(d), the border prior extended to the whole
+    /// image (objects are a minority of it), so an undecided region holds background unless a click's evidence
+    /// reaches it (`BackgroundPrior`).
+    public var backgroundPriorWeight: Double = 0
+    /// ρ of the prior's fall-off near the positive clicks (0 = none, g = 1): g(d) = 1 − exp(−d²/(2ρ²)), d the token's
+    /// distance from the nearest token fixed to a class other than the border class (`backgroundPriorDistance`).
+    public var backgroundPriorRadius: Double = 0
+    /// How d is measured: `euclidean` (between footprint centres, as a fraction of the image diagonal) or `geodesic`
+    /// (the shortest path over the 8-connected token grid, each step costing the feature distance ‖f_t − f_n‖ of
+    /// the mixture's own metric, so a step across a colour edge is long and one inside a flat region short).
+    public var backgroundPriorDistance: BackgroundPrior.Distance = .euclidean
+    /// w of the geodesic click prior (0 = off, the default): every unclicked token also observes the class of the
+    /// geodesically nearest clicked token at weight w·exp(−d²/(2ρ²)) (`GeodesicClickPrior`).
+    public var geodesicClickWeight: Double = 0
+    /// ρ of the geodesic click prior, in feature units (one sigma of colour, position or texture per unit).
+    public var geodesicClickRadius: Double = 4
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
@@ -308,6 +325,18 @@ public struct BeliefPropagator: Propagator {
             ? NeighbourCoupling(encoded: encoded, features: adapted.queries ?? encoded.features,
                                 channels: adapted.channels ?? encoded.featureDimension, kappa: Float(neighbourWeight))
             : nil
+        let prior = backgroundPriorWeight > 0 && k > 1
+            ? BackgroundPrior(weight: Float(backgroundPriorWeight), radius: backgroundPriorRadius,
+                              distance: backgroundPriorDistance)
+                .weights(encoded: encoded, features: adapted.queries ?? encoded.features,
+                         channels: adapted.channels ?? encoded.featureDimension, clicked: clicked,
+                         backgroundClass: background)
+            : nil
+        let near = geodesicClickWeight > 0 && k > 1
+            ? GeodesicClickPrior(weight: Float(geodesicClickWeight), radius: geodesicClickRadius)
+                .observations(encoded: encoded, features: adapted.queries ?? encoded.features,
+                              channels: adapted.channels ?? encoded.featureDimension, clicked: clicked)
+            : nil
         var previous = posterior
         for _ in 0..<rounds {
             if coupling != nil { previous = posterior }
@@ -320,14 +349,16 @@ public struct BeliefPropagator: Propagator {
                         fixed[o + k] = 1
                         continue
                     }
-                    let b: Float = border[t] ? wB : 0
-                    let weight = wU + b
+                    let b: Float = (border[t] ? wB : 0) + (prior?[t] ?? 0)
+                    let g: Float = near?.weight[t] ?? 0, gClass = Int(near?.classOf[t] ?? -1)
+                    let weight = wU + b + g
                     if weight <= 0 {
                         for j in 0...k { fixed[o + j] = 0 }
                         continue
                     }
                     for j in 0..<k {
-                        fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)) / weight
+                        fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)
+                                        + (j == gClass ? g : 0)) / weight
                     }
                     fixed[o + k] = min(1, weight)
                 }
