@@ -263,7 +263,7 @@ struct BlockedSolver {
                                 if threads == 1 {
                                     work(0)
                                 } else {
-                                    DispatchQueue.concurrentPerform(iterations: threads, execute: work)
+                                    ParallelChunks.perform(threads, work)
                                 }
                             }
                         }

@@ -1,4 +1,5 @@
 import Foundation
+import ProbattnCore
 import ProbattnImaging
 import ProbattnPluginHost
 
@@ -523,7 +524,7 @@ public struct BeliefPropagator: Propagator {
         parts.withUnsafeMutableBufferPointer { partsOut in
         labTable.withUnsafeBufferPointer { lab in
         image.pixels.withUnsafeBufferPointer { px in
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            ParallelChunks.perform(chunks) { chunk in
             var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
             var mix = [Float](repeating: 0, count: k)
             for y in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {

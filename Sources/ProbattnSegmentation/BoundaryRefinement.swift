@@ -1,4 +1,5 @@
 import Foundation
+import ProbattnCore
 import ProbattnImaging
 
 /// Pixel-level refinement of a mask in the band where the token classes change (the propagator's
@@ -135,7 +136,7 @@ struct BoundaryRefinement {
         var results = [[UInt8]](repeating: [], count: 2)
         let start = labels
         results.withUnsafeMutableBufferPointer { results in
-            DispatchQueue.concurrentPerform(iterations: 2) { half in
+            ParallelChunks.perform(2) { half in
                 var out = start
                 context.move(labels: &out, node: halves[half].node, nodeCount: halves[half].count,
                              sourceLabel: sourceLabel, sinkLabel: 1)

@@ -1,4 +1,5 @@
 import Dispatch
+import ProbattnCore
 import ProbattnPluginHost
 
 /// The token-to-unit weights W of an image in compressed sparse rows: for token i, the units
@@ -122,7 +123,7 @@ struct MixturePropagation: ValuePropagation {
                 let parts = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks * m * 3)
                 defer { parts.deallocate() }
                 parts.initialize(repeating: 0)
-                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                ParallelChunks.perform(chunks) { chunk in
                     let p = parts.baseAddress! + chunk * m * 3
                     for i in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
                         let o = i * 3, observed = f[o + 2]
@@ -141,7 +142,7 @@ struct MixturePropagation: ValuePropagation {
                     let total = s[j * 3 + 2] + Self.epsilon
                     mu[j * 2] = s[j * 3] / total; mu[j * 2 + 1] = s[j * 3 + 1] / total
                 }
-                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                ParallelChunks.perform(chunks) { chunk in
                     for i in (chunk * h / chunks)..<((chunk + 1) * h / chunks) {
                         var a: Float = 0, b: Float = 0
                         for e in Int(start[i])..<Int(start[i + 1]) {
