@@ -3,6 +3,7 @@ import Foundation
 /// `SessionPersistence` in memory: the same contract as the SQLite store (ids increase, undone clicks stay in the log,
 /// closed sessions are not resumed) without a file. Used by `probattn eval` and by tests; everything is lost with the
 /// process. Thread-safe.
+/// Unchecked `Sendable`: every `var` is touched only under `lock`.
 public final class InMemorySessionStore: SessionPersistence, @unchecked Sendable {
     private struct Record {
         var session: StoredSession
