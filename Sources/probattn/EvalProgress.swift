@@ -4,6 +4,8 @@ import ProbattnJSON
 
 /// Progress of `probattn eval` on standard error: a bar redrawn in place on a terminal, one plain line per instance
 /// otherwise (logs, CI). Thread-safe: workers report as they finish.
+/// Unchecked `Sendable`: `completed` and `nocSum` are touched only under `lock` (and by `init`, before the object is
+/// shared); the `let`s are `Sendable`.
 final class EvalProgress: @unchecked Sendable {
     private let lock = NSLock()
     let total: Int
