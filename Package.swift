@@ -88,7 +88,7 @@ let fuzzTargets = [
 
 let package = Package(
     name: "probattn",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "probattn", targets: ["probattn"]),
         .executable(name: "probattnd", targets: ["probattnd"]),
@@ -218,5 +218,5 @@ let package = Package(
                                    "ProbattnKeys",
                                    .product(name: "Logging", package: "swift-log")]),
     ] + plugins.map(\.1) + fuzzTargets.map(\.1),
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

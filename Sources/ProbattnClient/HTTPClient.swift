@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnJSON
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,9 @@ public struct HTTPClientError: Error, CustomStringConvertible, Sendable {
 
 /// A blocking TCP connection with a read buffer: the transport under `HTTPConnection` and `WebSocketConnection`.
 /// Reads wait with `poll` up to a deadline; writes never raise SIGPIPE (a closed peer is an error).
+/// Unchecked `Sendable`: the read buffer belongs to the one reading thread and writes go through `writeLock`;
+/// `descriptor` changes only in `init` and `close` (a close from another thread is how a blocked reader is stopped: its
+/// next poll or read fails).
 final class SocketStream: @unchecked Sendable {
     private(set) var descriptor: Int32
     private var buffer: [UInt8] = []
@@ -185,6 +189,8 @@ public struct HTTPClientResponse: Sendable {
 
 /// A blocking HTTP/1.1 client on one keep-alive connection to the daemon's gateway (`http://HOST:PORT`): what the
 /// latency benchmark and the tests use. One request at a time; it reconnects when the daemon closed the connection.
+/// Unchecked `Sendable`: `stream` and `timeout` are unguarded; safe because a connection is used by one thread at a
+/// time.
 public final class HTTPConnection: @unchecked Sendable {
     public let host: String
     public let port: Int
@@ -324,7 +330,7 @@ public final class HTTPConnection: @unchecked Sendable {
 
 /// A blocking WebSocket client (RFC 6455, no extensions) for an image's `GET /api/v1/images/{id}/ws`. One thread may
 /// read while another writes; pings are answered while reading.
-public final class WebSocketConnection: @unchecked Sendable {
+public final class WebSocketConnection: Sendable {
     /// One message from the daemon.
     public enum Message: Sendable {
         case text(String)
@@ -335,9 +341,10 @@ public final class WebSocketConnection: @unchecked Sendable {
 
     private let stream: SocketStream
     private let readLock = NSLock()
-    private var closed = false
+    /// Set by the first close (ours or the daemon's), so that one close frame at most goes out.
+    private let closed = Atomic(false)
     /// The subprotocol the daemon accepted (`Sec-WebSocket-Protocol` of its 101), if any.
-    public private(set) var acceptedProtocol: String?
+    public let acceptedProtocol: String?
 
     /// Connects and upgrades `http://HOST:PORT` + `target` (a percent-encoded path with any query), offering
     /// `protocols` as `Sec-WebSocket-Protocol` (a secured daemon needs `probattn.v1, bearer.TOKEN`). Throws an
@@ -373,8 +380,7 @@ public final class WebSocketConnection: @unchecked Sendable {
 
     /// Sends a close frame and closes the socket.
     public func close() {
-        if !closed {
-            closed = true
+        if !closed.exchange(true, ordering: .acquiringAndReleasing) {
             try? send(opcode: 8, [0x03, 0xE8])
         }
         stream.close()
@@ -382,7 +388,7 @@ public final class WebSocketConnection: @unchecked Sendable {
 
     /// Drops the connection without a close frame (as a crashed client would).
     public func abort() {
-        closed = true
+        closed.store(true, ordering: .releasing)
         stream.close()
     }
 
@@ -431,8 +437,7 @@ public final class WebSocketConnection: @unchecked Sendable {
                 case 8:
                     let code = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
                     let reason = payload.count > 2 ? String(decoding: payload[2...], as: UTF8.self) : ""
-                    if !closed {
-                        closed = true
+                    if !closed.exchange(true, ordering: .acquiringAndReleasing) {
                         try? send(opcode: 8, Array(payload.prefix(2)))
                     }
                     return .close(code, reason)

@@ -42,6 +42,8 @@ public struct ProbattnReply: Sendable {
 /// The client side of the protocol (docs/PROTOCOL.md) over a DEALER socket: one object per thread. Requests can be
 /// pipelined with `send` + `receive`, or made one at a time with `request`. Used by `probattn segment`, the latency
 /// benchmark and the integration tests.
+/// Unchecked `Sendable`: a ZeroMQ socket with unguarded `timeout` and counter; safe because a client is used by one
+/// thread at a time.
 public final class ProbattnClient: @unchecked Sendable {
     public let socket: ZMQSocket
     private let context: ZMQContext
@@ -143,7 +145,7 @@ public final class ProbattnClient: @unchecked Sendable {
 }
 
 /// A subscriber to mask updates (the PUB socket).
-public final class ProbattnSubscriber: @unchecked Sendable {
+public final class ProbattnSubscriber: Sendable {
     public let socket: ZMQSocket
     private let context: ZMQContext
 

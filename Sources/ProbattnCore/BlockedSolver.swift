@@ -267,7 +267,7 @@ struct BlockedSolver {
                                     for chunk in 0..<chunks { work(chunk, 0) }
                                 } else {
                                     // Worker w runs chunks w, w + workers, … (its own strip), as `ComputeBudget`.
-                                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                                    ParallelChunks.perform(workers) { worker in
                                         var chunk = worker
                                         while chunk < chunks {
                                             work(chunk, worker)

@@ -108,7 +108,7 @@ typealias AttendFunction = @convention(c) (UnsafePointer<probattn_attend_input>?
 
 /// One attention variant registered by a plugin. Immutable; `attend` may be called from several threads at once
 /// (the plugin contract requires reentrancy).
-public final class AttentionVariant: @unchecked Sendable {
+public final class AttentionVariant: Sendable {
     /// The `type:` in config (lower_snake_case).
     public let name: String
     /// One line describing the variant.
@@ -183,7 +183,7 @@ public final class AttentionVariant: @unchecked Sendable {
         guard let validateFunction else { return }
         let options = COptions(resolved)
         defer { options.free() }
-        var values = options.values
+        let values = options.values
         var message = [CChar](repeating: 0, count: 256)
         let status = values.withUnsafeBufferPointer { buffer in
             message.withUnsafeMutableBufferPointer { error in
@@ -192,7 +192,7 @@ public final class AttentionVariant: @unchecked Sendable {
         }
         guard status != 0 else { return }
         message[message.count - 1] = 0
-        let text = String(cString: message)
+        let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         throw PluginHostError.invalidOption(variant: name, reason: text.isEmpty ? "options refused by the plugin" : text)
     }
 

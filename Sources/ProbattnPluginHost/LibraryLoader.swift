@@ -41,6 +41,8 @@ enum LibraryLoadResult {
 
 /// Every library this process has opened, by dlopen handle. Libraries are never closed: Swift code cannot be
 /// unloaded safely, and a variant's `attend` pointer must stay valid.
+/// Unchecked `Sendable`: `byHandle` is read and written only inside `lock`, held across the whole dlopen-and-register
+/// step.
 final class LoadedLibraries: @unchecked Sendable {
     static let shared = LoadedLibraries()
 

@@ -21,7 +21,7 @@ public struct PluginLoadFailure: Error, Sendable, CustomStringConvertible {
 
 /// The attention variants of one plugin folder. Loading never throws: each file that fails becomes a
 /// `PluginLoadFailure` and the other files still load. Plugins stay loaded for the life of the process.
-public final class PluginRegistry: @unchecked Sendable {
+public final class PluginRegistry: Sendable {
     /// The ABI version this host speaks (PROBATTN_PLUGIN_ABI_VERSION of the header it was compiled with).
     public static let hostABIVersion: UInt32 = UInt32(PROBATTN_PLUGIN_ABI_VERSION)
     /// The plugin ABI versions this host loads: every version from PROBATTN_PLUGIN_ABI_OLDEST_SUPPORTED to its own

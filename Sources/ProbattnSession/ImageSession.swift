@@ -27,6 +27,8 @@ public enum ConflictPolicy: String, Sendable, Equatable, CaseIterable {
 /// One open image and its collaborative state. The immutable part describes the image; the mutable part (clicks,
 /// mask, version) is changed only by commands of this image — which run one at a time — and read under the core's
 /// lock.
+/// Unchecked `Sendable`: the `var`s are read and written only under the owning `SessionCore`'s lock; the `let`s are
+/// `Sendable`.
 final class ImageSession: @unchecked Sendable {
     let storeID: Int64
     let imageID: String

@@ -5,6 +5,7 @@ import ProbattnStages
 /// stay in the log, closed sessions are not resumed) without a file. Used by `probattn eval` and by tests (and by a
 /// daemon whose config names it, which then resumes nothing after a restart); everything is lost with the process.
 /// Thread-safe.
+/// Unchecked `Sendable`: every `var` is touched only under `lock`.
 public final class InMemorySessionStore: SessionPersistence, @unchecked Sendable {
     private struct Record {
         var session: StoredSession

@@ -1,12 +1,13 @@
 import Foundation
 import ProbattnSegmentation
 import ProbattnStages
+import Synchronization
 
 /// The per-image cache of encoder and adapter outputs, bounded by a memory budget with least-recently-used eviction.
 /// Sessions' images are keyed by their store id, the images of stateless `predict` calls by their content hash; both
 /// share the one budget. An evicted image is prepared again by its next request (the caller does that; `get` just
 /// misses). The most recent entry is always kept, even when it alone exceeds the budget. Thread-safe.
-public final class PreparedCache: @unchecked Sendable {
+public final class PreparedCache: Sendable {
     /// What an entry belongs to.
     public enum Key: Hashable, Sendable {
         /// An open session (its store id).
@@ -16,18 +17,25 @@ public final class PreparedCache: @unchecked Sendable {
         case content(String, generation: Int)
     }
 
-    private let lock = NSLock()
-    private var entries: [Key: (prepared: PreparedImage, bytes: Int, lastUse: UInt64)] = [:]
-    private var clock: UInt64 = 0
-    private var budget: Int
-    public private(set) var evictions = 0
+    private struct State {
+        var entries: [Key: (prepared: PreparedImage, bytes: Int, lastUse: UInt64)] = [:]
+        var clock: UInt64 = 0
+        var budget: Int
+        var evictions = 0
+    }
 
-    public init(budgetBytes: Int) { budget = budgetBytes }
+    private let state: Mutex<State>
+
+    /// How many entries the budget has evicted since the cache was made.
+    public var evictions: Int { state.withLock { $0.evictions } }
+
+    public init(budgetBytes: Int) { state = Mutex(State(budget: budgetBytes)) }
 
     public func setBudget(_ bytes: Int) {
-        lock.lock(); defer { lock.unlock() }
-        budget = bytes
-        evict(keeping: nil)
+        state.withLock { state in
+            state.budget = bytes
+            Self.evict(&state, keeping: nil)
+        }
     }
 
     public func get(_ key: Int64) -> PreparedImage? { get(.session(key)) }
@@ -37,51 +45,54 @@ public final class PreparedCache: @unchecked Sendable {
 
     /// Drops every `predict` entry prepared with a generation other than `generation`.
     public func removeContent(otherThan generation: Int) {
-        lock.lock(); defer { lock.unlock() }
-        for key in entries.keys {
-            if case .content(_, let g) = key, g != generation { entries[key] = nil }
+        state.withLock { state in
+            for key in state.entries.keys {
+                if case .content(_, let g) = key, g != generation { state.entries[key] = nil }
+            }
         }
     }
 
     public func get(_ key: Key) -> PreparedImage? {
-        lock.lock(); defer { lock.unlock() }
-        guard var entry = entries[key] else { return nil }
-        clock += 1
-        entry.lastUse = clock
-        entries[key] = entry
-        return entry.prepared
+        state.withLock { state in
+            guard var entry = state.entries[key] else { return nil }
+            state.clock += 1
+            entry.lastUse = state.clock
+            state.entries[key] = entry
+            return entry.prepared
+        }
     }
 
     public func put(_ key: Key, _ prepared: PreparedImage) {
-        lock.lock(); defer { lock.unlock() }
-        clock += 1
-        entries[key] = (prepared, prepared.memoryBytes, clock)
-        evict(keeping: key)
+        state.withLock { state in
+            state.clock += 1
+            state.entries[key] = (prepared, prepared.memoryBytes, state.clock)
+            Self.evict(&state, keeping: key)
+        }
     }
 
     public func remove(_ key: Key) {
-        lock.lock(); defer { lock.unlock() }
-        entries[key] = nil
+        state.withLock { $0.entries[key] = nil }
     }
 
     public func contains(_ key: Key) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        return entries[key] != nil
+        state.withLock { $0.entries[key] != nil }
     }
 
     public var stats: (entries: Int, bytes: Int, budget: Int, evictions: Int) {
-        lock.lock(); defer { lock.unlock() }
-        return (entries.count, entries.values.reduce(0) { $0 + $1.bytes }, budget, evictions)
+        state.withLock { state in
+            (state.entries.count, state.entries.values.reduce(0) { $0 + $1.bytes }, state.budget, state.evictions)
+        }
     }
 
-    private func evict(keeping key: Key?) {
-        var total = entries.values.reduce(0) { $0 + $1.bytes }
-        while total > budget {
-            guard let victim = entries.filter({ $0.key != key }).min(by: { $0.value.lastUse < $1.value.lastUse })
+    private static func evict(_ state: inout State, keeping key: Key?) {
+        var total = state.entries.values.reduce(0) { $0 + $1.bytes }
+        while total > state.budget {
+            guard let victim = state.entries.filter({ $0.key != key })
+                .min(by: { $0.value.lastUse < $1.value.lastUse })
             else { break }
             total -= victim.value.bytes
-            entries[victim.key] = nil
-            evictions += 1
+            state.entries[victim.key] = nil
+            state.evictions += 1
         }
     }
 }

@@ -39,6 +39,8 @@ public struct SessionSettings: Sendable {
 /// Threading: commands for one image must not overlap (the dispatcher runs them in the image's queue; eval calls them
 /// in order); commands for different images may run concurrently. The registry and every session's mutable state are
 /// guarded by one lock, held only for reads and swaps, never across a stage call.
+/// Unchecked `Sendable`: `sessions`, `settings`, `generation` and every session's mutable fields are touched only under
+/// `lock`; the other properties are `let`s of `Sendable` types.
 public final class SessionCore: @unchecked Sendable {
     private let lock = NSLock()
     private var sessions: [String: ImageSession] = [:]
@@ -111,8 +113,9 @@ public final class SessionCore: @unchecked Sendable {
                                                         click: Click(x: $0.x, y: $0.y, classIndex: $0.classIndex)) },
                 version: stored.mask?.version ?? 0, mask: labels, maskAnnotator: stored.mask?.annotator)
             lock.withLock { sessions[record.imageID] = session }
-            logger.info("Session resumed", metadata: ["image": "\(record.imageID)", "version": "\(session.version)",
-                                                      "clicks": "\(session.clicks.count)"])
+            logger.info("Session resumed", metadata: ["image": "\(record.imageID)",
+                                                      "version": "\(stored.mask?.version ?? 0)",
+                                                      "clicks": "\(stored.clicks.count)"])
         }
     }
 

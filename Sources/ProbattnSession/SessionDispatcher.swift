@@ -1,12 +1,13 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Runs session commands for the transports: the per-image commands as jobs on the scheduler (one image's jobs one
 /// at a time, in arrival order; different images concurrently), `list_sessions` and `health` at once. Every
 /// submitted request gets exactly one completion; when the mask changed, every update listener then receives the
 /// update, on the same worker and before the image's next job, so each listener sees one image's updates in version
 /// order and after that request's completion.
-public final class SessionDispatcher: @unchecked Sendable {
+public final class SessionDispatcher: Sendable {
     public typealias Completion = @Sendable (Result<CommandResult, ProtocolError>) -> Void
     public typealias UpdateListener = @Sendable (MaskUpdate) -> Void
 
@@ -14,9 +15,7 @@ public final class SessionDispatcher: @unchecked Sendable {
     public let scheduler: WorkScheduler
     private let logger: Logger
     private let startTime = DispatchTime.now().uptimeNanoseconds
-    private let lock = NSLock()
-    private var listeners: [Int: UpdateListener] = [:]
-    private var nextListener = 0
+    private let listeners = Mutex<(byToken: [Int: UpdateListener], next: Int)>(([:], 0))
 
     public init(core: SessionCore, scheduler: WorkScheduler, logger: Logger = Logger(label: "probattn.session")) {
         self.core = core
@@ -27,14 +26,14 @@ public final class SessionDispatcher: @unchecked Sendable {
     /// Registers a listener for every image's updates; returns its token for `removeListener`.
     @discardableResult
     public func addListener(_ listener: @escaping UpdateListener) -> Int {
-        lock.withLock {
-            nextListener += 1
-            listeners[nextListener] = listener
-            return nextListener
+        listeners.withLock { listeners in
+            listeners.next += 1
+            listeners.byToken[listeners.next] = listener
+            return listeners.next
         }
     }
 
-    public func removeListener(_ token: Int) { _ = lock.withLock { listeners.removeValue(forKey: token) } }
+    public func removeListener(_ token: Int) { _ = listeners.withLock { $0.byToken.removeValue(forKey: token) } }
 
     /// Runs `request`; `completion` is called exactly once, at once (daemon-wide kinds, or `busy` when the image's
     /// queue is full) or from a worker thread when the job has run. `received` is when the transport got the request.
@@ -80,7 +79,7 @@ public final class SessionDispatcher: @unchecked Sendable {
             logger.info("Request done", metadata: meta)
             completion(.success(outcome.result))
             if let update = outcome.update {
-                for listener in lock.withLock({ Array(listeners.values) }) { listener(update) }
+                for listener in listeners.withLock({ Array($0.byToken.values) }) { listener(update) }
             }
         }
         if !accepted {

@@ -1,36 +1,41 @@
 import Foundation
 import ProbattnStages
+import Synchronization
 
 /// Recent latencies per stage (the last 1024 samples each), for the `health` reply; the `StageMetrics` of every
 /// stage call the session core makes. Thread-safe.
-public final class StageStatistics: StageMetrics, @unchecked Sendable {
+public final class StageStatistics: StageMetrics, Sendable {
     public static let stages = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total"]
     private static let window = 1024
-    private let lock = NSLock()
-    private var samples: [String: [Double]] = [:]
-    private var next: [String: Int] = [:]
-    private var counts: [String: Int] = [:]
+    private struct State {
+        var samples: [String: [Double]] = [:]
+        var next: [String: Int] = [:]
+        var counts: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
     /// Records one duration in seconds.
     public func record(_ stage: String, seconds: Double) {
-        lock.lock(); defer { lock.unlock() }
-        counts[stage, default: 0] += 1
-        var ring = samples[stage, default: []]
-        if ring.count < Self.window {
-            ring.append(seconds)
-        } else {
-            let i = next[stage, default: 0]
-            ring[i] = seconds
-            next[stage] = (i + 1) % Self.window
+        state.withLock { state in
+            state.counts[stage, default: 0] += 1
+            var ring = state.samples[stage, default: []]
+            if ring.count < Self.window {
+                ring.append(seconds)
+            } else {
+                let i = state.next[stage, default: 0]
+                ring[i] = seconds
+                state.next[stage] = (i + 1) % Self.window
+            }
+            state.samples[stage] = ring
         }
-        samples[stage] = ring
     }
 
     /// For every stage of `stages`, the sample count and nearest-rank percentiles over the window.
     public func summary() -> [String: LatencySummary] {
-        lock.lock(); defer { lock.unlock() }
+        let (samples, counts) = state.withLock { ($0.samples, $0.counts) }
         var out: [String: LatencySummary] = [:]
         for stage in Self.stages {
             let sorted = samples[stage, default: []].sorted()

@@ -6,6 +6,8 @@ import Foundation
 ///
 /// Worker threads are plain OS threads, so blocking stages (BLAS, SQLite commits) never occupy Swift concurrency's
 /// cooperative pool.
+/// Unchecked `Sendable`: every `var` is touched only under `condition` (an NSCondition: workers wait on it, which
+/// `Mutex` cannot do); `threads` only in `init`.
 public final class WorkScheduler: @unchecked Sendable {
     public typealias Job = @Sendable () -> Void
 

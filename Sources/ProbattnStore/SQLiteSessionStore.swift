@@ -7,7 +7,7 @@ import ProbattnStages
 /// The SQLite writer stage (`type: sqlite`; GRDB, WAL mode, `synchronous=FULL`): images, the append-only click log, and every mask version.
 /// Every method commits one transaction before it returns, so a reply sent after it never acknowledges work that a
 /// crash could lose. Thread-safe: called from the worker threads concurrently (GRDB serialises the writes).
-public final class SQLiteSessionStore: SessionPersistence, @unchecked Sendable {
+public final class SQLiteSessionStore: SessionPersistence, Sendable {
     private let pool: DatabasePool
     public let path: String
 

@@ -16,6 +16,8 @@ import ProbattnSession
 ///
 /// Commands run on the calling thread, one at a time (the core's contract for one image). Errors are the
 /// `ProtocolError`s a client would get.
+/// Unchecked `Sendable`: `updates` and the id counter are unguarded; safe because the harness is driven from one thread
+/// at a time (see above), and only handed between threads.
 public final class SessionHarness: @unchecked Sendable {
     public let core: SessionCore
     public let store: InMemorySessionStore

@@ -14,7 +14,7 @@ public enum ZMQCurve {
         var publicKey = [CChar](repeating: 0, count: 41)
         var secretKey = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw ZMQError("zmq_curve_keypair") }
-        return (String(cString: publicKey), String(cString: secretKey))
+        return (String(nulTerminated: publicKey), String(nulTerminated: secretKey))
     }
 
     /// The public key (Z85) of a secret key (Z85); nil when `secretKey` is not 40 characters of Z85.
@@ -22,7 +22,7 @@ public enum ZMQCurve {
         guard decode(secretKey) != nil else { return nil }
         var publicKey = [CChar](repeating: 0, count: 41)
         guard zmq_curve_public(&publicKey, secretKey) == 0 else { return nil }
-        return String(cString: publicKey)
+        return String(nulTerminated: publicKey)
     }
 
     /// The 32 bytes of a 40-character Z85 key; nil for anything else.
@@ -38,7 +38,7 @@ public enum ZMQCurve {
         guard bytes.count == 32 else { return nil }
         var text = [CChar](repeating: 0, count: 41)
         guard zmq_z85_encode(&text, bytes, bytes.count) != nil else { return nil }
-        return String(cString: text)
+        return String(nulTerminated: text)
     }
 }
 

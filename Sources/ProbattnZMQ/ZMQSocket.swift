@@ -21,6 +21,8 @@ public struct ZMQError: Error, CustomStringConvertible, Sendable, Equatable {
 
 /// A ZeroMQ context: thread-safe, owns the I/O threads. Create one per process (or per test) and keep it alive as long
 /// as its sockets; `deinit` terminates it, which waits for sockets to close.
+/// Unchecked `Sendable`: a libzmq context is thread-safe (zmq_ctx_* may be called from any thread); the handle is a
+/// `let`.
 public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
@@ -108,7 +110,7 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_getsockopt(try live("getsockopt"), ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else {
             throw ZMQError("getsockopt ZMQ_LAST_ENDPOINT")
         }
-        return String(cString: buffer)
+        return String(nulTerminated: buffer)
     }
 
     // MARK: options
@@ -265,5 +267,12 @@ public enum ZMQProxy {
             if zmq_errno() == ETERM { return }
             throw ZMQError("zmq_proxy_steerable")
         }
+    }
+}
+
+extension String {
+    /// The text of a NUL-terminated C string that libzmq wrote into `chars` (up to the first NUL, UTF-8).
+    init(nulTerminated chars: [CChar]) {
+        self.init(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ProbattnConfig
+import ProbattnCore
 import ProbattnEvaluation
 import ProbattnJSON
 import ProbattnImaging
@@ -9,6 +10,7 @@ import ProbattnPluginHost
 import ProbattnSegmentation
 import ProbattnSession
 import ProbattnStages
+import Synchronization
 
 extension BenchmarkKind: ExpressibleByArgument {}
 extension BenchmarkSplit: ExpressibleByArgument {}
@@ -145,7 +147,7 @@ struct EvalCommand: ParsableCommand {
             pipeline: pipeline, maxClicks: maxClicks, maxPixels: daemonConfig?.limits.maxImagePixels,
             conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins, budget: budgetPerJob,
             clickMaskSink: clicksFolder.map { folder in
-                { name, click, mask in
+                { @Sendable name, click, mask in
                     try ClickMaskExport.writeMask(mask, click: click, name: name, folder: folder)
                 }
             })
@@ -179,7 +181,7 @@ struct EvalCommand: ParsableCommand {
         } else {
             // Instances are handed out in order to `jobs` workers.
             let next = ResultSlots.Counter()
-            DispatchQueue.concurrentPerform(iterations: min(jobs, instances.count)) { _ in
+            ParallelChunks.perform(min(jobs, instances.count)) { _ in
                 while slots.firstError == nil, let index = next.take(below: instances.count) { evaluateOne(index) }
             }
             if let error = slots.firstError { throw error }
@@ -228,6 +230,8 @@ struct EvalCommand: ParsableCommand {
 }
 
 /// The per-instance outcomes of an evaluation, filled by one or several workers.
+/// `@unchecked`: every access to `slots` is under `lock` (kept as NSLock: the failures are non-Sendable `Error`s,
+/// which a `Mutex` could not hand out).
 final class ResultSlots: @unchecked Sendable {
     private let lock = NSLock()
     private var slots: [Result<InstanceResult, Error>?]
@@ -253,14 +257,14 @@ final class ResultSlots: @unchecked Sendable {
     }
 
     /// Hands out indices 0, 1, 2, ... to workers.
-    final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = 0
+    final class Counter: Sendable {
+        private let value = Mutex(0)
         func take(below limit: Int) -> Int? {
-            lock.lock(); defer { lock.unlock() }
-            guard value < limit else { return nil }
-            value += 1
-            return value - 1
+            value.withLock { value in
+                guard value < limit else { return nil }
+                value += 1
+                return value - 1
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ import ProbattnSession
 /// annotator sends its next click when the previous reply arrived. `publish` is the time from sending a feedback to
 /// its update arriving on the WebSocket of every other annotator of the image (its own when it works alone). Every
 /// WebSocket must receive every version of its image once, in increasing order.
+/// Unchecked `Sendable`: every `var` is touched only under `lock`; the `let`s are `Sendable`.
 final class HTTPLatencyBenchmark: @unchecked Sendable {
     let settings: LatencyBenchmarkSettings
     let images: [BenchImage]
@@ -220,6 +221,8 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
 extension HTTPLatencyBenchmark {
     /// One annotator's WebSocket, read on its own thread: records every mask update of its image and hands the
     /// replies to `ws_feedback` requests to the annotator's thread.
+    /// Unchecked `Sendable`: every `var` is touched only under `condition` (an NSCondition the annotator thread waits
+    /// on).
     final class WebSocketListener: @unchecked Sendable {
         struct Update { var version: Int; var requestID: String; var receivedAt: UInt64 }
         let index: Int

@@ -129,6 +129,7 @@ struct LatencyJSON: Codable {
 /// annotator sends its next click as soon as the previous reply arrives, no think time), close. Publish delays are
 /// matched by the `request_id` that mask updates carry; every subscriber must see every version of its image once,
 /// in increasing order.
+/// Unchecked `Sendable`: every `var` is touched only under `lock`; the `let`s are `Sendable`.
 final class LatencyBenchmark: @unchecked Sendable {
     let settings: LatencyBenchmarkSettings
     let images: [BenchImage]
@@ -390,6 +391,8 @@ extension LatencyBenchmark {
     }
 
     /// One annotator's SUB socket, read on its own thread: records every mask update of its image.
+    /// Unchecked `Sendable`: every `var` is touched only under `condition` (an NSCondition the annotator thread waits
+    /// on).
     final class UpdateListener: @unchecked Sendable {
         struct Update { var version: Int; var requestID: String; var receivedAt: UInt64 }
         let index: Int
@@ -461,6 +464,7 @@ extension LatencyBenchmark {
     }
 
     /// A reusable barrier for the annotator threads' phases.
+    /// Unchecked `Sendable`: every `var` is touched only under `condition` (the threads wait on it).
     final class Barrier: @unchecked Sendable {
         private let parties: Int
         private let condition = NSCondition()

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ProbattnConfig
 import ProbattnDaemon
+import Synchronization
 
 /// `probattnd run --config FILE`: runs the daemon in the foreground until SIGTERM (or SIGINT): binds the request and
 /// result sockets, loads plugins and the pipeline, resumes the sessions of the store, then serves. Exit status 0
@@ -48,9 +49,8 @@ struct RunCommand: ParsableCommand {
 }
 
 /// The start-up error handed from the daemon's task to the waiting main thread.
-private final class FailureBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var message: String?
-    func set(_ m: String) { lock.withLock { message = m } }
-    func get() -> String? { lock.withLock { message } }
+private final class FailureBox: Sendable {
+    private let message = Mutex<String?>(nil)
+    func set(_ m: String) { message.withLock { $0 = m } }
+    func get() -> String? { message.withLock { $0 } }
 }

@@ -16,6 +16,8 @@ import ProbattnEvaluation
 
 /// Starts the real `probattnd` binary (from the build products folder, next to the test bundle) with a temporary
 /// config and store, on `ipc://` endpoints in a temporary folder, and stops it again. Every wait has a deadline.
+/// Unchecked `Sendable`: the `var`s are set and read by the test's thread only; the pipe and termination handlers,
+/// which run on other threads, touch only `logSignal`, `exited` and the log file.
 final class DaemonProcess: @unchecked Sendable {
     let folder: String
     let configPath: String

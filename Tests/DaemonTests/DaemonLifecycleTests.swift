@@ -138,7 +138,7 @@ struct DaemonLifecycleTests {
 }
 
 /// An AF_UNIX datagram socket standing in for systemd's notification socket.
-final class DatagramListener: @unchecked Sendable {
+final class DatagramListener {
     private let fd: Int32
     private(set) var received: [String] = []
 

@@ -8,6 +8,7 @@ import ProbattnZMQ
 import Testing
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 
 /// Envelopes: clients whose messages carry more than a routing id — a REQ socket with `ZMQ_REQ_CORRELATE`, a DEALER
@@ -125,11 +126,10 @@ struct DaemonEnvelopeTests {
 
 
 /// A string shared with a thread.
-final class LockedText: @unchecked Sendable {
-    private let lock = NSLock()
-    private var text: String?
-    func set(_ value: String) { lock.withLock { text = value } }
-    func get() -> String? { lock.withLock { text } }
+final class LockedText: Sendable {
+    private let text = Mutex<String?>(nil)
+    func set(_ value: String) { text.withLock { $0 = value } }
+    func get() -> String? { text.withLock { $0 } }
 }
 
 /// `store.image_bytes: path` with `store.image_root`: a `source_path` must resolve inside the root.

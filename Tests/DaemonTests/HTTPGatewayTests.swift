@@ -5,6 +5,7 @@ import ProbattnStore
 import Testing
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 
 /// One real `probattnd` with the HTTP gateway for the HTTP tests that do not measure the process or stop it: started
@@ -606,9 +607,8 @@ struct WebSocketLog {
 }
 
 /// A value under a lock, for test threads.
-final class Locked<T>: @unchecked Sendable {
-    private var value: T
-    private let lock = NSLock()
-    init(_ value: T) { self.value = value }
-    func withLock<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
+final class Locked<T: Sendable>: Sendable {
+    private let mutex: Mutex<T>
+    init(_ value: T) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout T) -> R) -> R { mutex.withLock { body(&$0) } }
 }

@@ -9,6 +9,7 @@ import ProbattnJSON
 import Testing
 #if canImport(Glibc)
 import Glibc
+import Synchronization
 #endif
 
 /// A child process run to completion with a deadline; its output is collected through pipes.
@@ -49,11 +50,10 @@ struct ChildProcess {
                             stderr: String(decoding: errData.data, as: UTF8.self))
     }
 
-    private final class Collected: @unchecked Sendable {
-        private let lock = NSLock()
-        private var bytes = Data()
-        func append(_ more: Data) { lock.withLock { bytes += more } }
-        var data: Data { lock.withLock { bytes } }
+    private final class Collected: Sendable {
+        private let bytes = Mutex(Data())
+        func append(_ more: Data) { bytes.withLock { $0 += more } }
+        var data: Data { bytes.withLock { $0 } }
     }
 }
 
@@ -350,6 +350,8 @@ struct Exchange {
         try send("POST", url, body: json.serialized())
     }
 
+    /// Unchecked `Sendable`: `value` (Foundation's response and error types, not `Sendable`) is touched only under
+    /// `lock`.
     private final class Box: @unchecked Sendable {
         private let lock = NSLock()
         private var value: (Data?, HTTPURLResponse?, Error?) = (nil, nil, nil)

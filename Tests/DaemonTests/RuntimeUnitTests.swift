@@ -15,13 +15,12 @@ import ProbattnEvaluation
 @Suite("Log lines")
 struct LogLineTests {
     private func capture(environment: [String: String], _ body: (Logger) -> Void) -> [String] {
-        let lines = Box<[String]>([])
-        let lock = NSLock()
+        let lines = Locked<[String]>([])
         let handler = StderrLogHandler(label: "test", level: .debug, environment: environment) { line in
-            lock.withLock { lines.value.append(line) }
+            lines.withLock { $0.append(line) }
         }
         body(Logger(label: "test", factory: { _ in handler }))
-        return lock.withLock { lines.value }
+        return lines.withLock { $0 }
     }
 
     @Test func underJournaldLinesCarryThePriorityAndTheIDs() {

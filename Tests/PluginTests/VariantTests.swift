@@ -4,6 +4,7 @@
 import Foundation
 import ProbattnPluginHost
 import Testing
+import Synchronization
 
 /// A fresh random problem; `grid` makes units = tokens on a rows × cols grid.
 private func randomProblem(tokens: Int = 30, units: Int? = nil, channels: Int = 8, valueChannels: Int = 3,
@@ -301,10 +302,9 @@ private func freshSeed() -> UInt64 { UInt64.random(in: 0...UInt64.max) }
 }
 
 /// Results written from several threads.
-private final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [[Float]?]
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ index: Int, _ value: [Float]?) { lock.lock(); values[index] = value; lock.unlock() }
-    func get(_ index: Int) -> [Float]? { lock.lock(); defer { lock.unlock() }; return values[index] }
+private final class ResultBox: Sendable {
+    private let values: Mutex<[[Float]?]>
+    init(count: Int) { values = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ index: Int, _ value: [Float]?) { values.withLock { $0[index] = value } }
+    func get(_ index: Int) -> [Float]? { values.withLock { $0[index] } }
 }

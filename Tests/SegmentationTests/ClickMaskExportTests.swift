@@ -4,16 +4,16 @@ import ProbattnImaging
 import ProbattnStages
 import Testing
 @testable import ProbattnEvaluation
+import Synchronization
 
 /// `probattn eval --save-click-masks`: the runner hands every click's mask to its sink, and the exported files
 /// decode back to the masks and token footprint.
 @Suite struct ClickMaskExportTests {
     /// Collects what the sink receives (the sink is @Sendable).
-    final class Received: @unchecked Sendable {
-        private let lock = NSLock()
-        private var items: [(String, Int, LabelMask)] = []
-        func add(_ item: (String, Int, LabelMask)) { lock.lock(); items.append(item); lock.unlock() }
-        var all: [(String, Int, LabelMask)] { lock.lock(); defer { lock.unlock() }; return items }
+    final class Received: Sendable {
+        private let items = Mutex<[(String, Int, LabelMask)]>([])
+        func add(_ item: (String, Int, LabelMask)) { items.withLock { $0.append(item) } }
+        var all: [(String, Int, LabelMask)] { items.withLock { $0 } }
     }
 
     @Test func theSinkGetsTheMaskOfEveryClickInOrder() throws {

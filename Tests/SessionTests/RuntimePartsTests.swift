@@ -6,11 +6,13 @@ import ProbattnSession
 import ProbattnStages
 import ProbattnWire
 import Testing
+import Synchronization
 
-/// A mutable box shared with closures that run on other threads (reads and writes under the test's lock).
-final class Box<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
+/// A value shared with closures that run on other threads, behind its own lock.
+final class Locked<T: Sendable>: Sendable {
+    private let mutex: Mutex<T>
+    init(_ value: T) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout T) -> R) -> R { mutex.withLock { body(&$0) } }
 }
 
 @Suite("Request parsing")
@@ -86,21 +88,20 @@ struct RuntimePartsTests {
     @Test func oneKeysJobsRunInOrderAndQueuesAreBounded() {
         let scheduler = WorkScheduler(workers: 2, perKeyLimit: 2, totalLimit: 100)
         let gate = DispatchSemaphore(value: 0)
-        let order = Box<[Int]>([])
-        let lock = NSLock()
+        let order = Locked<[Int]>([])
         let started = DispatchSemaphore(value: 0)
-        #expect(scheduler.submit(key: "a") { started.signal(); gate.wait(); lock.withLock { order.value.append(0) } })
+        #expect(scheduler.submit(key: "a") { started.signal(); gate.wait(); order.withLock { $0.append(0) } })
         // Wait until a worker runs the first job, so that the next two are waiting (not running).
         #expect(started.wait(timeout: .now() + 10) == .success)
-        #expect(scheduler.submit(key: "a") { lock.withLock { order.value.append(1) } })
-        #expect(scheduler.submit(key: "a") { lock.withLock { order.value.append(2) } })
+        #expect(scheduler.submit(key: "a") { order.withLock { $0.append(1) } })
+        #expect(scheduler.submit(key: "a") { order.withLock { $0.append(2) } })
         #expect(!scheduler.submit(key: "a") {}, "a third waiting job exceeds the per-image depth of 2")
         let other = DispatchSemaphore(value: 0)
         #expect(scheduler.submit(key: "b") { other.signal() }, "another image is not blocked")
         #expect(other.wait(timeout: .now() + 10) == .success, "and runs while image a's job is blocked")
         gate.signal()
         scheduler.shutdown()
-        #expect(order.value == [0, 1, 2])
+        #expect(order.withLock { $0 } == [0, 1, 2])
         #expect(scheduler.pendingCount == 0)
     }
 

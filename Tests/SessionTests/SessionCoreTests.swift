@@ -156,7 +156,7 @@ struct SessionCoreTests {
 }
 
 /// A propagator that blocks until released: makes a queue fill deterministically.
-final class GatedPropagator: Propagator, @unchecked Sendable {
+final class GatedPropagator: Propagator, Sendable {
     let gate = DispatchSemaphore(value: 0)
     let entered = DispatchSemaphore(value: 0)
     let inner: any Propagator
@@ -183,14 +183,13 @@ struct SessionDispatcherTests {
                                persistence: InMemorySessionStore(), cache: PreparedCache(budgetBytes: 1 << 30))
         let dispatcher = SessionDispatcher(core: core, scheduler: WorkScheduler(workers: 2, perKeyLimit: 2,
                                                                                  totalLimit: 100))
-        let results = Box<[String: Result<CommandResult, ProtocolError>]>([:])
-        let updates = Box<[Int]>([])
-        let lock = NSLock()
+        let results = Locked<[String: Result<CommandResult, ProtocolError>]>([:])
+        let updates = Locked<[Int]>([])
         let done = DispatchSemaphore(value: 0)
-        dispatcher.addListener { update in lock.withLock { updates.value.append(update.version) } }
+        dispatcher.addListener { update in updates.withLock { $0.append(update.version) } }
         func submit(_ id: String, _ body: RequestBody) {
             dispatcher.submit(Request(requestID: id, body)) { result in
-                lock.withLock { results.value[id] = result }
+                results.withLock { $0[id] = result }
                 done.signal()
             }
         }
@@ -206,14 +205,14 @@ struct SessionDispatcherTests {
         submit("c2", click(2))
         submit("c3", click(3))   // two are waiting: refused at once
         #expect(done.wait(timeout: .now() + 10) == .success)
-        #expect(lock.withLock { results.value["c3"] }.map { if case .failure(let e) = $0 { return e.code == .busy }; return false } == true)
+        #expect(results.withLock { $0["c3"] }.map { if case .failure(let e) = $0 { return e.code == .busy }; return false } == true)
         #expect(dispatcher.health().queueDepths["img"] == 3)
         for _ in 0..<3 { gated.gate.signal() }
         for _ in 0..<3 { #expect(done.wait(timeout: .now() + 60) == .success) }
         dispatcher.scheduler.shutdown()   // waits for the jobs, whose listeners run after their completion
-        #expect(lock.withLock { updates.value } == [0, 1, 2, 3], "updates in version order")
+        #expect(updates.withLock { $0 } == [0, 1, 2, 3], "updates in version order")
         let versions = ["c0", "c1", "c2"].compactMap { id -> Int? in
-            guard case .success(.changed(let c))? = lock.withLock({ results.value[id] }) else { return nil }
+            guard case .success(.changed(let c))? = results.withLock({ $0[id] }) else { return nil }
             return c.version
         }
         #expect(versions == [1, 2, 3], "accepted clicks applied in arrival order")

@@ -118,7 +118,6 @@ enum GatewayStatus {
         case .forbidden: return 403
         case .imageExists, .nothingToUndo: return 409
         case .messageTooLarge, .imageTooLarge, .tooManyFrames: return 413
-        case .forbidden: return 403
         case .busy: return 429
         case .shuttingDown: return 503
         case .internal: return 500

@@ -9,6 +9,7 @@ import ProbattnConfig
 import ProbattnJSON
 import ProbattnSession
 import ProbattnWire
+import Synchronization
 
 /// The HTTP and WebSocket transport (docs/HTTP.md), on Hummingbird 2. Like the ZeroMQ transport it only decodes
 /// (HTTP routes and bodies into the protocol's request header and payload frames, checked by `RequestParser`),
@@ -19,7 +20,7 @@ import ProbattnWire
 /// service group's graceful shutdown reaches Hummingbird's server, and waits for `waitUntilListening()` before
 /// `READY=1`; on SIGTERM it calls `beginDraining()` (new requests get `shutting_down`, requests already submitted
 /// still get their replies) before the runtime drains the workers.
-final class HTTPGateway: @unchecked Sendable {
+final class HTTPGateway: Sendable {
     private let settings: DaemonConfig.HTTP
     let requests: DaemonRequests
     let logger: Logger
@@ -29,17 +30,23 @@ final class HTTPGateway: @unchecked Sendable {
     /// The web annotator's page and image folder (HTTPGateway+Web.swift).
     private let web: WebRoutes
 
-    private let lock = NSLock()
-    private var parser: RequestParser
-    private var draining = false
-    private var requestCounter = 0
-    private var listenState = ListenState.waiting([])
+    private struct State {
+        var parser: RequestParser
+        var draining = false
+        var requestCounter = 0
+        var listenState = ListenState.waiting([])
+        var hook: Hook?
+    }
+
+    private let state: Mutex<State>
 
     private enum ListenState {
         case waiting([CheckedContinuation<Void, Error>])
         case listening
-        case failed(Error)
+        case failed(any Error & Sendable)
     }
+
+    typealias Hook = @Sendable (HummingbirdCore.Request, RequestTarget, UInt64) async -> Response?
 
     init(settings: DaemonConfig.HTTP, limits: DaemonConfig.Limits, requests: DaemonRequests, logger: Logger,
          access: AccessControl? = nil) {
@@ -48,24 +55,29 @@ final class HTTPGateway: @unchecked Sendable {
         self.requests = requests
         self.logger = logger
         web = Self.webRoutes(settings, logger: logger)
-        parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
+        state = Mutex(State(parser: RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)))
         let hub = self.hub
         requests.dispatcher.addListener { update in hub.publish(update) }
     }
 
     /// Routes other files add (`IntegrationRoutes`): asked first with every request's target; nil lets the
     /// gateway's own routes answer. Set before `run()`.
-    var hook: (@Sendable (HummingbirdCore.Request, RequestTarget, UInt64) async -> Response?)?
+    var hook: Hook? {
+        get { state.withLock { $0.hook } }
+        set { state.withLock { $0.hook = newValue } }
+    }
 
-    var isDraining: Bool { lock.withLock { draining } }
+    var isDraining: Bool { state.withLock { $0.draining } }
 
     /// New limits from a reload: body size and frame count apply to the next request.
     func setLimits(_ limits: DaemonConfig.Limits) {
-        lock.withLock { parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames) }
+        state.withLock {
+            $0.parser = RequestParser(maxMessageBytes: limits.maxMessageBytes, maxFrames: limits.maxFrames)
+        }
     }
 
     /// From now on new requests (HTTP and WebSocket messages) get `shutting_down`.
-    func beginDraining() { lock.withLock { draining = true } }
+    func beginDraining() { state.withLock { $0.draining = true } }
 
     // MARK: running
 
@@ -97,18 +109,18 @@ final class HTTPGateway: @unchecked Sendable {
     /// Returns once the listener is bound; throws when binding failed.
     func waitUntilListening() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            lock.lock()
-            switch listenState {
-            case .waiting(let list):
-                listenState = .waiting(list + [continuation])
-                lock.unlock()
-            case .listening:
-                lock.unlock()
-                continuation.resume()
-            case .failed(let error):
-                lock.unlock()
-                continuation.resume(throwing: error)
+            let current = state.withLock { state -> Result<Void, any Error & Sendable>? in
+                switch state.listenState {
+                case .waiting(let list):
+                    state.listenState = .waiting(list + [continuation])
+                    return nil
+                case .listening:
+                    return .success(())
+                case .failed(let error):
+                    return .failure(error)
+                }
             }
+            if let current { continuation.resume(with: current) }
         }
     }
 
@@ -119,12 +131,12 @@ final class HTTPGateway: @unchecked Sendable {
         finishListening(.success(()))
     }
 
-    private func finishListening(_ outcome: Result<Void, Error>) {
-        let waiters: [CheckedContinuation<Void, Error>] = lock.withLock {
-            guard case .waiting(let list) = listenState else { return [] }
+    private func finishListening(_ outcome: Result<Void, ProtocolError>) {
+        let waiters: [CheckedContinuation<Void, Error>] = state.withLock { state in
+            guard case .waiting(let list) = state.listenState else { return [] }
             switch outcome {
-            case .success: listenState = .listening
-            case .failure(let error): listenState = .failed(error)
+            case .success: state.listenState = .listening
+            case .failure(let error): state.listenState = .failed(error)
             }
             return list
         }
@@ -149,21 +161,21 @@ final class HTTPGateway: @unchecked Sendable {
             answer(WireEncoding.reply(RequestEcho(request), .failure(error)), [])
             return true
         }
-        lock.lock()
-        defer { lock.unlock() }
-        if draining { return false }
-        requests.submit(request, received: received, transport: transport, answer: answer)
-        return true
-    }
-
-    private func nextRequestID() -> String {
-        lock.withLock {
-            requestCounter += 1
-            return "http-\(requestCounter)"
+        return state.withLock { state in
+            if state.draining { return false }
+            requests.submit(request, received: received, transport: transport, answer: answer)
+            return true
         }
     }
 
-    var currentParser: RequestParser { lock.withLock { parser } }
+    private func nextRequestID() -> String {
+        state.withLock { state in
+            state.requestCounter += 1
+            return "http-\(state.requestCounter)"
+        }
+    }
+
+    var currentParser: RequestParser { state.withLock { $0.parser } }
 
     private static let shuttingDown = ProtocolError(.shuttingDown, "the daemon is shutting down and accepts no new requests")
 
@@ -214,7 +226,7 @@ final class HTTPGateway: @unchecked Sendable {
             if let problem = Self.annotatorProblem(target.query["annotator"]) {
                 return refuse(echo: echo, ProtocolError(.badRequest, problem))
             }
-            if lock.withLock({ draining }) { return refuse(echo: echo, Self.shuttingDown) }
+            if isDraining { return refuse(echo: echo, Self.shuttingDown) }
             return refuse(echo: echo, ProtocolError(.badRequest,
                 "GET /api/v1/images/\(imageID)/ws needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)"))
         case .health, .sessions:
@@ -447,7 +459,7 @@ final class HTTPGateway: @unchecked Sendable {
         -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
         let target = RequestTarget(head.path ?? "/")
         guard case .success(.webSocket(let imageID)) = GatewayRoute.match(method: head.method.rawValue, target: target),
-              Self.annotatorProblem(target.query["annotator"]) == nil, !lock.withLock({ draining }) else {
+              Self.annotatorProblem(target.query["annotator"]) == nil, !isDraining else {
             return .dontUpgrade
         }
         let credentials = webSocketCredentials(head)

@@ -8,6 +8,7 @@ import ProbattnConfig
 import ProbattnJSON
 import ProbattnSession
 import ProbattnWire
+import Synchronization
 
 /// The gateway routes of the stateless `predict` command and of the annotation tools (docs/INTEGRATIONS.md), asked
 /// before the gateway's own routes through `HTTPGateway.hook`:
@@ -17,13 +18,13 @@ import ProbattnWire
 /// - `/label-studio/…`: Label Studio's ML backend API (`GET /` and `/health`, `POST /setup`, `/predict`, `/webhook`,
 ///   `GET /versions`), in label-studio-ml's bodies and error shape.
 /// - `POST /cvat/interactor`: CVAT's interactor contract; errors are a non-200 status with a text body.
-final class IntegrationRoutes: @unchecked Sendable {
+final class IntegrationRoutes: Sendable {
     private let requests: DaemonRequests
     private let labelStudio: LabelStudioClient
     private let urlHashes = URLHashMemory(capacity: 4096)
     private let logger: Logger
-    private let lock = NSLock()
-    private var counter = 0
+    /// The last request id `nextID` gave out.
+    private let counter = Mutex(0)
 
     init(labelStudio settings: DaemonConfig.LabelStudio, limits: DaemonConfig.Limits, requests: DaemonRequests,
          logger: Logger) {
@@ -287,7 +288,7 @@ final class IntegrationRoutes: @unchecked Sendable {
     }
 
     private func nextID(_ prefix: String) -> String {
-        lock.withLock {
+        counter.withLock { counter in
             counter += 1
             return "\(prefix)-\(counter)"
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -19,16 +20,15 @@ struct IntegrationError: Error, CustomStringConvertible, Sendable {
 /// (`LABEL_STUDIO_URL`, `LABEL_STUDIO_API_KEY`). A legacy token is sent as `Authorization: Token …`; a personal
 /// access token (a JWT refresh token) is exchanged at `/api/token/refresh/` for an access token, sent as `Bearer …`
 /// and renewed when it expires. Redirects are not followed. Thread-safe.
-final class LabelStudioClient: @unchecked Sendable {
+final class LabelStudioClient: Sendable {
     private let configured: DaemonConfig.LabelStudio
     private let environment: [String: String]
     private let maxBytes: Int
     private let session: URLSession
-    private let lock = NSLock()
-    private var setupURL: String?
-    private var setupToken: String?
+    /// What `/setup` sent.
+    private let setup = Mutex<(url: String?, token: String?)>((nil, nil))
     /// The access token got for a personal access token, with its expiry (seconds since 1970).
-    private var access: (refresh: String, token: String, expires: Double)?
+    private let access = Mutex<(refresh: String, token: String, expires: Double)?>(nil)
 
     init(settings: DaemonConfig.LabelStudio, maxBytes: Int,
          environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -45,18 +45,18 @@ final class LabelStudioClient: @unchecked Sendable {
 
     /// What `/setup` sent (`hostname`, `access_token`); used where the config gives none.
     func setUp(hostname: String?, token: String?) {
-        lock.withLock {
-            if let hostname, !hostname.isEmpty { setupURL = hostname }
-            if let token, !token.isEmpty { setupToken = token }
+        setup.withLock { setup in
+            if let hostname, !hostname.isEmpty { setup.url = hostname }
+            if let token, !token.isEmpty { setup.token = token }
         }
     }
 
     var baseURL: String? {
-        configured.url ?? lock.withLock { setupURL } ?? environment["LABEL_STUDIO_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        configured.url ?? setup.withLock { $0.url } ?? environment["LABEL_STUDIO_URL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     var token: String? {
-        configured.apiKey ?? lock.withLock { setupToken }
+        configured.apiKey ?? setup.withLock { $0.token }
             ?? environment["LABEL_STUDIO_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
@@ -111,7 +111,7 @@ final class LabelStudioClient: @unchecked Sendable {
         guard let claims = Self.jwtClaims(token) else { return "Token \(token)" }
         if claims["token_type"]?.stringValue != "refresh" { return "Bearer \(token)" }
         let now = Date().timeIntervalSince1970
-        if let cached = lock.withLock({ access }), cached.refresh == token, cached.expires > now + 5 {
+        if let cached = access.withLock({ $0 }), cached.refresh == token, cached.expires > now + 5 {
             return "Bearer \(cached.token)"
         }
         guard let base = baseURL, let url = URL(string: (base.hasSuffix("/") ? String(base.dropLast()) : base)
@@ -129,7 +129,7 @@ final class LabelStudioClient: @unchecked Sendable {
                                    + "from \(url.absoluteString))")
         }
         let expires = Self.jwtClaims(accessToken)?["exp"]?.doubleValue ?? now + 60
-        lock.withLock { access = (token, accessToken, expires) }
+        access.withLock { $0 = (token, accessToken, expires) }
         return "Bearer \(accessToken)"
     }
 
@@ -180,6 +180,7 @@ final class LabelStudioClient: @unchecked Sendable {
 }
 
 /// Refuses every redirect (the 3xx answer is then the response): a redirect could lead off Label Studio's host.
+/// Unchecked `Sendable`: it has no state (Foundation's `NSObject` is not `Sendable` on Linux).
 private final class NoRedirects: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
     func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
                     newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
@@ -189,35 +190,34 @@ private final class NoRedirects: NSObject, URLSessionTaskDelegate, @unchecked Se
 
 /// A bounded least-recently-used map from image URL to content hash, so that an image is downloaded once per URL
 /// (while its preparation stays in the cache, later calls send only the hash). Thread-safe.
-final class URLHashMemory: @unchecked Sendable {
-    private let lock = NSLock()
+final class URLHashMemory: Sendable {
     private let capacity: Int
-    private var entries: [String: (hash: String, lastUse: UInt64)] = [:]
-    private var clock: UInt64 = 0
+    private let state = Mutex<(entries: [String: (hash: String, lastUse: UInt64)], clock: UInt64)>(([:], 0))
 
     init(capacity: Int) { self.capacity = max(1, capacity) }
 
     func hash(for url: String) -> String? {
-        lock.withLock {
-            guard var entry = entries[url] else { return nil }
-            clock += 1
-            entry.lastUse = clock
-            entries[url] = entry
+        state.withLock { state in
+            guard var entry = state.entries[url] else { return nil }
+            state.clock += 1
+            entry.lastUse = state.clock
+            state.entries[url] = entry
             return entry.hash
         }
     }
 
     func remember(_ hash: String, for url: String) {
-        lock.withLock {
-            clock += 1
-            entries[url] = (hash, clock)
-            if entries.count > capacity, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
-                entries[oldest.key] = nil
+        state.withLock { state in
+            state.clock += 1
+            state.entries[url] = (hash, state.clock)
+            if state.entries.count > capacity,
+               let oldest = state.entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
+                state.entries[oldest.key] = nil
             }
         }
     }
 
-    func forget(_ url: String) { _ = lock.withLock { entries.removeValue(forKey: url) } }
+    func forget(_ url: String) { _ = state.withLock { $0.entries.removeValue(forKey: url) } }
 
-    var count: Int { lock.withLock { entries.count } }
+    var count: Int { state.withLock { $0.entries.count } }
 }

@@ -2,26 +2,28 @@ import Foundation
 import Metrics
 import Prometheus
 import ProbattnSession
+import Synchronization
 
 /// The daemon's Prometheus metrics (swift-metrics handlers from a swift-prometheus factory, on a registry of this
 /// runtime's own rather than the process-wide bootstrap, so that several runtimes in one process do not share counts).
 /// Both transports count every reply here; `exposition()` is what `GET /metrics` returns. Names are listed in
 /// docs/HTTP.md.
-final class DaemonMetrics: @unchecked Sendable {
+final class DaemonMetrics: Sendable {
     /// The stage names of the latency histograms (the session core's timing keys).
     static let stages = ["decode", "encode", "adapt", "propagate", "commit"]
 
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
-    private let lock = NSLock()
-    private var requestCounters: [String: Metrics.Counter] = [:]
+    /// The request counters made so far, by "transport|kind|code".
+    private let requestCounters = Mutex<[String: Metrics.Counter]>([:])
     private let stageTimers: [String: Metrics.Timer]
     private let openSessions: Metrics.Gauge
     private let cacheBytes: Metrics.Gauge
     private let queueDepth: Metrics.Gauge
     private let webSockets: Metrics.Gauge
     private let cacheEvictions: Metrics.Counter
-    private var evictionsCounted = 0
+    /// The cache evictions already added to `cacheEvictions`.
+    private let evictionsCounted = Mutex(0)
 
     init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -47,7 +49,7 @@ final class DaemonMetrics: @unchecked Sendable {
     func countRequest(transport: String, kind: String?, code: String) {
         let kindLabel = kind.flatMap(RequestKind.init(rawValue:))?.rawValue ?? "unknown"
         let key = "\(transport)|\(kindLabel)|\(code)"
-        let counter = lock.withLock { () -> Metrics.Counter in
+        let counter = requestCounters.withLock { requestCounters -> Metrics.Counter in
             if let existing = requestCounters[key] { return existing }
             let made = Metrics.Counter(label: "probattn_requests_total",
                                        dimensions: [("transport", transport), ("kind", kindLabel), ("code", code)],
@@ -80,7 +82,7 @@ final class DaemonMetrics: @unchecked Sendable {
         cacheBytes.record(health.cacheBytes)
         queueDepth.record(health.pendingRequests)
         webSockets.record(webSocketConnections)
-        lock.withLock {
+        evictionsCounted.withLock { evictionsCounted in
             if health.cacheEvictions > evictionsCounted {
                 cacheEvictions.increment(by: health.cacheEvictions - evictionsCounted)
                 evictionsCounted = health.cacheEvictions

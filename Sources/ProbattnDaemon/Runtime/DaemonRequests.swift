@@ -9,7 +9,7 @@ import ProbattnWire
 /// is the protocol's reply object and payload frames, encoded by `WireEncoding`, so the ZeroMQ and HTTP transports
 /// answer with the same fields. Every answer is counted in `metrics` (by transport, kind and code, with the stage
 /// timings of the result).
-final class DaemonRequests: @unchecked Sendable {
+final class DaemonRequests: Sendable {
     let dispatcher: SessionDispatcher
     let metrics: DaemonMetrics
     private let plugins: PluginRegistry?

@@ -1,5 +1,6 @@
 import Foundation
 import ProbattnSession
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,9 +15,8 @@ public enum Outgoing: Sendable {
 /// The hand-off from worker threads to the socket thread: a FIFO under a lock plus an eventfd the socket thread polls
 /// (with `zmq_poll`) next to its sockets (a non-blocking pipe: its read end is readable while wake-ups are pending). One FIFO — rather than one inproc socket per worker — keeps the updates of
 /// one image in the order the (serialised) jobs produced them.
-public final class Outbox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [Outgoing] = []
+public final class Outbox: Sendable {
+    private let items = Mutex<[Outgoing]>([])
     /// Readable when there is something to send.
     public let wakeDescriptor: Int32
     private let signalDescriptor: Int32
@@ -42,9 +42,7 @@ public final class Outbox: @unchecked Sendable {
     /// Queues messages (in order) and wakes the socket thread.
     public func post(_ messages: [Outgoing]) {
         guard !messages.isEmpty else { return }
-        lock.lock()
-        items.append(contentsOf: messages)
-        lock.unlock()
+        items.withLock { $0.append(contentsOf: messages) }
         var one: UInt8 = 1
         _ = write(signalDescriptor, &one, 1)  // a full pipe (EAGAIN) already means "wake up"
     }
@@ -53,11 +51,12 @@ public final class Outbox: @unchecked Sendable {
     public func drain() -> [Outgoing] {
         var scratch = [UInt8](repeating: 0, count: 256)
         while read(wakeDescriptor, &scratch, scratch.count) > 0 {}
-        lock.lock(); defer { lock.unlock() }
-        let taken = items
-        items.removeAll(keepingCapacity: true)
-        return taken
+        return items.withLock { items in
+            let taken = items
+            items.removeAll(keepingCapacity: true)
+            return taken
+        }
     }
 
-    public var isEmpty: Bool { lock.lock(); defer { lock.unlock() }; return items.isEmpty }
+    public var isEmpty: Bool { items.withLock { $0.isEmpty } }
 }

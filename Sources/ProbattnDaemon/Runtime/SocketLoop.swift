@@ -4,6 +4,7 @@ import ProbattnConfig
 import ProbattnSession
 import ProbattnWire
 import ProbattnZMQ
+import Synchronization
 
 /// The ZeroMQ transport: the thread that owns the daemon's ZeroMQ sockets (the ROUTER for requests and the PUB for
 /// updates). It receives requests, decodes them (`RequestParser`), hands them to the session dispatcher, and sends
@@ -16,6 +17,8 @@ import ProbattnZMQ
 /// Secured (`access` set, docs/SECURITY.md): both sockets are CURVE servers, the ZAP handler on this thread admits
 /// only the keys of the current set, and every request is checked against the set as it is when the request arrives
 /// (a key removed by a reload gets `forbidden` at once) and runs as that key's principal.
+/// Unchecked `Sendable`: the ZeroMQ objects (`zap`, `resultsMonitor`, `boundResults`) are touched only by the socket
+/// thread, `thread` only before it starts, the rest only under `stateLock`.
 final class SocketLoop: @unchecked Sendable {
     struct Endpoints: Sendable { var requests: String; var results: String }
 
@@ -41,6 +44,8 @@ final class SocketLoop: @unchecked Sendable {
     private var resultsUnbound = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
+    /// Why the socket thread could not bind (set by that thread before it signals `start()`).
+    private let startFailure = Mutex<(any Error)?>(nil)
 
     init(endpoints: Endpoints, limits: DaemonConfig.Limits, requests: DaemonRequests, outbox: Outbox,
          notifier: SystemdNotifier, watchdog: Bool, logger: Logger, access: AccessControl? = nil) throws {
@@ -66,13 +71,12 @@ final class SocketLoop: @unchecked Sendable {
     /// Starts the thread; returns once both sockets are bound, or throws why they could not be.
     func start() throws {
         let bound = DispatchSemaphore(value: 0)
-        let outcome = Box<Error?>(nil)
         let thread = Thread { [self] in
             let router: ZMQSocket, publisher: ZMQSocket
             do {
                 (router, publisher) = try bindSockets()
             } catch {
-                outcome.value = error
+                startFailure.withLock { $0 = error }
                 bound.signal()
                 finished.signal()
                 return
@@ -89,7 +93,7 @@ final class SocketLoop: @unchecked Sendable {
         self.thread = thread
         thread.start()
         bound.wait()
-        if let error = outcome.value { throw error }
+        if let error = startFailure.withLock({ $0.take() }) { throw error }
     }
 
     /// Called once `READY=1` went out: watchdog pings start only then (systemd expects them from a started service).
@@ -314,10 +318,4 @@ final class SocketLoop: @unchecked Sendable {
             }
         }
     }
-}
-
-/// A mutable box for handing a value out of a thread closure.
-final class Box<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
 }

@@ -3,20 +3,20 @@ import ProbattnConfig
 import ProbattnKeys
 import ProbattnSession
 import ProbattnZMQ
+import Synchronization
 
 /// A secured daemon's keys: its own CURVE key pair (fixed until restart) and the admitted clients (replaced on every
 /// SIGHUP). Shared by the ZAP handler and the request check on the socket thread, the HTTP gateway's token check and
 /// the reload; every lookup sees the set as it is at that moment.
-final class AccessControl: @unchecked Sendable {
+final class AccessControl: Sendable {
     /// The daemon's key pair (from `security.server_secret_key`).
     let serverKey: SecretKeyFile
-    private let lock = NSLock()
-    private var keys: AuthorizedKeys
-    private var refusals = RefusalThrottle(interval: 60)
+    private let keys: Mutex<AuthorizedKeys>
+    private let refusals = Mutex(RefusalThrottle(interval: 60))
 
     init(serverKey: SecretKeyFile, keys: AuthorizedKeys) {
         self.serverKey = serverKey
-        self.keys = keys
+        self.keys = Mutex(keys)
     }
 
     /// The keys of a secured config, read and checked; nil when the config runs open. Throws a one-line reason:
@@ -34,18 +34,18 @@ final class AccessControl: @unchecked Sendable {
     }
 
     /// The current client set.
-    var current: AuthorizedKeys { lock.withLock { keys } }
+    var current: AuthorizedKeys { keys.withLock { $0 } }
 
     /// Who sends with this public key (Z85) now; nil when it is not (or no longer) admitted.
-    func principal(publicKey: String) -> Principal? { lock.withLock { keys.principal(publicKey: publicKey) } }
+    func principal(publicKey: String) -> Principal? { keys.withLock { $0.principal(publicKey: publicKey) } }
 
     /// Whose HTTP token this is now; nil for an unknown token.
-    func principal(token: String) -> Principal? { lock.withLock { keys.principal(token: token) } }
+    func principal(token: String) -> Principal? { keys.withLock { $0.principal(token: token) } }
 
     /// Installs a reloaded set; returns the public keys that were admitted before and are not any more.
     @discardableResult
     func replace(with new: AuthorizedKeys) -> Set<String> {
-        lock.withLock {
+        keys.withLock { keys in
             let removed = keys.publicKeys.subtracting(new.publicKeys)
             keys = new
             return removed
@@ -54,7 +54,7 @@ final class AccessControl: @unchecked Sendable {
 
     /// True when a refused handshake of `key` should be logged now: at most once per key per 60 s.
     func shouldLogRefusal(of key: String, now: Double = AccessControl.now()) -> Bool {
-        lock.withLock { refusals.admit(key, now: now) }
+        refusals.withLock { $0.admit(key, now: now) }
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

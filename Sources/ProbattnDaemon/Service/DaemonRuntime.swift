@@ -8,6 +8,7 @@ import ProbattnSession
 import ProbattnStages
 import ProbattnStore
 import ProbattnWire
+import Synchronization
 
 /// Everything the running daemon holds, built from a validated config: plugins, pipeline, writer, cache, worker pool
 /// and core pool,
@@ -15,10 +16,10 @@ import ProbattnWire
 /// HTTP gateway. `init` builds and binds the ZeroMQ sockets; the gateway binds when `DaemonService` runs it, and
 /// `announceReady` (READY=1, "Daemon ready") follows both. `reload` applies a new config file; `stop` drains and
 /// flushes.
-public final class DaemonRuntime: @unchecked Sendable {
+public final class DaemonRuntime: Sendable {
     public let configPath: String
-    private let lock = NSLock()
-    private var config: DaemonConfig
+    /// The config in force (replaced by every successful reload).
+    private let config: Mutex<DaemonConfig>
     private let plugins: PluginRegistry
     /// The writer stage the config's `role: writer` selects (`DaemonStages.writers`).
     private let store: any SessionWriter
@@ -38,7 +39,7 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// Loads plugins, builds the pipeline, opens the store, resumes the sessions it holds and binds the sockets.
     public init(configPath: String, config: DaemonConfig, notifier: SystemdNotifier, logger: Logger) throws {
         self.configPath = configPath
-        self.config = config
+        self.config = Mutex(config)
         self.notifier = notifier
         self.logger = logger
         let pluginDirectory = config.pluginDirectory ?? PluginRegistry.defaultDirectory()
@@ -130,7 +131,7 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// Called once every listener is bound (the ZeroMQ sockets, and the HTTP gateway when configured): logs "Daemon
     /// ready", sends `READY=1` and lets the request loop start its watchdog pings.
     public func announceReady() {
-        let pipeline = lock.withLock { config.pipeline.map(\.type).joined(separator: ">") }
+        let pipeline = config.withLock { $0.pipeline.map(\.type).joined(separator: ">") }
         logger.info("Daemon ready", metadata: ["store": "\(storePath)", "workers": "\(workers)", "pipeline": "\(pipeline)",
                                                "http": "\(gateway == nil ? "off" : "on")"])
         notifier.ready()
@@ -153,7 +154,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             for deprecation in new.deprecations {
                 logger.warning("Deprecated config", metadata: ["config": "\(configPath)", "detail": "\(deprecation)"])
             }
-            let current = lock.withLock { config }
+            let current = config.withLock { $0 }
             let pipeline = new.pipeline.filter({ $0.role != .writer }) == current.pipeline.filter({ $0.role != .writer })
                 ? core.currentSettings.pipeline
                 : try PipelineFactory.make(stages: new.pipeline, plugins: plugins)
@@ -202,7 +203,7 @@ public final class DaemonRuntime: @unchecked Sendable {
                 if !removed.isEmpty { sockets.rebindResultsSocket() }
                 gateway?.revokeRemovedTokens()
             }
-            lock.withLock { config = applied }
+            config.withLock { $0 = applied }
             logger.notice("Configuration reloaded", metadata: ["config": "\(configPath)"])
         } catch {
             logger.error("Reload failed; keeping the previous configuration",
