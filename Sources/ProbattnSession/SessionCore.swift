@@ -250,6 +250,7 @@ public final class SessionCore: @unchecked Sendable {
                                    classes: classes, contentHash: hash, publishPNG: publishPNG, imageBytes: bytes,
                                    sourcePath: sourcePath, openedBy: annotator, pipeline: pipeline, clicks: [],
                                    version: 0, mask: result.mask, maskAnnotator: annotator)
+        session.encoded = encodedMask
         lock.withLock { sessions[imageID] = session }
         let timings = ["decode": decodeSeconds, "encode": prepared.encodeSeconds, "adapt": prepared.adaptSeconds,
                        "propagate": result.seconds, "commit": commitSeconds, "total": Self.seconds(since: received)]
@@ -331,7 +332,11 @@ public final class SessionCore: @unchecked Sendable {
         let resolved = ConflictResolution.resolve(clicks, width: session.width, policy: policy)
         let result = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
                                  width: session.width, height: session.height, classCount: session.classes.count)
-        let encodedMask = EncodedMask(result.mask, classes: session.classes)
+        // The previous version's encodings (encoded again once after a restart): only the changed columns are
+        // re-encoded, and the update and the store get the changed rectangle.
+        let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
+        let previous = known ?? EncodedMask(previousMask, classes: session.classes)
+        let encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
         let png = session.publishPNG ? try pngFrame(encodedMask.mask, classCount: session.classes.count) : nil
         let version = lock.withLock { session.version } + 1
         let cause: MaskUpdate.Cause = request.kind == .undo ? .undo : .feedback
@@ -350,6 +355,7 @@ public final class SessionCore: @unchecked Sendable {
             session.clicks = committed.active
             session.version = version
             session.mask = result.mask
+            session.encoded = encodedMask
             session.maskAnnotator = annotator
             session.participants.insert(annotator)
         }
@@ -547,6 +553,7 @@ public final class SessionCore: @unchecked Sendable {
                             request: Request, propagate: Double, total: Double) -> StoredMask {
         StoredMask(version: version, annotator: annotator, cause: cause.rawValue, requestID: request.requestID,
                    rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
-                   propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3)
+                   propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3,
+                   delta: version % StoredMask.fullVersionInterval == 0 ? nil : encoded.delta.map(MaskCodec.stored))
     }
 }
