@@ -148,7 +148,8 @@ public final class SessionCore: @unchecked Sendable {
                          classes: session.classes, annotator: session.version == 0 ? nil : session.maskAnnotator,
                          clickCount: session.clicks.count, mask: session.mask,
                          overridden: ConflictResolution.resolve(session.clicks, width: session.width,
-                                                                policy: settings.conflictPolicy).overridden)
+                                                                policy: settings.conflictPolicy).overridden,
+                         encoded: session.encoded)
         }
     }
 

@@ -95,8 +95,8 @@ public enum WireEncoding {
                 "overridden": ids(m.overridden),
             ]
             if format.wantsRLE {
-                body["mask"] = json(MaskCodec.rle(m.mask))
-                if let perClass = MaskCodec.classMasks(m.mask, classes: m.classes) {
+                body["mask"] = json(m.encoded?.rle ?? MaskCodec.rle(m.mask))
+                if let perClass = m.encoded?.classMasks ?? MaskCodec.classMasks(m.mask, classes: m.classes) {
                     body["class_masks"] = .object(perClass.mapValues(json))
                 }
             }
