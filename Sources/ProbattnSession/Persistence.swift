@@ -23,8 +23,8 @@ public protocol SessionPersistence: AnyObject, Sendable {
 /// A mask version as the store keeps it: the first class's COCO RLE (always) and, for sessions with more than two
 /// classes, one RLE per class. `delta`, when set, is the change from version − 1; a store may keep only it (the
 /// SQLite store does) and must then rebuild the full mask from the nearest earlier full version and the deltas after
-/// it. The session core sets it on every version except each `fullVersionInterval`-th, so a rebuild applies fewer
-/// than `fullVersionInterval` deltas.
+/// it. The session core sets it on every version except each `fullVersionInterval`-th and those whose delta would be
+/// no shorter than the full mask, so a rebuild applies fewer than `fullVersionInterval` deltas.
 public struct StoredMask: Sendable, Equatable {
     /// Every how many versions the core hands the store a version without `delta` (version 0 never has one).
     public static let fullVersionInterval = 32

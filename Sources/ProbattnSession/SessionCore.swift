@@ -550,11 +550,21 @@ public final class SessionCore: @unchecked Sendable {
         return result
     }
 
+    /// The version as the store gets it: with its delta, except on every `StoredMask.fullVersionInterval`-th
+    /// version and when the delta's RLE is no shorter than the full mask's (a change across the whole image).
     private func storedMask(_ encoded: EncodedMask, version: Int, annotator: String?, cause: MaskUpdate.Cause,
                             request: Request, propagate: Double, total: Double) -> StoredMask {
-        StoredMask(version: version, annotator: annotator, cause: cause.rawValue, requestID: request.requestID,
-                   rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
-                   propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3,
-                   delta: version % StoredMask.fullVersionInterval == 0 ? nil : encoded.delta.map(MaskCodec.stored))
+        var delta: StoredMaskDelta?
+        if version % StoredMask.fullVersionInterval != 0, let change = encoded.delta {
+            func length(_ rle: COCORLE, _ perClass: [String: COCORLE]?) -> Int {
+                rle.counts.utf8.count + (perClass?.values.reduce(0) { $0 + $1.counts.utf8.count } ?? 0)
+            }
+            if length(change.rle, change.classMasks) < length(encoded.rle, encoded.classMasks) {
+                delta = MaskCodec.stored(change)
+            }
+        }
+        return StoredMask(version: version, annotator: annotator, cause: cause.rawValue, requestID: request.requestID,
+                          rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
+                          propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3, delta: delta)
     }
 }
