@@ -94,6 +94,11 @@ public struct ColumnRuns: Sendable, Equatable {
         COCORLE(size: [height, width], counts: COCORLE.compress(Self.merge(columns)))
     }
 
+    /// The COCO RLE of the whole-height strip of columns `columns` (size `[height, columns.count]`).
+    public func rle(columns: Range<Int>) -> COCORLE {
+        COCORLE(size: [height, columns.count], counts: COCORLE.compress(Self.merge(Array(self.columns[columns]))))
+    }
+
     /// The COCO RLE of the sub-mask inside `rect` (size `[rect.height, rect.width]`) for pixels of `objectClass`;
     /// `rect` must be non-empty and inside the mask.
     public static func rle(of mask: LabelMask, objectClass: UInt8, rect: PixelRect) -> COCORLE {

@@ -25,7 +25,8 @@ public struct GridFeatureEncoder: ImageEncoder {
     public var colourSigma: Double
     public var positionSigma: Double
     public var textureSigma: Double
-    /// Whether images whose grid cells are at least twice `stride` are encoded at reduced resolution (`scale`).
+    /// Whether images whose grid cells are at least twice `stride` are encoded at reduced resolution (`scale`);
+    /// off by default (docs/ENCODER.md: it bounds the open of large images but costs NoC on them).
     public var reducedResolution: Bool
 
     /// The feature dimension C of this encoder.
@@ -33,7 +34,7 @@ public struct GridFeatureEncoder: ImageEncoder {
 
     public init(stride: Int = 8, maxTokens: Int = 5000, superpixelIterations: Int = 4, compactness: Double = 10,
                 colourSigma: Double = 7, positionSigma: Double = 0.03, textureSigma: Double = 4,
-                reducedResolution: Bool = true) {
+                reducedResolution: Bool = false) {
         self.stride = stride
         self.maxTokens = maxTokens
         self.superpixelIterations = superpixelIterations
@@ -74,8 +75,8 @@ public struct GridFeatureEncoder: ImageEncoder {
 
     /// The factor by which `encode` shrinks an image before computing superpixels and features: the largest integer
     /// that keeps a grid cell at least `stride` pixels on its shorter side (1 — full resolution — for images whose
-    /// cells are smaller than twice the stride, e.g. every image up to 640 × 480 at the default budget, or with
-    /// `reducedResolution` off). The token grid is the full image's; only the pixel work shrinks, by `scale²`.
+    /// cells are smaller than twice the stride, e.g. every image up to 640 × 480 at the default budget, and always
+    /// with `reducedResolution` off, the default). The token grid is the full image's; only the pixel work shrinks, by `scale²`.
     public func scale(width: Int, height: Int) -> Int {
         guard reducedResolution else { return 1 }
         let grid = grid(width: width, height: height)

@@ -92,7 +92,7 @@ public struct EncodedMask: Sendable {
         }
         let rect = MaskDifference.changedRectangle(previous: previous.mask, current: mask)
         let runs = previous.runs.map { $0.updated(with: mask, columnsOf: rect) }
-        self.init(mask, classes: classes, runs: runs, delta: MaskDelta(mask, classes: classes, rect: rect))
+        self.init(mask, classes: classes, runs: runs, delta: MaskDelta(mask, classes: classes, rect: rect, runs: runs))
     }
 
     private init(_ mask: LabelMask, classes: [String], runs: [ColumnRuns], delta: MaskDelta?) {
@@ -126,8 +126,9 @@ public struct MaskDelta: Sendable, Equatable {
         self.classMasks = classMasks
     }
 
-    /// The delta of `mask` inside `rect`.
-    init(_ mask: LabelMask, classes: [String], rect: PixelRect) {
+    /// The delta of `mask` inside `rect`. A rectangle of whole columns takes its RLE from the columns' runs
+    /// (`runs`: the mask's, one per encoded class) instead of reading its pixels again.
+    init(_ mask: LabelMask, classes: [String], rect: PixelRect, runs: [ColumnRuns]) {
         self.rect = rect
         guard !rect.isEmpty else {
             let empty = COCORLE(size: [0, 0], counts: "")
@@ -135,12 +136,15 @@ public struct MaskDelta: Sendable, Equatable {
             classMasks = classes.count > 2 ? Dictionary(uniqueKeysWithValues: classes.map { ($0, empty) }) : nil
             return
         }
-        rle = ColumnRuns.rle(of: mask, objectClass: 0, rect: rect)
+        func encode(_ index: Int) -> COCORLE {
+            rect.y == 0 && rect.height == mask.height
+                ? runs[index].rle(columns: rect.x..<(rect.x + rect.width))
+                : ColumnRuns.rle(of: mask, objectClass: UInt8(index), rect: rect)
+        }
+        rle = encode(0)
         if classes.count > 2 {
             var out: [String: COCORLE] = [:]
-            for (index, name) in classes.enumerated() {
-                out[name] = index == 0 ? rle : ColumnRuns.rle(of: mask, objectClass: UInt8(index), rect: rect)
-            }
+            for (index, name) in classes.enumerated() { out[name] = index == 0 ? rle : encode(index) }
             classMasks = out
         } else {
             classMasks = nil

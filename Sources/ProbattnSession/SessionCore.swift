@@ -336,8 +336,10 @@ public final class SessionCore: @unchecked Sendable {
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle.
         let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let previous = known ?? EncodedMask(previousMask, classes: session.classes)
         let encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
+        statistics.record("mask_rle", seconds: Self.seconds(since: t0))
         let png = session.publishPNG ? try pngFrame(encodedMask.mask, classCount: session.classes.count) : nil
         let version = lock.withLock { session.version } + 1
         let cause: MaskUpdate.Cause = request.kind == .undo ? .undo : .feedback

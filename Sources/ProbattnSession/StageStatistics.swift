@@ -2,7 +2,7 @@ import Foundation
 
 /// Recent latencies per stage (the last 1024 samples each), for the `health` reply. Thread-safe.
 public final class StageStatistics: @unchecked Sendable {
-    public static let stages = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total"]
+    public static let stages = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total", "mask_rle"]
     private static let window = 1024
     private let lock = NSLock()
     private var samples: [String: [Double]] = [:]

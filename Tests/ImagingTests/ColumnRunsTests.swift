@@ -92,6 +92,10 @@ import Testing
                     #expect(runs[objectClass] == ColumnRuns(mask: mask, objectClass: UInt8(objectClass)))
                 }
                 if !rect.isEmpty {
+                    // The whole-height strip of the changed columns, from the runs alone.
+                    let strip = PixelRect(x: rect.x, y: 0, width: rect.width, height: height)
+                    #expect(runs[0].rle(columns: rect.x..<(rect.x + rect.width))
+                            == COCORLE(mask: Self.crop(mask, strip), objectClass: 0))
                     let sub = ColumnRuns.rle(of: mask, objectClass: 0, rect: rect)
                     #expect(sub == COCORLE(mask: Self.crop(mask, rect), objectClass: 0))
                     // Writing the rectangle's content into the previous mask gives the new mask.

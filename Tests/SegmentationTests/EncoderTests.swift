@@ -88,13 +88,15 @@ import ProbattnJSON
 
     @Test func largeCellsAreEncodedOnTheBoxAveragedImage() throws {
         let scene = DiscScene(width: 190, height: 143)  // not multiples of 3: partial edge blocks
-        let encoder = GridFeatureEncoder(stride: 8, maxTokens: 48)
+        let encoder = GridFeatureEncoder(stride: 8, maxTokens: 48, reducedResolution: true)
         #expect(encoder.scale(width: 190, height: 143) == 2)
         #expect(GridFeatureEncoder(stride: 8, maxTokens: 48, reducedResolution: false).scale(width: 190, height: 143) == 1)
-        #expect(GridFeatureEncoder().scale(width: 640, height: 480) == 1)
-        #expect(GridFeatureEncoder().scale(width: 481, height: 321) == 1)
-        #expect(GridFeatureEncoder().scale(width: 1920, height: 1080) == 2)
-        #expect(GridFeatureEncoder().scale(width: 4000, height: 3000) == 6)
+        #expect(GridFeatureEncoder().scale(width: 4000, height: 3000) == 1, "off by default")
+        let reducing = GridFeatureEncoder(reducedResolution: true)
+        #expect(reducing.scale(width: 640, height: 480) == 1)
+        #expect(reducing.scale(width: 481, height: 321) == 1)
+        #expect(reducing.scale(width: 1920, height: 1080) == 2)
+        #expect(reducing.scale(width: 4000, height: 3000) == 6)
 
         let encoded = try encoder.encode(scene.image)
         #expect(encoded.image == scene.image, "the pixel stages get the full-resolution image")
