@@ -246,7 +246,7 @@ struct BenchLatencyCommand: ParsableCommand {
             lines.append(String(format: "daemon CPU (pid %d, utime + stime): %.2f s over the click phase, %.2f ms per feedback",
                                 pid, seconds, perFeedback))
         } else {
-            lines.append("daemon CPU: not measured (no --daemon-pid, and no local process found listening on the endpoint)")
+            lines.append("daemon CPU: not measured (ZeroMQ transport only; needs --daemon-pid or a local daemon listening on the endpoint)")
         }
         lines.append("lost: \(report.lost) (replies \(report.lostReplies), updates \(report.lostUpdates)); "
                      + "duplicated: \(report.duplicated) (replies \(report.duplicatedReplies), updates \(report.duplicatedUpdates)); "
