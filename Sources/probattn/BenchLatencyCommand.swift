@@ -235,8 +235,8 @@ struct BenchLatencyCommand: ParsableCommand {
         let buckets = ["1-10", "11-50", "51-200", "201-500", "501-"].filter { report.feedbackByClick[$0] != nil }
         for bucket in buckets {
             let summary = LatencySummary(report.feedbackByClick[bucket] ?? [])
-            lines.append(("  clicks " + bucket).padding(toLength: 16, withPad: " ", startingAt: 0)
-                         + column("\(summary.count)", 7 - 4) + column(ms(summary.p50Ms), 9) + column(ms(summary.p90Ms), 9)
+            lines.append(("clicks " + bucket).padding(toLength: 14, withPad: " ", startingAt: 0)
+                         + column("\(summary.count)", 5) + column(ms(summary.p50Ms), 9) + column(ms(summary.p90Ms), 9)
                          + column(ms(summary.p99Ms), 9) + column(ms(summary.maxMs), 9))
         }
         lines.append(String(format: "throughput: %.1f feedback/s over %.2f s", report.throughputPerSecond,
