@@ -26,12 +26,16 @@ public struct GridFeatureEncoder: ImageEncoder {
     public var colourSigma: Double
     public var positionSigma: Double
     public var textureSigma: Double
+    /// Whether images whose grid cells are at least twice `stride` are encoded at reduced resolution (`scale`);
+    /// off by default (docs/ENCODER.md: it bounds the open of large images but costs NoC on them).
+    public var reducedResolution: Bool
 
     /// The feature dimension C of this encoder.
     public static let featureDimension = 8
 
     public init(stride: Int = 8, maxTokens: Int = 5000, superpixelIterations: Int = 4, compactness: Double = 10,
-                colourSigma: Double = 7, positionSigma: Double = 0.03, textureSigma: Double = 4) {
+                colourSigma: Double = 7, positionSigma: Double = 0.03, textureSigma: Double = 4,
+                reducedResolution: Bool = false) {
         self.stride = stride
         self.maxTokens = maxTokens
         self.superpixelIterations = superpixelIterations
@@ -39,6 +43,7 @@ public struct GridFeatureEncoder: ImageEncoder {
         self.colourSigma = colourSigma
         self.positionSigma = positionSigma
         self.textureSigma = textureSigma
+        self.reducedResolution = reducedResolution
     }
 
     /// Builds the encoder from its config options (strict: unknown options are an error).
@@ -51,7 +56,8 @@ public struct GridFeatureEncoder: ImageEncoder {
                   compactness: try r.double("compactness", default: d.compactness, in: 0.01...1000),
                   colourSigma: try r.double("colour_sigma", default: d.colourSigma, in: 0.01...1000),
                   positionSigma: try r.double("position_sigma", default: d.positionSigma, in: 0.0001...100),
-                  textureSigma: try r.double("texture_sigma", default: d.textureSigma, in: 0.01...1000))
+                  textureSigma: try r.double("texture_sigma", default: d.textureSigma, in: 0.01...1000),
+                  reducedResolution: try r.bool("reduced_resolution", default: d.reducedResolution))
         try r.finish()
     }
 
@@ -81,10 +87,79 @@ public struct GridFeatureEncoder: ImageEncoder {
         return TokenGrid(rows: rows, cols: cols)
     }
 
-    /// Encodes on the calling thread (the work per image is small next to the adapter's); `context` is unused.
+    /// The factor by which `encode` shrinks an image before computing superpixels and features: the largest integer
+    /// that keeps a grid cell at least `stride` pixels on its shorter side (1 — full resolution — for images whose
+    /// cells are smaller than twice the stride, e.g. every image up to 640 × 480 at the default budget, and always
+    /// with `reducedResolution` off, the default). The token grid is the full image's; only the pixel work shrinks, by `scale²`.
+    public func scale(width: Int, height: Int) -> Int {
+        guard reducedResolution else { return 1 }
+        let grid = grid(width: width, height: height)
+        let cell = min(Double(width) / Double(grid.cols), Double(height) / Double(grid.rows))
+        return max(1, min(width, height, Int(cell / Double(stride))))
+    }
+
+    /// Encodes `image` on the calling thread (the work per image is small next to the adapter's; `context` is
+    /// unused). At `scale` f > 1 the superpixels and features are computed on the f × f box average of the image,
+    /// and each full-resolution pixel belongs to the token of the reduced pixel it falls in; token centres are given
+    /// in full-resolution pixels. The encoded image keeps the full-resolution image for the pixel stages.
     public func encode(_ image: RGBImage, context: StageContext) throws -> EncodedImage {
+        let grid = grid(width: image.width, height: image.height)
+        let f = scale(width: image.width, height: image.height)
+        guard f > 1 else { return encode(image, grid: grid) }
+        let reduced = Self.boxAverage(image, factor: f)
+        let small = encode(reduced, grid: grid)
+        let w = image.width, h = image.height, rw = reduced.width
+        var label = [Int32](repeating: 0, count: w * h)
+        small.tokenOfPixel.withUnsafeBufferPointer { source in
+            label.withUnsafeMutableBufferPointer { target in
+                for y in 0..<h {
+                    let sourceRow = (y / f) * rw, targetRow = y * w
+                    for x in 0..<w { target[targetRow + x] = source[sourceRow + x / f] }
+                }
+            }
+        }
+        // A reduced pixel's centre is at full-resolution f·x + (f − 1)/2 (edge blocks are narrower; the difference
+        // is below one reduced pixel).
+        let offset = Float(f - 1) / 2
+        let centres = small.tokenCentres.map { $0 * Float(f) + offset }
+        return EncodedImage(image: image, tokenCount: small.tokenCount, featureDimension: small.featureDimension,
+                            features: small.features, grid: grid, tokenOfPixel: label,
+                            tokenColours: small.tokenColours, tokenCentres: centres)
+    }
+
+    /// The image shrunk by `factor`: each output pixel is the mean of its `factor × factor` block (fewer pixels at
+    /// the right and bottom edges), rounded.
+    static func boxAverage(_ image: RGBImage, factor f: Int) -> RGBImage {
+        let w = image.width, h = image.height
+        let rw = (w + f - 1) / f, rh = (h + f - 1) / f
+        var out = [UInt8](repeating: 0, count: rw * rh * 3)
+        var sums = [UInt32](repeating: 0, count: rw * 3)
+        image.pixels.withUnsafeBufferPointer { p in
+            for ry in 0..<rh {
+                for i in sums.indices { sums[i] = 0 }
+                let y0 = ry * f, y1 = min(h, y0 + f)
+                for y in y0..<y1 {
+                    let row = y * w * 3
+                    for x in 0..<w {
+                        let o = (x / f) * 3, q = row + x * 3
+                        sums[o] += UInt32(p[q]); sums[o + 1] += UInt32(p[q + 1]); sums[o + 2] += UInt32(p[q + 2])
+                    }
+                }
+                for rx in 0..<rw {
+                    let count = UInt32((min(w, rx * f + f) - rx * f) * (y1 - y0))
+                    for c in 0..<3 {
+                        out[(ry * rw + rx) * 3 + c] = UInt8((sums[rx * 3 + c] + count / 2) / count)
+                    }
+                }
+            }
+        }
+        return RGBImage(width: rw, height: rh, pixels: out)
+    }
+
+    /// Encodes `image` on a given token grid (the grid of the image itself at full resolution, or of the full image
+    /// when `image` is its reduced version).
+    private func encode(_ image: RGBImage, grid: TokenGrid) -> EncodedImage {
         let w = image.width, h = image.height, n = w * h
-        let grid = grid(width: w, height: h)
         let rows = grid.rows, cols = grid.cols, tokens = rows * cols
         let lab = LabConverter().planes(of: image)
         let cellH = Double(h) / Double(rows), cellW = Double(w) / Double(cols)

@@ -92,6 +92,8 @@ public struct MaskSnapshot: Sendable {
     public var clickCount: Int
     public var mask: LabelMask
     public var overridden: [Int64]
+    /// `mask`'s RLEs when the core holds them (every version since the session was opened or resumed and changed).
+    public var encoded: EncodedMask? = nil
 }
 
 /// `close_image`.

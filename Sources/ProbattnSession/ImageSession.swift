@@ -48,6 +48,8 @@ final class ImageSession: @unchecked Sendable {
     var clicks: [ActiveClick]
     var version: Int
     var mask: LabelMask
+    /// `mask`'s encodings, from which the next version's are built (nil after a restart until the next change).
+    var encoded: EncodedMask?
     var maskAnnotator: String?
     /// Everyone who opened or clicked in this session (for listings).
     var participants: Set<String>

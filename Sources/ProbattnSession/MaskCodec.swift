@@ -34,17 +34,121 @@ public enum MaskCodec {
         return try COCORLE(size: [height, width], counts: stored.rleCounts).labelMask(objectClass: 0,
                                                                                     backgroundClass: 1)
     }
+
+    /// Writes a stored delta into the class map of the version before it (what a store does to rebuild a version it
+    /// keeps as a delta). Throws when the rectangle lies outside the mask or an RLE does not decode to it.
+    public static func apply(_ delta: StoredMaskDelta, to labels: inout LabelMask, classes: [String]) throws {
+        guard delta.width > 0, delta.height > 0 else { return }
+        guard delta.x >= 0, delta.y >= 0, delta.x + delta.width <= labels.width,
+              delta.y + delta.height <= labels.height else {
+            throw ImageError.corrupt("mask delta \(delta.width)x\(delta.height) at (\(delta.x), \(delta.y)) lies outside the \(labels.width)x\(labels.height) mask")
+        }
+        let rect = try self.labels(from: StoredMask(version: 0, annotator: nil, cause: "", requestID: nil,
+                                                    rleCounts: delta.rleCounts, classMasks: delta.classMasks,
+                                                    propagateMilliseconds: 0, totalMilliseconds: 0),
+                                   width: delta.width, height: delta.height, classes: classes)
+        let w = labels.width
+        for row in 0..<delta.height {
+            let source = row * delta.width, target = (delta.y + row) * w + delta.x
+            labels.labels.replaceSubrange(target..<(target + delta.width),
+                                          with: rect.labels[source..<(source + delta.width)])
+        }
+    }
+
+    /// The stored form of a version's delta.
+    public static func stored(_ delta: MaskDelta) -> StoredMaskDelta {
+        StoredMaskDelta(x: delta.rect.x, y: delta.rect.y, width: delta.rect.width, height: delta.rect.height,
+                        rleCounts: delta.rle.counts, classMasks: delta.classMasks?.mapValues(\.counts))
+    }
 }
 
 /// A mask with its encodings, computed once per version and shared by the store, the reply and the update.
+///
+/// The RLEs are built from per-column runs (`ColumnRuns`, one per encoded class); a version built from the previous
+/// one (`init(_:classes:previous:)`) recomputes only the columns of the rectangle where the two masks differ and
+/// carries that rectangle's RLE as `delta`.
 public struct EncodedMask: Sendable {
     public let mask: LabelMask
     public let rle: COCORLE
     public let classMasks: [String: COCORLE]?
+    /// The change from the previous version: nil for a mask encoded on its own (version 0, `predict`).
+    public let delta: MaskDelta?
+    /// The column runs of class 0 (two classes) or of every class (more than two), kept for the next version.
+    let runs: [ColumnRuns]
 
+    /// Encodes every column of `mask`.
     public init(_ mask: LabelMask, classes: [String]) {
+        let encoded = classes.count > 2 ? classes.indices.map { UInt8($0) } : [0]
+        self.init(mask, classes: classes,
+                  runs: encoded.map { ColumnRuns(mask: mask, objectClass: $0) }, delta: nil)
+    }
+
+    /// Encodes `mask` from `previous` (the same image's previous version, same classes): only the columns inside
+    /// the rectangle where the two masks differ are recomputed, and `delta` holds that rectangle.
+    public init(_ mask: LabelMask, classes: [String], previous: EncodedMask) {
+        guard previous.mask.width == mask.width, previous.mask.height == mask.height,
+              previous.runs.count == (classes.count > 2 ? classes.count : 1) else {
+            self.init(mask, classes: classes)
+            return
+        }
+        let rect = MaskDifference.changedRectangle(previous: previous.mask, current: mask)
+        let runs = previous.runs.map { $0.updated(with: mask, columnsOf: rect) }
+        self.init(mask, classes: classes, runs: runs, delta: MaskDelta(mask, classes: classes, rect: rect, runs: runs))
+    }
+
+    private init(_ mask: LabelMask, classes: [String], runs: [ColumnRuns], delta: MaskDelta?) {
         self.mask = mask
-        rle = MaskCodec.rle(mask)
-        classMasks = MaskCodec.classMasks(mask, classes: classes)
+        self.runs = runs
+        self.delta = delta
+        let rles = runs.map(\.rle)
+        rle = rles[0]
+        if classes.count > 2 {
+            var out: [String: COCORLE] = [:]
+            for (index, name) in classes.enumerated() { out[name] = rles[index] }
+            classMasks = out
+        } else {
+            classMasks = nil
+        }
+    }
+}
+
+/// The pixels of a mask version that differ from the previous version: the smallest rectangle holding them and
+/// that rectangle's content as COCO RLE (size `[height, width]`), of the first class and, for sessions with more
+/// than two classes, of every class. An empty rectangle (`width` and `height` 0, RLE size `[0, 0]` with empty
+/// counts) says nothing changed.
+public struct MaskDelta: Sendable, Equatable {
+    public let rect: PixelRect
+    public let rle: COCORLE
+    public let classMasks: [String: COCORLE]?
+
+    public init(rect: PixelRect, rle: COCORLE, classMasks: [String: COCORLE]?) {
+        self.rect = rect
+        self.rle = rle
+        self.classMasks = classMasks
+    }
+
+    /// The delta of `mask` inside `rect`. A rectangle of whole columns takes its RLE from the columns' runs
+    /// (`runs`: the mask's, one per encoded class) instead of reading its pixels again.
+    init(_ mask: LabelMask, classes: [String], rect: PixelRect, runs: [ColumnRuns]) {
+        self.rect = rect
+        guard !rect.isEmpty else {
+            let empty = COCORLE(size: [0, 0], counts: "")
+            rle = empty
+            classMasks = classes.count > 2 ? Dictionary(uniqueKeysWithValues: classes.map { ($0, empty) }) : nil
+            return
+        }
+        func encode(_ index: Int) -> COCORLE {
+            rect.y == 0 && rect.height == mask.height
+                ? runs[index].rle(columns: rect.x..<(rect.x + rect.width))
+                : ColumnRuns.rle(of: mask, objectClass: UInt8(index), rect: rect)
+        }
+        rle = encode(0)
+        if classes.count > 2 {
+            var out: [String: COCORLE] = [:]
+            for (index, name) in classes.enumerated() { out[name] = index == 0 ? rle : encode(index) }
+            classMasks = out
+        } else {
+            classMasks = nil
+        }
     }
 }

@@ -158,7 +158,8 @@ public final class SessionCore: @unchecked Sendable {
                          classes: session.classes, annotator: session.version == 0 ? nil : session.maskAnnotator,
                          clickCount: session.clicks.count, mask: session.mask,
                          overridden: ConflictResolution.resolve(session.clicks, width: session.width,
-                                                                policy: settings.conflictPolicy).overridden)
+                                                                policy: settings.conflictPolicy).overridden,
+                         encoded: session.encoded)
         }
     }
 
@@ -260,6 +261,7 @@ public final class SessionCore: @unchecked Sendable {
                                    classes: classes, contentHash: hash, publishPNG: publishPNG, imageBytes: bytes,
                                    sourcePath: sourcePath, openedBy: annotator, pipeline: pipeline, clicks: [],
                                    version: 0, mask: result.mask, maskAnnotator: annotator)
+        session.encoded = encodedMask
         lock.withLock { sessions[imageID] = session }
         let timings = ["decode": decodeSeconds, "encode": prepared.encodeSeconds, "adapt": prepared.adaptSeconds,
                        "propagate": result.seconds, "commit": commitSeconds, "total": Self.seconds(since: received)]
@@ -341,7 +343,13 @@ public final class SessionCore: @unchecked Sendable {
         let resolved = ConflictResolution.resolve(clicks, width: session.width, policy: policy)
         let result = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
                                  width: session.width, height: session.height, classCount: session.classes.count)
-        let encodedMask = EncodedMask(result.mask, classes: session.classes)
+        // The previous version's encodings (encoded again once after a restart): only the changed columns are
+        // re-encoded, and the update and the store get the changed rectangle.
+        let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let previous = known ?? EncodedMask(previousMask, classes: session.classes)
+        let encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
+        statistics.record("mask_rle", seconds: Self.seconds(since: t0))
         let png = session.publishPNG ? try pngFrame(encodedMask.mask, classCount: session.classes.count) : nil
         let version = lock.withLock { session.version } + 1
         let cause: MaskUpdate.Cause = request.kind == .undo ? .undo : .feedback
@@ -360,6 +368,7 @@ public final class SessionCore: @unchecked Sendable {
             session.clicks = committed.active
             session.version = version
             session.mask = result.mask
+            session.encoded = encodedMask
             session.maskAnnotator = annotator
             session.participants.insert(annotator)
         }
@@ -562,10 +571,21 @@ public final class SessionCore: @unchecked Sendable {
         return result
     }
 
+    /// The version as the store gets it: with its delta, except on every `StoredMask.fullVersionInterval`-th
+    /// version and when the delta's RLE is no shorter than the full mask's (a change across the whole image).
     private func storedMask(_ encoded: EncodedMask, version: Int, annotator: String?, cause: MaskUpdate.Cause,
                             request: Request, propagate: Double, total: Double) -> StoredMask {
-        StoredMask(version: version, annotator: annotator, cause: cause.rawValue, requestID: request.requestID,
-                   rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
-                   propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3)
+        var delta: StoredMaskDelta?
+        if version % StoredMask.fullVersionInterval != 0, let change = encoded.delta {
+            func length(_ rle: COCORLE, _ perClass: [String: COCORLE]?) -> Int {
+                rle.counts.utf8.count + (perClass?.values.reduce(0) { $0 + $1.counts.utf8.count } ?? 0)
+            }
+            if length(change.rle, change.classMasks) < length(encoded.rle, encoded.classMasks) {
+                delta = MaskCodec.stored(change)
+            }
+        }
+        return StoredMask(version: version, annotator: annotator, cause: cause.rawValue, requestID: request.requestID,
+                          rleCounts: encoded.rle.counts, classMasks: encoded.classMasks?.mapValues(\.counts),
+                          propagateMilliseconds: propagate * 1e3, totalMilliseconds: total * 1e3, delta: delta)
     }
 }

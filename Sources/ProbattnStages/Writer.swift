@@ -37,8 +37,14 @@ public typealias WriterDescriptor = StageDescriptor<any SessionWriter, WriterEnv
 public typealias WriterRegistry = StageRegistry<any SessionWriter, WriterEnvironment>
 
 /// A mask version as the store keeps it: the first class's COCO RLE (always) and, for sessions with more than two
-/// classes, one RLE per class.
+/// classes, one RLE per class. `delta`, when set, is the change from version − 1; a store may keep only it (the
+/// SQLite store does) and must then rebuild the full mask from the nearest earlier full version and the deltas after
+/// it. The session core sets it on every version except each `fullVersionInterval`-th and those whose delta would be
+/// no shorter than the full mask, so a rebuild applies fewer than `fullVersionInterval` deltas.
 public struct StoredMask: Sendable, Equatable {
+    /// Every how many versions the core hands the store a version without `delta` (version 0 never has one).
+    public static let fullVersionInterval = 32
+
     public var version: Int
     public var annotator: String?
     public var cause: String
@@ -47,9 +53,11 @@ public struct StoredMask: Sendable, Equatable {
     public var classMasks: [String: String]?
     public var propagateMilliseconds: Double
     public var totalMilliseconds: Double
+    public var delta: StoredMaskDelta?
 
     public init(version: Int, annotator: String?, cause: String, requestID: String?, rleCounts: String,
-                classMasks: [String: String]?, propagateMilliseconds: Double, totalMilliseconds: Double) {
+                classMasks: [String: String]?, propagateMilliseconds: Double, totalMilliseconds: Double,
+                delta: StoredMaskDelta? = nil) {
         self.version = version
         self.annotator = annotator
         self.cause = cause
@@ -58,6 +66,28 @@ public struct StoredMask: Sendable, Equatable {
         self.classMasks = classMasks
         self.propagateMilliseconds = propagateMilliseconds
         self.totalMilliseconds = totalMilliseconds
+        self.delta = delta
+    }
+}
+
+/// The change of a mask version from the one before (`MaskDelta` as the store keeps it): the rectangle and its
+/// content's COCO RLE counts (size `[height, width]`), of the first class and, for more than two classes, of every
+/// class. An empty rectangle means nothing changed.
+public struct StoredMaskDelta: Sendable, Equatable {
+    public var x: Int
+    public var y: Int
+    public var width: Int
+    public var height: Int
+    public var rleCounts: String
+    public var classMasks: [String: String]?
+
+    public init(x: Int, y: Int, width: Int, height: Int, rleCounts: String, classMasks: [String: String]?) {
+        self.x = x
+        self.y = y
+        self.width = width
+        self.height = height
+        self.rleCounts = rleCounts
+        self.classMasks = classMasks
     }
 }
 

@@ -68,22 +68,37 @@ public final class SQLiteSessionStore: SessionPersistence, Sendable {
                 );
                 """)
         }
+        // v2: a version may be kept as its change from the version before (`StoredMask.delta`): the delta_* columns
+        // hold the rectangle, rle_counts and class_masks the rectangle's RLE. Rows written before have them NULL
+        // (full versions).
+        migrator.registerMigration("v2-mask-deltas") { db in
+            try db.execute(sql: """
+                ALTER TABLE masks ADD COLUMN delta_x INTEGER;
+                ALTER TABLE masks ADD COLUMN delta_y INTEGER;
+                ALTER TABLE masks ADD COLUMN delta_width INTEGER;
+                ALTER TABLE masks ADD COLUMN delta_height INTEGER;
+                """)
+        }
         try migrator.migrate(pool)
     }
 
     private static var now: Double { Date().timeIntervalSince1970 }
 
+    private static func json(_ classMasks: [String: String]?) -> String? {
+        classMasks.map { String(decoding: JSONValue.object($0.mapValues(JSONValue.string)).serialized(), as: UTF8.self) }
+    }
+
+    /// Writes one version: its delta when it has one (see `StoredMask.delta`), its full RLE otherwise.
     private func insert(mask: StoredMask, session: Int64, _ db: Database) throws {
-        var classMasks: String?
-        if let masks = mask.classMasks {
-            classMasks = String(decoding: JSONValue.object(masks.mapValues(JSONValue.string)).serialized(), as: UTF8.self)
-        }
+        let delta = mask.delta
         try db.execute(sql: """
             INSERT INTO masks (session, version, annotator, cause, request_id, rle_counts, class_masks, propagate_ms,
-                               total_ms, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [session, mask.version, mask.annotator, mask.cause, mask.requestID, mask.rleCounts,
-                             classMasks, mask.propagateMilliseconds, mask.totalMilliseconds, Self.now])
+                               total_ms, created_at, delta_x, delta_y, delta_width, delta_height)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [session, mask.version, mask.annotator, mask.cause, mask.requestID,
+                             delta?.rleCounts ?? mask.rleCounts, Self.json(delta.map(\.classMasks) ?? mask.classMasks),
+                             mask.propagateMilliseconds, mask.totalMilliseconds, Self.now,
+                             delta?.x, delta?.y, delta?.width, delta?.height])
     }
 
     /// Records a new session with its mask version 0; returns the session's store id.
@@ -144,14 +159,8 @@ public final class SQLiteSessionStore: SessionPersistence, Sendable {
         try pool.read { db in
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM images WHERE closed_at IS NULL ORDER BY session")
             return try rows.map { row in
-                let id: Int64 = row["session"]
-                let classesText: String = row["classes"]
-                let classes = JSONValue.parse(Array(classesText.utf8))?.arrayValue?.compactMap(\.stringValue) ?? []
-                let bytes: Data? = row["bytes"]
-                let session = StoredSession(
-                    storeID: id, imageID: row["image_id"], width: row["width"], height: row["height"],
-                    contentHash: row["content_hash"], classes: classes, bytes: bytes.map { [UInt8]($0) },
-                    sourcePath: row["source_path"], publishPNG: row["publish_png"], openedBy: row["opened_by"])
+                let session = Self.sessionRow(row)
+                let id = session.storeID
                 let clicks = try Row.fetchAll(db, sql: """
                     SELECT id, annotator, x, y, class_index, created_at FROM clicks
                     WHERE session = ? AND undone = 0 ORDER BY id
@@ -159,21 +168,100 @@ public final class SQLiteSessionStore: SessionPersistence, Sendable {
                     StoredClick(id: c["id"], annotator: c["annotator"], x: c["x"], y: c["y"],
                                 classIndex: c["class_index"], time: c["created_at"])
                 }
-                let mask = try Row.fetchOne(db, sql: """
-                    SELECT * FROM masks WHERE session = ? ORDER BY version DESC LIMIT 1
-                    """, arguments: [id]).map { m -> StoredMask in
-                    var classMasks: [String: String]?
-                    if let text: String = m["class_masks"] {
-                        classMasks = JSONValue.parse(Array(text.utf8))?.objectValue?.compactMapValues(\.stringValue)
+                let latest = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM masks WHERE session = ?",
+                                              arguments: [id])
+                // A version that cannot be rebuilt is handed over as stored; the core then reports it unreadable
+                // and skips the session, as for any corrupt mask.
+                var mask: StoredMask?
+                if let latest {
+                    do { mask = try Self.rebuild(session, version: latest, db) } catch {
+                        mask = try Row.fetchOne(db, sql: "SELECT * FROM masks WHERE session = ? AND version = ?",
+                                                arguments: [id, latest]).map(Self.storedRow)
                     }
-                    return StoredMask(version: m["version"], annotator: m["annotator"], cause: m["cause"],
-                                      requestID: m["request_id"], rleCounts: m["rle_counts"],
-                                      classMasks: classMasks, propagateMilliseconds: m["propagate_ms"],
-                                      totalMilliseconds: m["total_ms"])
                 }
                 return ResumableSession(session: session, clicks: clicks, mask: mask)
             }
         }
+    }
+
+    /// One row of the masks table as it is stored (a full version, or a delta when `delta` is set).
+    private static func storedRow(_ m: Row) -> StoredMask {
+        var classMasks: [String: String]?
+        if let text: String = m["class_masks"] {
+            classMasks = JSONValue.parse(Array(text.utf8))?.objectValue?.compactMapValues(\.stringValue)
+        }
+        var delta: StoredMaskDelta?
+        if let width: Int = m["delta_width"] {
+            delta = StoredMaskDelta(x: m["delta_x"] ?? 0, y: m["delta_y"] ?? 0, width: width,
+                                    height: m["delta_height"] ?? 0, rleCounts: m["rle_counts"],
+                                    classMasks: classMasks)
+        }
+        return StoredMask(version: m["version"], annotator: m["annotator"], cause: m["cause"],
+                          requestID: m["request_id"], rleCounts: delta == nil ? m["rle_counts"] : "",
+                          classMasks: delta == nil ? classMasks : nil, propagateMilliseconds: m["propagate_ms"],
+                          totalMilliseconds: m["total_ms"], delta: delta)
+    }
+
+    /// Version `version` of a session as a full mask (`delta` nil): the nearest full version at or before it with
+    /// the deltas after it applied, encoded again. Nil when the session has no such version.
+    private static func rebuild(_ session: StoredSession, version: Int, _ db: Database) throws -> StoredMask? {
+        guard let base = try Int.fetchOne(db, sql: """
+            SELECT MAX(version) FROM masks WHERE session = ? AND version <= ? AND delta_width IS NULL
+            """, arguments: [session.storeID, version]) else { return nil }
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT * FROM masks WHERE session = ? AND version >= ? AND version <= ? ORDER BY version
+            """, arguments: [session.storeID, base, version]).map(storedRow)
+        guard var result = rows.last, result.version == version else { return nil }
+        guard rows.count > 1 else { return result }
+        var labels = try MaskCodec.labels(from: rows[0], width: session.width, height: session.height,
+                                          classes: session.classes)
+        for row in rows.dropFirst() {
+            guard let delta = row.delta else {
+                throw StoreError("mask version \(row.version) of session \(session.storeID) is neither full nor a delta")
+            }
+            try MaskCodec.apply(delta, to: &labels, classes: session.classes)
+        }
+        let encoded = EncodedMask(labels, classes: session.classes)
+        result.rleCounts = encoded.rle.counts
+        result.classMasks = encoded.classMasks?.mapValues(\.counts)
+        result.delta = nil
+        return result
+    }
+
+    /// Version `version` of the session `session` (open or closed) as a full mask, rebuilt from the store; nil when
+    /// the store has no such version. For tests, audits and the storage benchmark.
+    public func mask(session: Int64, version: Int) throws -> StoredMask? {
+        try pool.read { db in
+            guard let record = try Self.sessionRecord(session, db) else { return nil }
+            return try Self.rebuild(record, version: version, db)
+        }
+    }
+
+    /// What a session's mask versions occupy in the masks table: the number of versions, of them the full ones,
+    /// and the bytes of their RLE text (`rle_counts` plus `class_masks`).
+    public func maskStorage(session: Int64) throws -> (versions: Int, full: Int, bytes: Int) {
+        try pool.read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS n, SUM(delta_width IS NULL) AS full,
+                       SUM(LENGTH(rle_counts) + COALESCE(LENGTH(class_masks), 0)) AS bytes
+                FROM masks WHERE session = ?
+                """, arguments: [session])
+            return (row?["n"] ?? 0, row?["full"] ?? 0, row?["bytes"] ?? 0)
+        }
+    }
+
+    private static func sessionRecord(_ id: Int64, _ db: Database) throws -> StoredSession? {
+        try Row.fetchOne(db, sql: "SELECT * FROM images WHERE session = ?", arguments: [id]).map(sessionRow)
+    }
+
+    private static func sessionRow(_ row: Row) -> StoredSession {
+        let classesText: String = row["classes"]
+        let classes = JSONValue.parse(Array(classesText.utf8))?.arrayValue?.compactMap(\.stringValue) ?? []
+        let bytes: Data? = row["bytes"]
+        return StoredSession(
+            storeID: row["session"], imageID: row["image_id"], width: row["width"], height: row["height"],
+            contentHash: row["content_hash"], classes: classes, bytes: bytes.map { [UInt8]($0) },
+            sourcePath: row["source_path"], publishPNG: row["publish_png"], openedBy: row["opened_by"])
     }
 
     /// Every click of a session's log, undone ones included (for tests and audits), oldest first.
@@ -195,6 +283,12 @@ public final class SQLiteSessionStore: SessionPersistence, Sendable {
             try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
     }
+}
+
+/// The store found rows it cannot read back.
+public struct StoreError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
 
 extension SQLiteSessionStore {

@@ -50,6 +50,16 @@ public enum WireEncoding {
         ["size": .array(rle.size.map(JSONValue.int)), "counts": .string(rle.counts)]
     }
 
+    /// An update's `delta`: the changed rectangle and its content's RLE (docs/PROTOCOL.md, "Mask updates").
+    public static func json(_ delta: MaskDelta) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "x": .int(delta.rect.x), "y": .int(delta.rect.y), "width": .int(delta.rect.width),
+            "height": .int(delta.rect.height), "mask": json(delta.rle),
+        ]
+        if let perClass = delta.classMasks { fields["class_masks"] = .object(perClass.mapValues(json)) }
+        return .object(fields)
+    }
+
     static func milliseconds(_ timings: [String: Double]) -> JSONValue {
         .object(timings.mapValues(JSONValue.ms))
     }
@@ -85,8 +95,8 @@ public enum WireEncoding {
                 "overridden": ids(m.overridden),
             ]
             if format.wantsRLE {
-                body["mask"] = json(MaskCodec.rle(m.mask))
-                if let perClass = MaskCodec.classMasks(m.mask, classes: m.classes) {
+                body["mask"] = json(m.encoded?.rle ?? MaskCodec.rle(m.mask))
+                if let perClass = m.encoded?.classMasks ?? MaskCodec.classMasks(m.mask, classes: m.classes) {
                     body["class_masks"] = .object(perClass.mapValues(json))
                 }
             }
@@ -149,6 +159,7 @@ public enum WireEncoding {
             "png": .bool(u.png != nil), "overridden": ids(u.overridden),
         ]
         if let perClass = u.mask.classMasks { header["class_masks"] = .object(perClass.mapValues(json)) }
+        if let delta = u.mask.delta { header["delta"] = json(delta) }
         if let click = u.added.last { header["click"] = json(click) }
         if u.added.count > 1 { header["clicks_added"] = .array(u.added.map(json)) }
         if let undone = u.undone { header["undone"] = json(undone) }

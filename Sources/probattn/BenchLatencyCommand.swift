@@ -17,7 +17,9 @@ struct BenchLatencyCommand: ParsableCommand {
             Each annotator sends its next click as soon as the previous reply arrives (no think time). Annotator a \
             works on image a mod N; the first annotator of each image opens it, the others join with get_mask. \
             Prints p50/p90/p99/max per request kind and for the publish delay (feedback sent -> its mask update \
-            received), the feedback throughput, and every lost, duplicated or out-of-order reply or update. Exits \
+            received), the feedback round trips by click number (1-10, 11-50, 51-200, 201-500), the feedback \
+            throughput, the daemon's CPU time per feedback (ZeroMQ; the process of --daemon-pid or the local one \
+            listening on the endpoint), and every lost, duplicated or out-of-order reply or update. Exits \
             with status 1 when any of those (or an error reply) occurred. With --transport http the clicks alternate \
             between POST .../feedback (kind feedback) and the image's WebSocket (kind ws_feedback), and publish is \
             the delay until the update reaches the WebSocket of every other annotator of the image (docs/HTTP.md).
@@ -73,6 +75,11 @@ struct BenchLatencyCommand: ParsableCommand {
                                valueName: "file"))
     var clientKey: String?
 
+    @Option(name: .customLong("daemon-pid"),
+            help: ArgumentHelp("The daemon's process id, for its CPU time per feedback (default: the local process listening on the request endpoint, when found).",
+                               valueName: "pid"))
+    var daemonPID: Int32?
+
     func validate() throws {
         guard images >= 1 else { throw ValidationError("--images must be at least 1") }
         guard annotators >= images else {
@@ -116,7 +123,8 @@ struct BenchLatencyCommand: ParsableCommand {
         let settings = LatencyBenchmarkSettings(requestEndpoint: endpoint, resultsEndpoint: resultsEndpoint,
                                                 annotators: annotators, clicksPerAnnotator: clicks,
                                                 timeout: timeout, seed: seed, curve: keys?.keys,
-                                                annotatorName: keys?.annotator)
+                                                annotatorName: keys?.annotator,
+                                                daemonPID: daemonPID ?? DaemonCPU.pid(listeningOn: endpoint))
         let source = imageDirectory.map { "from \($0)" } ?? "synthetic"
         print("probattn bench latency: \(images) image(s) \(benchImages[0].width)x\(benchImages[0].height) (\(source)), "
               + "\(annotators) annotator(s), \(clicks) click(s) each; "
@@ -224,8 +232,22 @@ struct BenchLatencyCommand: ParsableCommand {
                          + column(ms(summary.p50Ms), 9) + column(ms(summary.p90Ms), 9) + column(ms(summary.p99Ms), 9)
                          + column(ms(summary.maxMs), 9))
         }
+        let buckets = ["1-10", "11-50", "51-200", "201-500", "501-"].filter { report.feedbackByClick[$0] != nil }
+        for bucket in buckets {
+            let summary = LatencySummary(report.feedbackByClick[bucket] ?? [])
+            lines.append(("clicks " + bucket).padding(toLength: 14, withPad: " ", startingAt: 0)
+                         + column("\(summary.count)", 5) + column(ms(summary.p50Ms), 9) + column(ms(summary.p90Ms), 9)
+                         + column(ms(summary.p99Ms), 9) + column(ms(summary.maxMs), 9))
+        }
         lines.append(String(format: "throughput: %.1f feedback/s over %.2f s", report.throughputPerSecond,
                             report.clickPhaseSeconds))
+        if let pid = report.daemonPID, let seconds = report.daemonCPUSeconds,
+           let perFeedback = report.daemonCPUMillisecondsPerFeedback {
+            lines.append(String(format: "daemon CPU (pid %d, utime + stime): %.2f s over the click phase, %.2f ms per feedback",
+                                pid, seconds, perFeedback))
+        } else {
+            lines.append("daemon CPU: not measured (ZeroMQ transport only; needs --daemon-pid or a local daemon listening on the endpoint)")
+        }
         lines.append("lost: \(report.lost) (replies \(report.lostReplies), updates \(report.lostUpdates)); "
                      + "duplicated: \(report.duplicated) (replies \(report.duplicatedReplies), updates \(report.duplicatedUpdates)); "
                      + "out of order: \(report.outOfOrder) (replies \(report.outOfOrderReplies), updates \(report.outOfOrderUpdates))")

@@ -153,12 +153,12 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
                 fields["kind"] = "feedback"
                 let result = listener.request(JSONValue.object(fields), requestID: requestID, sent: sent,
                                               timeout: settings.timeout)
-                absorb(result, kind: "ws_feedback", imageIndex: imageIndex)
+                absorb(result, kind: "ws_feedback", imageIndex: imageIndex, click: click + 1)
             } else {
                 let result = call(http, "POST", "/api/v1/images/\(encodedID)/feedback",
                                   contentType: "application/json", body: JSONValue.object(fields).serialized(),
                                   sent: sent)
-                absorb(result, kind: "feedback", imageIndex: imageIndex)
+                absorb(result, kind: "feedback", imageIndex: imageIndex, click: click + 1)
             }
         }
         let end = DispatchTime.now().uptimeNanoseconds
@@ -195,11 +195,13 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
     }
 
     private func absorb(_ result: (json: JSONValue, milliseconds: Double)?, kind: String, imageIndex: Int,
-                        recordsVersion: Bool = true) {
+                        recordsVersion: Bool = true, click: Int? = nil) {
         guard let (json, milliseconds) = result else { return }
         lock.withLock {
             samples[kind, default: []].append(milliseconds)
             if kind == "feedback" || kind == "ws_feedback" { feedbackReplies += 1 }
+            // Both routes of a click count in its bucket.
+            if let click { report.feedbackByClick[LatencyReport.clickBucket(click), default: []].append(milliseconds) }
             if json["ok"]?.boolValue == true {
                 if recordsVersion, let version = json["version"]?.intValue {
                     expectedVersions[imageIndex, default: []].insert(version)

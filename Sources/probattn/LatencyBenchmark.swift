@@ -45,6 +45,8 @@ struct LatencyBenchmarkSettings: Sendable {
     var curve: ZMQCurveClientKeys? = nil
     /// The annotator every simulated annotator acts as (a client key's identity); nil: `annotator-N`.
     var annotatorName: String? = nil
+    /// The daemon's process, whose CPU time over the click phase the report gives (`DaemonCPU`); nil: not measured.
+    var daemonPID: Int32? = nil
 }
 
 /// What a run measured. Times are milliseconds.
@@ -66,6 +68,31 @@ struct LatencyReport: Sendable {
     var errors: [String] = []
     /// One line per lost, duplicated or out-of-order reply or update, naming the request or version.
     var incidents: [String] = []
+    /// Feedback round trips by the annotator's click number (1 = its first click), in the buckets of
+    /// `clickBucket`.
+    var feedbackByClick: [String: [Double]] = [:]
+    /// The daemon's CPU seconds (utime + stime) over the click phase, with its pid; nil when not measured.
+    var daemonCPUSeconds: Double?
+    var daemonPID: Int32?
+    /// Feedback replies received in the click phase.
+    var feedbackCount = 0
+
+    /// The bucket of an annotator's `click`-th click (1-based): `1-10`, `11-50`, `51-200`, `201-500`, `501-`.
+    static func clickBucket(_ click: Int) -> String {
+        switch click {
+        case ...10: return "1-10"
+        case 11...50: return "11-50"
+        case 51...200: return "51-200"
+        case 201...500: return "201-500"
+        default: return "501-"
+        }
+    }
+
+    /// The daemon's CPU milliseconds per feedback of the click phase; nil when not measured.
+    var daemonCPUMillisecondsPerFeedback: Double? {
+        guard let daemonCPUSeconds, feedbackCount > 0 else { return nil }
+        return daemonCPUSeconds * 1e3 / Double(feedbackCount)
+    }
 
     var lost: Int { lostReplies + lostUpdates }
     var duplicated: Int { duplicatedReplies + duplicatedUpdates }
@@ -99,19 +126,53 @@ struct LatencySummary: Codable, Equatable {
     }
 }
 
-/// The `--json` document: exactly the keys issue 6 names.
+/// The daemon's CPU time over the click phase, in the `--json` document.
+struct DaemonCPUJSON: Codable {
+    var pid: Int32
+    var cpuSeconds: Double
+    var feedback: Int
+    var cpuMsPerFeedback: Double
+
+    enum CodingKeys: String, CodingKey {
+        case pid, cpuSeconds = "cpu_s", feedback, cpuMsPerFeedback = "cpu_ms_per_feedback"
+    }
+}
+
+/// The `--json` document: the keys issue 6 names, the feedback round trips by click number (issue 19) and the
+/// daemon's CPU time per feedback (null when the daemon's process is unknown).
 struct LatencyJSON: Codable {
     var kinds: [String: LatencySummary]
     var throughputPerSecond: Double
     var lost: Int
     var duplicated: Int
     var outOfOrder: Int
+    var feedbackByClick: [String: LatencySummary]
+    var daemonCPU: DaemonCPUJSON?
 
     enum CodingKeys: String, CodingKey {
         case kinds, throughputPerSecond = "throughput_per_s", lost, duplicated, outOfOrder = "out_of_order"
+        case feedbackByClick = "feedback_by_click", daemonCPU = "daemon_cpu"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kinds, forKey: .kinds)
+        try container.encode(throughputPerSecond, forKey: .throughputPerSecond)
+        try container.encode(lost, forKey: .lost)
+        try container.encode(duplicated, forKey: .duplicated)
+        try container.encode(outOfOrder, forKey: .outOfOrder)
+        try container.encode(feedbackByClick, forKey: .feedbackByClick)
+        try container.encode(daemonCPU, forKey: .daemonCPU)  // null when not measured
     }
 
     init(_ report: LatencyReport) {
+        feedbackByClick = report.feedbackByClick.mapValues(LatencySummary.init)
+        if let pid = report.daemonPID, let seconds = report.daemonCPUSeconds,
+           let perFeedback = report.daemonCPUMillisecondsPerFeedback {
+            daemonCPU = DaemonCPUJSON(pid: pid, cpuSeconds: (seconds * 1000).rounded() / 1000,
+                                      feedback: report.feedbackCount,
+                                      cpuMsPerFeedback: (perFeedback * 1000).rounded() / 1000)
+        }
         kinds = report.samples.mapValues(LatencySummary.init)
         throughputPerSecond = (report.throughputPerSecond * 100).rounded() / 100
         lost = report.lost
@@ -143,6 +204,7 @@ final class LatencyBenchmark: @unchecked Sendable {
     private var clickPhaseStart = UInt64.max
     private var clickPhaseEnd: UInt64 = 0
     private var feedbackReplies = 0
+    private var cpuAtClickStart: Double?
 
     init(settings: LatencyBenchmarkSettings, images: [BenchImage]) {
         self.settings = settings
@@ -212,6 +274,7 @@ final class LatencyBenchmark: @unchecked Sendable {
                 report.clickPhaseSeconds = Double(clickPhaseEnd - clickPhaseStart) / 1e9
                 report.throughputPerSecond = Double(feedbackReplies) / report.clickPhaseSeconds
             }
+            report.feedbackCount = feedbackReplies
             return report
         }
     }
@@ -267,6 +330,11 @@ final class LatencyBenchmark: @unchecked Sendable {
         }
         barrier.wait()
 
+        // The daemon's CPU time when everyone starts clicking (read by the last annotator to arrive).
+        barrier.wait { [self] in
+            if let pid = settings.daemonPID { lock.withLock { cpuAtClickStart = DaemonCPU.seconds(pid: pid) } }
+        }
+
         // Clicks, closed loop.
         let start = DispatchTime.now().uptimeNanoseconds
         lock.withLock { clickPhaseStart = min(clickPhaseStart, start) }
@@ -276,11 +344,20 @@ final class LatencyBenchmark: @unchecked Sendable {
             let fields = ProbattnClient.feedbackFields(
                 id, annotator: name, clicks: [WireClick(x: x, y: y, className: isObject ? "object" : "background")])
             let reply = requests.call("feedback", fields, listener: listener)
-            absorb(reply, kind: "feedback", imageIndex: imageIndex, requests: requests)
+            absorb(reply, kind: "feedback", imageIndex: imageIndex, requests: requests, click: click + 1)
         }
         let end = DispatchTime.now().uptimeNanoseconds
         lock.withLock { clickPhaseEnd = max(clickPhaseEnd, end) }
-        barrier.wait()
+        // The daemon's CPU time when the last annotator's last reply arrived.
+        barrier.wait { [self] in
+            guard let pid = settings.daemonPID, let now = DaemonCPU.seconds(pid: pid) else { return }
+            lock.withLock {
+                if let before = cpuAtClickStart {
+                    report.daemonCPUSeconds = now - before
+                    report.daemonPID = pid
+                }
+            }
+        }
 
         if isOpener {
             let reply = requests.call("close_image", ["image_id": .string(id)], listener: nil)
@@ -290,11 +367,12 @@ final class LatencyBenchmark: @unchecked Sendable {
 
     /// Records a reply's round trip and the version it announces.
     private func absorb(_ result: (reply: ProbattnReply, milliseconds: Double)?, kind: String, imageIndex: Int,
-                        requests: RequestTracker, recordsVersion: Bool = true) {
+                        requests: RequestTracker, recordsVersion: Bool = true, click: Int? = nil) {
         guard let (reply, milliseconds) = result else { return }
         lock.withLock {
             samples[kind, default: []].append(milliseconds)
             if kind == "feedback" { feedbackReplies += 1 }
+            if let click { report.feedbackByClick[LatencyReport.clickBucket(click), default: []].append(milliseconds) }
             if reply.ok {
                 if recordsVersion, let version = reply["version"]?.intValue {
                     expectedVersions[imageIndex, default: []].insert(version)
@@ -474,12 +552,14 @@ extension LatencyBenchmark {
 
         init(parties: Int) { self.parties = parties }
 
-        func wait() {
+        /// Waits until every party arrived; the last to arrive runs `action` (if any) before releasing the others.
+        func wait(then action: (() -> Void)? = nil) {
             condition.withLock {
                 if broken { return }
                 let current = generation
                 arrived += 1
                 if arrived == parties {
+                    action?()
                     arrived = 0
                     generation += 1
                     condition.broadcast()

@@ -70,7 +70,18 @@ import ProbattnEvaluation
 
         let data = try Data(contentsOf: URL(fileURLWithPath: jsonPath))
         let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(Set(report.keys) == ["kinds", "throughput_per_s", "lost", "duplicated", "out_of_order"])
+        #expect(Set(report.keys) == ["kinds", "throughput_per_s", "lost", "duplicated", "out_of_order",
+                                     "feedback_by_click", "daemon_cpu"])
+        // Both clicks are in the first bucket; the daemon was found by the ipc endpoint it listens on.
+        let byClick = try #require(report["feedback_by_click"] as? [String: [String: Any]])
+        #expect(Set(byClick.keys) == ["1-10"])
+        #expect(byClick["1-10"]?["count"] as? Int == 2)
+        #expect(Set((byClick["1-10"] ?? [:]).keys) == ["count", "p50_ms", "p90_ms", "p99_ms", "max_ms"])
+        let cpu = try #require(report["daemon_cpu"] as? [String: Any], "daemon_cpu is \(report["daemon_cpu"] ?? "absent")")
+        #expect(cpu["pid"] as? Int == Int(daemon.processIdentifier))
+        #expect(cpu["feedback"] as? Int == 2)
+        #expect((cpu["cpu_s"] as? Double ?? -1) >= 0)
+        #expect((cpu["cpu_ms_per_feedback"] as? Double ?? -1) >= 0)
         #expect(report["lost"] as? Int == 0)
         #expect(report["duplicated"] as? Int == 0)
         #expect(report["out_of_order"] as? Int == 0)

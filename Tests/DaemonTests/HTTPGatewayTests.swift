@@ -567,7 +567,11 @@ func nextMessage(_ ws: WebSocketConnection, timeout: Double = 30,
         bench.waitUntilExit()
         #expect(bench.terminationStatus == 0, "bench failed:\n\(printed)")
         let report = try #require(JSONValue.parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: jsonPath)))))
-        #expect(Set(report.objectValue?.keys.map { $0 } ?? []) == ["kinds", "throughput_per_s", "lost", "duplicated", "out_of_order"])
+        #expect(Set(report.objectValue?.keys.map { $0 } ?? []) == ["kinds", "throughput_per_s", "lost", "duplicated",
+                                                                   "out_of_order", "feedback_by_click", "daemon_cpu"])
+        // Four annotators' four clicks, over both routes; the daemon's CPU is measured on the ZeroMQ transport only.
+        #expect(report["feedback_by_click"]?["1-10"]?["count"]?.intValue == 16)
+        #expect(report["daemon_cpu"] == .null)
         #expect(report["lost"]?.intValue == 0)
         #expect(report["duplicated"]?.intValue == 0)
         #expect(report["out_of_order"]?.intValue == 0)

@@ -86,4 +86,51 @@ import ProbattnJSON
         let red = converter.lab(255, 0, 0)
         #expect(abs(red.0 - 53.24) < 0.05 && abs(red.1 - 80.09) < 0.1 && abs(red.2 - 67.20) < 0.1)
     }
+
+    @Test func largeCellsAreEncodedOnTheBoxAveragedImage() throws {
+        let scene = DiscScene(width: 190, height: 143)  // not multiples of 3: partial edge blocks
+        let encoder = GridFeatureEncoder(stride: 8, maxTokens: 48, reducedResolution: true)
+        #expect(encoder.scale(width: 190, height: 143) == 2)
+        #expect(GridFeatureEncoder(stride: 8, maxTokens: 48, reducedResolution: false).scale(width: 190, height: 143) == 1)
+        #expect(GridFeatureEncoder().scale(width: 4000, height: 3000) == 1, "off by default")
+        let reducing = GridFeatureEncoder(reducedResolution: true)
+        #expect(reducing.scale(width: 640, height: 480) == 1)
+        #expect(reducing.scale(width: 481, height: 321) == 1)
+        #expect(reducing.scale(width: 1920, height: 1080) == 2)
+        #expect(reducing.scale(width: 4000, height: 3000) == 6)
+
+        let encoded = try encoder.encode(scene.image)
+        #expect(encoded.image == scene.image, "the pixel stages get the full-resolution image")
+        #expect(encoded.grid == encoder.grid(width: 190, height: 143))
+        #expect(encoded.tokenOfPixel.count == 190 * 143)
+
+        // The same as encoding the 2 × 2 box average on the full image's grid, each pixel in its block's token.
+        let reduced = GridFeatureEncoder.boxAverage(scene.image, factor: 2)
+        #expect(reduced.width == 95 && reduced.height == 72)
+        let block = (0..<4).map { Int(scene.image.pixels[[0, 3, 190 * 3, 190 * 3 + 3][$0]]) }.reduce(0, +)
+        #expect(Int(reduced.pixels[0]) == (block + 2) / 4)
+        // The bottom edge block has one row: the mean of two pixels.
+        let last = 142 * 190 * 3
+        #expect(Int(reduced.pixels[71 * 95 * 3]) == (Int(scene.image.pixels[last]) + Int(scene.image.pixels[last + 3]) + 1) / 2)
+        let small = try GridFeatureEncoder(stride: 8, maxTokens: 48, reducedResolution: false).encode(reduced)
+        #expect(small.grid == encoded.grid)
+        #expect(small.features == encoded.features)
+        for y in 0..<143 {
+            for x in 0..<190 where encoded.tokenOfPixel[y * 190 + x] != small.tokenOfPixel[(y / 2) * 95 + x / 2] {
+                Issue.record("pixel (\(x), \(y)) is not in its block's token")
+            }
+        }
+        // Token centres in full-resolution pixels: within a pixel of the full-resolution footprint's mean.
+        var sums = [Double](repeating: 0, count: encoded.tokenCount * 3)
+        for y in 0..<143 {
+            for x in 0..<190 {
+                let t = Int(encoded.tokenOfPixel[y * 190 + x])
+                sums[t * 3] += 1; sums[t * 3 + 1] += Double(x); sums[t * 3 + 2] += Double(y)
+            }
+        }
+        for t in 0..<encoded.tokenCount where sums[t * 3] > 0 {
+            #expect(abs(sums[t * 3 + 1] / sums[t * 3] - Double(encoded.tokenCentres[t * 2])) <= 1.0)
+            #expect(abs(sums[t * 3 + 2] / sums[t * 3] - Double(encoded.tokenCentres[t * 2 + 1])) <= 1.0)
+        }
+    }
 }
