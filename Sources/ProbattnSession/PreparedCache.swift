@@ -5,7 +5,9 @@ import ProbattnStages
 /// The per-image cache of encoder and adapter outputs, bounded by a memory budget with least-recently-used eviction.
 /// Sessions' images are keyed by their store id, the images of stateless `predict` calls by their content hash; both
 /// share the one budget. An evicted image is prepared again by its next request (the caller does that; `get` just
-/// misses). The most recent entry is always kept, even when it alone exceeds the budget. Thread-safe.
+/// misses). The most recent entry is always kept, even when it alone exceeds the budget. A session's entry also holds
+/// the propagator's state of its newest mask (`PropagationState`, about one byte per pixel plus the token posteriors),
+/// counted in the entry's bytes and dropped with it. Thread-safe.
 public final class PreparedCache: @unchecked Sendable {
     /// What an entry belongs to.
     public enum Key: Hashable, Sendable {
@@ -17,7 +19,7 @@ public final class PreparedCache: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var entries: [Key: (prepared: PreparedImage, bytes: Int, lastUse: UInt64)] = [:]
+    private var entries: [Key: (prepared: PreparedImage, state: (any PropagatorState)?, bytes: Int, lastUse: UInt64)] = [:]
     private var clock: UInt64 = 0
     private var budget: Int
     public private(set) var evictions = 0
@@ -55,8 +57,24 @@ public final class PreparedCache: @unchecked Sendable {
     public func put(_ key: Key, _ prepared: PreparedImage) {
         lock.lock(); defer { lock.unlock() }
         clock += 1
-        entries[key] = (prepared, prepared.memoryBytes, clock)
+        entries[key] = (prepared, nil, prepared.memoryBytes, clock)
         evict(keeping: key)
+    }
+
+    /// The propagation state stored with a session's entry (nil when there is none or the entry was evicted).
+    public func state(_ key: Int64) -> (any PropagatorState)? {
+        lock.lock(); defer { lock.unlock() }
+        return entries[.session(key)]?.state
+    }
+
+    /// Stores (or, with nil, drops) the propagation state of a session's entry; nothing when the entry is gone.
+    public func setState(_ key: Int64, _ state: (any PropagatorState)?) {
+        lock.lock(); defer { lock.unlock() }
+        guard var entry = entries[.session(key)] else { return }
+        entry.state = state
+        entry.bytes = entry.prepared.memoryBytes + (state?.memoryBytes ?? 0)
+        entries[.session(key)] = entry
+        evict(keeping: .session(key))
     }
 
     public func remove(_ key: Key) {
