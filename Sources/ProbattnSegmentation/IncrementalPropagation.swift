@@ -199,7 +199,7 @@ extension BeliefPropagator {
     private func changedRectangle(encoded: EncodedImage, geometry: TokenGeometry, old: [Float], new: [Float],
                                   oldClass: [Int], newClass: [Int], changedClicks: [Click], classCount k: Int)
         -> PixelRect {
-        let w = encoded.image.width, h = encoded.image.height, tokens = encoded.tokenCount
+        let tokens = encoded.tokenCount
         var rect = PixelRect(x: 0, y: 0, width: 0, height: 0)
         let bilateral = upsampling == .bilateral && encoded.grid.map { $0.rows * $0.cols == tokens } == true
         guard bilateral, let grid = encoded.grid else {
@@ -309,7 +309,6 @@ extension BeliefPropagator {
         for y in rect.y..<rect.maxY {
             for x in rect.x..<rect.maxX { labels[y * w + x] = cropLabels[(y - y0) * cw + x - x0] }
         }
-        _ = h
     }
 
     /// A token is "settled" when it and all its grid neighbours have the same class (its pixels then take that class
