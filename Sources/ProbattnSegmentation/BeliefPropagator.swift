@@ -32,9 +32,20 @@ import ProbattnPluginHost
 ///    contrast-sensitive smoothness term (`BoundaryRefinement`), so the mask follows the colour edges inside
 ///    tokens; step 4's discs stay fixed.
 ///
+/// **Incremental path** (`propagate(…previous:)`, extension in IncrementalPropagation.swift): given the
+/// `PropagationState` of an earlier propagation of the same prepared image, steps 1 and 2 run as above (step 1 only
+/// for appended clicks, with the earlier clicks' tokens and split shares kept), and steps 3–5 only on the rectangle
+/// where the mask can change: tokens whose class flipped and their neighbours, unsettled tokens next to a token whose
+/// distribution moved by more than 1e-4, the discs of added or removed clicks, plus the refinement's halo
+/// (`refinement_reach` + 2 token strides). Outside it the previous mask is kept, and the click discs inside it are
+/// found through an index of the clicks by cell. Without a usable state the whole image is the rectangle (the
+/// from-scratch path). The two paths agree except at few pixels (`IncrementalPropagationTests`: without the
+/// refinement none on GrabCut images; with it at most 0.01 % of the pixels, where the minimum cut inside the
+/// rectangle ends differently from the whole image's); docs/PERFORMANCE.md has the figures.
+///
 /// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
 /// clicks in force, in ascending priority (the session core resolves clicks on the same pixel before, and orders the
-/// list by its conflict policy); stateless and thread-safe.
+/// list by its conflict policy); holds no state of its own (the state travels in the result) and is thread-safe.
 public struct BeliefPropagator: Propagator {
     /// The stage type name in the config.
     public static let typeName = "belief_propagation"
@@ -127,74 +138,12 @@ public struct BeliefPropagator: Propagator {
     }
 
     /// With `fixed`, step 1 also fixes those tokens (each to its class, indicator 1) unless a click reaches them;
-    /// the other steps are unchanged. Steps 2, 3 and 5 run their chunks within `context.budget`; the mask is the
-    /// same for every budget.
+    /// the other steps are unchanged. Computes the mask from scratch; steps 2, 3 and 5 run their chunks within
+    /// `context.budget`, and the mask is the same for every budget.
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
                           classCount: Int, context: StageContext) throws -> SegmentationResult {
-        let budget = context.budget
-        let start = DispatchTime.now().uptimeNanoseconds
-        let image = encoded.image
-        let w = image.width, h = image.height
-        guard (1...256).contains(classCount) else {
-            throw SegmentationError(.invalidInput, "class count \(classCount) is outside 1...256")
-        }
-        for (i, c) in clicks.enumerated() {
-            guard c.x >= 0, c.x < w, c.y >= 0, c.y < h else {
-                throw SegmentationError(.invalidInput, "click \(i + 1) at (\(c.x), \(c.y)) lies outside the "
-                                            + "\(w)×\(h) image")
-            }
-            guard c.classIndex >= 0, c.classIndex < classCount else {
-                throw SegmentationError(.invalidInput, "click \(i + 1) has class \(c.classIndex), but there are "
-                                            + "\(classCount) classes")
-            }
-        }
-        let tokens = encoded.tokenCount
-        for (t, c) in fixed.classOf {
-            guard t >= 0, Int(t) < tokens, c >= 0, c < classCount else {
-                throw SegmentationError(.invalidInput, "fixed token \(t) with class \(c) is outside the \(tokens) "
-                                            + "tokens or \(classCount) classes")
-            }
-        }
-        let channels = adapted.channels ?? encoded.featureDimension
-        guard encoded.tokenOfPixel.count == w * h, adapted.unitCount > 0, channels > 0,
-              adapted.keys.count == adapted.unitCount * channels,
-              (adapted.queries ?? encoded.features).count == tokens * channels else {
-            throw SegmentationError(.invalidInput, "prepared image is inconsistent (footprint or key sizes)")
-        }
-
-        let k = classCount
-        var probabilities: [Float]
-        var clicked = clickedTokens(encoded: encoded, clicks: clicks, classCount: k)
-        for (t, c) in fixed.classOf where clicked.classOf[Int(t)] == ClickedTokens.none {
-            clicked.classOf[Int(t)] = Int32(c)
-        }
-        if (clicks.isEmpty && fixed.isEmpty) || k == 1 || emIterations == 0 {
-            // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
-            // neutral distribution, whose ties go to the last class (background).
-            probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
-        } else {
-            probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k,
-                                                budget: budget)
-        }
-        // Clicked tokens take their class; tokens split between classes take their shares.
-        for t in 0..<tokens where clicked.classOf[t] != ClickedTokens.none {
-            for c in 0..<k { probabilities[t * k + c] = clicked.value(t, c, classCount: k) }
-        }
-
-        let refining = refinement == .graphCut
-        let upsampled = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k,
-                                    collectingBand: refining, budget: budget)
-        var labels = upsampled.labels
-        forceClickDiscs(&labels, width: w, height: h, clicks: clicks)
-        if refining, !upsampled.band.isEmpty {
-            BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach)
-                .refine(labels: &labels, image: image, band: upsampled.band,
-                        probabilities: upsampled.bandProbabilities,
-                        fixedInBand: inClickDiscs(upsampled.band, width: w, height: h, clicks: clicks),
-                        colours: upsampled.bandColours, classCount: k, budget: budget)
-        }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds)
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed, classCount: classCount,
+                      context: context, previous: nil)
     }
 
     // MARK: - Step 1: clicks → fixed tokens
@@ -202,7 +151,7 @@ public struct BeliefPropagator: Propagator {
     /// The tokens the clicks reach: `classOf[t]` is the class of token `t` when every click reaching it has that
     /// class (the token is then fixed), `none` when no click reaches it, `mixed` when clicks of several classes do (the
     /// token is then not fixed in the propagation, and `shares[t]` is its split for the pixels).
-    struct ClickedTokens {
+    struct ClickedTokens: Sendable {
         static let none: Int32 = -1
         static let mixed: Int32 = -2
         var classOf: [Int32]
@@ -225,11 +174,22 @@ public struct BeliefPropagator: Propagator {
     /// those clicks goes to the class of the nearest of them (ties: the later click), and the token's value is the
     /// share of each class.
     func clickedTokens(encoded: EncodedImage, clicks: [Click], classCount k: Int) -> ClickedTokens {
+        var clicked = ClickedTokens(classOf: [Int32](repeating: ClickedTokens.none, count: encoded.tokenCount))
+        var reaching: [Int32: [Int]] = [:]
+        addClickedTokens(&clicked, reaching: &reaching, encoded: encoded, clicks: clicks, from: 0, classCount: k)
+        return clicked
+    }
+
+    /// Step 1 for the clicks `clicks[start...]`, added to `clicked` (the state of `clicks[..<start]`) and `reaching`
+    /// (token → positions in `clicks` of the clicks reaching it): O(new clicks), with the shares of the mixed tokens
+    /// the new clicks reach computed again.
+    func addClickedTokens(_ clicked: inout ClickedTokens, reaching: inout [Int32: [Int]], encoded: EncodedImage,
+                          clicks: [Click], from start: Int, classCount k: Int) {
         let w = encoded.image.width, h = encoded.image.height
-        var classOf = [Int32](repeating: ClickedTokens.none, count: encoded.tokenCount)
-        var reaching: [Int32: [Int]] = [:]   // mixed tokens → indices of the clicks reaching them
         let r = Int(clickRadius.rounded(.down)), r2 = clickRadius * clickRadius
-        for (index, click) in clicks.enumerated() {
+        var touched = Set<Int32>()
+        for index in start..<clicks.count {
+            let click = clicks[index]
             var reached: Set<Int32> = [encoded.tokenOfPixel[click.y * w + click.x]]
             for y in max(0, click.y - r)...min(h - 1, click.y + r) {
                 for x in max(0, click.x - r)...min(w - 1, click.x + r) {
@@ -239,23 +199,21 @@ public struct BeliefPropagator: Propagator {
             }
             let c = Int32(click.classIndex)
             for t in reached {
-                let current = classOf[Int(t)]
+                let current = clicked.classOf[Int(t)]
                 if current == ClickedTokens.none {
-                    classOf[Int(t)] = c
-                    reaching[t, default: []].append(index)
-                } else {
-                    if current != c { classOf[Int(t)] = ClickedTokens.mixed }
-                    reaching[t, default: []].append(index)
+                    clicked.classOf[Int(t)] = c
+                } else if current != c {
+                    clicked.classOf[Int(t)] = ClickedTokens.mixed
                 }
+                reaching[t, default: []].append(index)
+                touched.insert(t)
             }
         }
-        var result = ClickedTokens(classOf: classOf)
         let stride = max(1, Int((Double(w * h) / Double(max(1, encoded.tokenCount))).squareRoot().rounded(.up)))
-        for (t, indices) in reaching where classOf[Int(t)] == ClickedTokens.mixed {
-            result.shares[t] = splitShares(token: t, clicks: indices.map { clicks[$0] }, encoded: encoded,
-                                           reach: 2 * stride + r, classCount: k)
+        for t in touched where clicked.classOf[Int(t)] == ClickedTokens.mixed {
+            clicked.shares[t] = splitShares(token: t, clicks: reaching[t, default: []].map { clicks[$0] },
+                                            encoded: encoded, reach: 2 * stride + r, classCount: k)
         }
-        return result
     }
 
     /// The class shares of a token reached by clicks of several classes: its pixels within `reach` of any of those
@@ -470,116 +428,18 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 3: token distributions → pixel labels
 
-    /// What step 3 gives: a label per pixel and, when asked for (step 5 needs them), the pixels classified by the
+    /// What step 3 gives besides the labels, when asked for (step 5 needs them): the pixels classified by the
     /// bilateral mix (the band where token classes change) with their normalised class distributions
     /// (`band.count × K`).
-    struct UpsampledLabels {
-        var labels: [UInt8]
+    struct UpsampledBand {
         var band: [Int32] = []
         var bandProbabilities: [Float] = []
         /// `band.count × 3`: the CIELAB colour of every band pixel.
         var bandColours: [Float] = []
     }
 
-    /// The size of step 3's chunks of rows, in pixels (images below it are one chunk).
+    /// The size of step 3's chunks of rows, in pixels (rectangles below it are one chunk).
     static let pixelsPerChunk = 50_000
-
-    func pixelLabels(encoded: EncodedImage, probabilities p: [Float], classCount k: Int,
-                     collectingBand: Bool = false, budget: ComputeBudget = .single) -> UpsampledLabels {
-        let image = encoded.image
-        let w = image.width, h = image.height, tokens = encoded.tokenCount
-        var tokenClass = [Int](repeating: 0, count: tokens)
-        for t in 0..<tokens {
-            var best = 0
-            // Ties go to the last class (background), matching the evaluation's threshold just below 0.5.
-            for c in 1..<max(1, k) where p[t * k + c] >= p[t * k + best] { best = c }
-            tokenClass[t] = best
-        }
-        var labels = [UInt8](repeating: 0, count: w * h)
-        guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
-            for i in 0..<(w * h) { labels[i] = UInt8(tokenClass[Int(encoded.tokenOfPixel[i])]) }
-            return UpsampledLabels(labels: labels)
-        }
-        let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
-        let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
-        // A token is "settled" when it and all its grid neighbours have the same class.
-        var settled = [Bool](repeating: true, count: tokens)
-        for r in 0..<grid.rows {
-            for c in 0..<grid.cols {
-                let t = r * grid.cols + c
-                outer: for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
-                    for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) where tokenClass[rr * grid.cols + cc] != tokenClass[t] {
-                        settled[t] = false
-                        break outer
-                    }
-                }
-            }
-        }
-        let stride = (Double(w * h) / Double(tokens)).squareRoot()
-        let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
-        let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
-        let labTable = QuantisedLab.table
-        // The rows are cut into chunks of about `pixelsPerChunk` pixels (a number that depends on the image alone),
-        // classified within `budget` (a pixel depends only on its own token's neighbourhood); each chunk collects
-        // its own part of the band, joined in chunk (row) order afterwards, so the output is the same for every
-        // budget.
-        let chunks = max(1, min(h, w * h / Self.pixelsPerChunk))
-        var parts = [UpsampledLabels](repeating: UpsampledLabels(labels: []), count: chunks)
-        labels.withUnsafeMutableBufferPointer { labelsOut in
-        parts.withUnsafeMutableBufferPointer { partsOut in
-        labTable.withUnsafeBufferPointer { lab in
-        image.pixels.withUnsafeBufferPointer { px in
-            budget.forEachChunk(count: chunks) { chunk in
-            var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
-            var mix = [Float](repeating: 0, count: k)
-            for y in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) {
-                for x in 0..<w {
-                    let i = y * w + x, t = Int(encoded.tokenOfPixel[i])
-                    if settled[t] {
-                        labelsOut[i] = UInt8(tokenClass[t])
-                        continue
-                    }
-                    let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
-                    let l = lab[q], a = lab[q + 1], b = lab[q + 2]
-                    let r = t / grid.cols, c = t % grid.cols
-                    for j in 0..<k { mix[j] = 0 }
-                    for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
-                        for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) {
-                            let u = rr * grid.cols + cc
-                            let dx = Float(x) - centres[2 * u], dy = Float(y) - centres[2 * u + 1]
-                            let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
-                            let weight = NegativeExponential.value(spatial * (dx * dx + dy * dy)
-                                                                       + colour * (dl * dl + da * da + db * db))
-                            for j in 0..<k { mix[j] += weight * p[u * k + j] }
-                        }
-                    }
-                    var best = 0
-                    for j in 1..<k where mix[j] >= mix[best] { best = j }
-                    // All weights underflowed (an outlier colour): fall back to the pixel's own token.
-                    labelsOut[i] = UInt8(mix[best] > 0 ? best : tokenClass[t])
-                    if collectingBand {
-                        var total: Float = 0
-                        for j in 0..<k { total += mix[j] }
-                        band.append(Int32(i))
-                        bandColours.append(l); bandColours.append(a); bandColours.append(b)
-                        for j in 0..<k { bandProbabilities.append(total > 0 ? mix[j] / total : p[t * k + j]) }
-                    }
-                }
-            }
-            partsOut[chunk] = UpsampledLabels(labels: [], band: band, bandProbabilities: bandProbabilities,
-                                              bandColours: bandColours)
-            }
-        }
-        }
-        }
-        }
-        var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
-        for part in parts {
-            band += part.band; bandProbabilities += part.bandProbabilities; bandColours += part.bandColours
-        }
-        return UpsampledLabels(labels: labels, band: band, bandProbabilities: bandProbabilities,
-                               bandColours: bandColours)
-    }
 
     /// Mean CIELAB colour per token, for encoders that do not provide it.
     static func meanColours(_ encoded: EncodedImage) -> [Float] {
@@ -611,46 +471,5 @@ public struct BeliefPropagator: Propagator {
             out[2 * t] = Float(sums[3 * t + 1] / sums[3 * t]); out[2 * t + 1] = Float(sums[3 * t + 2] / sums[3 * t])
         }
         return out
-    }
-
-    // MARK: - Step 4: clicked pixels keep their class
-
-    func forceClickDiscs(_ labels: inout [UInt8], width w: Int, height h: Int, clicks: [Click]) {
-        // Each disc pixel takes the class of the nearest click whose disc holds it (of equals, the later one).
-        var nearest: [Int: (distance: Double, classIndex: Int)] = [:]
-        forEachClickDiscPixel(width: w, height: h, clicks: clicks) { i, click in
-            let dx = Double(i % w - click.x), dy = Double(i / w - click.y), d = dx * dx + dy * dy
-            if let current = nearest[i], current.distance < d { return }
-            nearest[i] = (d, click.classIndex)
-        }
-        for (i, winner) in nearest { labels[i] = UInt8(winner.classIndex) }
-        // The clicked pixels themselves last (distance 0: a clicked pixel is its own click's, whatever its order).
-        for click in clicks { labels[click.y * w + click.x] = UInt8(click.classIndex) }
-    }
-
-    /// For every pixel of `pixels`, whether `forceClickDiscs` paints it (such pixels stay fixed in step 5).
-    func inClickDiscs(_ pixels: [Int32], width w: Int, height h: Int, clicks: [Click]) -> [Bool] {
-        var disc = [Bool](repeating: false, count: w * h)
-        forEachClickDiscPixel(width: w, height: h, clicks: clicks) { i, _ in disc[i] = true }
-        return pixels.map { disc[Int($0)] }
-    }
-
-    /// Calls `body` with the index of every pixel in the disc of `click_disc_radius` around each click (in click
-    /// order) and that click.
-    private func forEachClickDiscPixel(width w: Int, height h: Int, clicks: [Click], _ body: (Int, Click) -> Void) {
-        let r = Int(clickDiscRadius.rounded(.down))
-        for click in clicks {
-            for y in max(0, click.y - r)...min(h - 1, click.y + r) {
-                for x in max(0, click.x - r)...min(w - 1, click.x + r) where discContains(click, x: x, y: y) {
-                    body(y * w + x, click)
-                }
-            }
-        }
-    }
-
-    /// Whether pixel (x, y) lies in the disc of `click_disc_radius` around `click`.
-    @inline(__always) private func discContains(_ click: Click, x: Int, y: Int) -> Bool {
-        let dx = Double(x - click.x), dy = Double(y - click.y)
-        return dx * dx + dy * dy <= clickDiscRadius * clickDiscRadius
     }
 }

@@ -18,7 +18,8 @@ import ProbattnStages
 /// click, each measured not to cost clicks (docs/RESULTS.md): flat blocks of pixels move as one node, and a large
 /// two-class cut is split into two halves (run within the call's budget) with its seam cut again (`splitMove`).
 ///
-/// Called by `BeliefPropagator.propagate` once per click, after the click discs are painted; stateless.
+/// Called by `BeliefPropagator.propagate` once per click, after the click discs are painted, on the whole image or on
+/// a crop around the rectangle the click can change (with the whole band's contrast normaliser); stateless.
 struct BoundaryRefinement {
     /// λ, the weight of the contrast-sensitive smoothness term against the class log-probabilities.
     var smoothness: Float
@@ -48,9 +49,11 @@ struct BoundaryRefinement {
     ///   - fixedInBand: true for band pixels that must keep their label (click discs), indexed like `band`.
     ///   - colours: `band.count × 3`, the CIELAB colour of every band pixel (as `QuantisedLab` gives it), when the
     ///     caller has it at hand; computed here otherwise.
+    ///   - contrast: the contrast normaliser 1 / (2 ⟨|c_p − c_q|²⟩) when the caller computed it over a wider band
+    ///     (the propagator, which refines a crop of the image, passes the whole band's); computed over `band` otherwise.
     func refine(labels: inout [UInt8], image: RGBImage, band wideBand: [Int32], probabilities wideProbabilities: [Float],
                 fixedInBand wideFixed: [Bool], colours wideColours: [Float]? = nil, classCount k: Int,
-                budget: ComputeBudget = .single) {
+                budget: ComputeBudget = .single, contrast givenContrast: Float? = nil) {
         guard k >= 2, smoothness > 0, !wideBand.isEmpty else { return }
         let w = image.width, h = image.height
         let wideLab = wideColours?.count == wideBand.count * 3 ? wideColours! : Self.colours(of: wideBand, in: image)
@@ -59,7 +62,7 @@ struct BoundaryRefinement {
         for (i, p) in wideBand.enumerated() { bandIndex[Int(p)] = Int32(i) }
         let near = withinReach(reach, ofLabelChangeIn: labels, width: w, height: h, band: wideBand,
                                bandIndex: bandIndex)
-        let contrast = contrastScale(image: image, band: wideBand, bandIndex: bandIndex, lab: wideLab)
+        let contrast = givenContrast ?? contrastScale(image: image, band: wideBand, bandIndex: bandIndex, lab: wideLab)
         // The band from here on: the pixels within reach, with their fixedness, colours and unary costs.
         let band = near.map { wideBand[$0] }
         let free = near.map { !wideFixed[$0] }

@@ -55,10 +55,12 @@ public struct SegmentationPipeline: Sendable {
                                  classCount: classCount, context: context)
     }
 
-    /// The same with tokens fixed besides the clicks' (`Propagator.propagate(…fixed:…)`).
+    /// The same with tokens fixed besides the clicks' (`Propagator.propagate(…fixed:…)`), and, with `previous`,
+    /// from the state of an earlier propagation of the same prepared image (`Propagator.propagate(…previous:)`).
     public func segment(_ prepared: PreparedImage, clicks: [Click], fixed: FixedTokens, classCount: Int,
-                        context: StageContext = .standalone) throws -> SegmentationResult {
+                        context: StageContext = .standalone, previous: (any PropagatorState)? = nil) throws
+        -> SegmentationResult {
         try propagator.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks, fixed: fixed,
-                                 classCount: classCount, context: context)
+                                 classCount: classCount, context: context, previous: previous)
     }
 }

@@ -6,7 +6,9 @@ import Synchronization
 /// The per-image cache of encoder and adapter outputs, bounded by a memory budget with least-recently-used eviction.
 /// Sessions' images are keyed by their store id, the images of stateless `predict` calls by their content hash; both
 /// share the one budget. An evicted image is prepared again by its next request (the caller does that; `get` just
-/// misses). The most recent entry is always kept, even when it alone exceeds the budget. Thread-safe.
+/// misses). The most recent entry is always kept, even when it alone exceeds the budget. A session's entry also holds
+/// the propagator's state of its newest mask (`PropagationState`, about one byte per pixel plus the token posteriors),
+/// counted in the entry's bytes and dropped with it. Thread-safe.
 public final class PreparedCache: Sendable {
     /// What an entry belongs to.
     public enum Key: Hashable, Sendable {
@@ -18,7 +20,7 @@ public final class PreparedCache: Sendable {
     }
 
     private struct State {
-        var entries: [Key: (prepared: PreparedImage, bytes: Int, lastUse: UInt64)] = [:]
+        var entries: [Key: (prepared: PreparedImage, state: (any PropagatorState)?, bytes: Int, lastUse: UInt64)] = [:]
         var clock: UInt64 = 0
         var budget: Int
         var evictions = 0
@@ -65,8 +67,24 @@ public final class PreparedCache: Sendable {
     public func put(_ key: Key, _ prepared: PreparedImage) {
         state.withLock { state in
             state.clock += 1
-            state.entries[key] = (prepared, prepared.memoryBytes, state.clock)
+            state.entries[key] = (prepared, nil, prepared.memoryBytes, state.clock)
             Self.evict(&state, keeping: key)
+        }
+    }
+
+    /// The propagation state stored with a session's entry (nil when there is none or the entry was evicted).
+    public func state(_ key: Int64) -> (any PropagatorState)? {
+        state.withLock { $0.entries[.session(key)]?.state }
+    }
+
+    /// Stores (or, with nil, drops) the propagation state of a session's entry; nothing when the entry is gone.
+    public func setState(_ key: Int64, _ propagatorState: (any PropagatorState)?) {
+        state.withLock { state in
+            guard var entry = state.entries[.session(key)] else { return }
+            entry.state = propagatorState
+            entry.bytes = entry.prepared.memoryBytes + (propagatorState?.memoryBytes ?? 0)
+            state.entries[.session(key)] = entry
+            Self.evict(&state, keeping: .session(key))
         }
     }
 

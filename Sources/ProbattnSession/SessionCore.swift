@@ -257,6 +257,7 @@ public final class SessionCore: @unchecked Sendable {
         let commitSeconds = Self.seconds(since: t1)
         statistics.record("commit", seconds: commitSeconds)
         cache.put(storeID, prepared)
+        cache.setState(storeID, result.state)
         let session = ImageSession(storeID: storeID, imageID: imageID, width: image.width, height: image.height,
                                    classes: classes, contentHash: hash, publishPNG: publishPNG, imageBytes: bytes,
                                    sourcePath: sourcePath, openedBy: annotator, pipeline: pipeline, clicks: [],
@@ -341,8 +342,11 @@ public final class SessionCore: @unchecked Sendable {
         let policy = currentSettings.conflictPolicy
         let prepared = try prepared(session)
         let resolved = ConflictResolution.resolve(clicks, width: session.width, policy: policy)
+        // The propagator recomputes only where the mask can change from the state of the session's newest mask
+        // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
         let result = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
-                                 width: session.width, height: session.height, classCount: session.classes.count)
+                                 width: session.width, height: session.height, classCount: session.classes.count,
+                                 previous: cache.state(session.storeID))
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle.
         let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
@@ -360,6 +364,7 @@ public final class SessionCore: @unchecked Sendable {
         }
         let commitSeconds = Self.seconds(since: t1)
         statistics.record("commit", seconds: commitSeconds)
+        cache.setState(session.storeID, result.state)
         // The resolution ran before the store gave the new clicks their ids; `committed.active` lists the same clicks
         // in the same order, so each tentative id maps to the committed click at its position.
         let realID = Dictionary(uniqueKeysWithValues: zip(clicks.map(\.id), committed.active.map(\.id)))
@@ -559,10 +564,11 @@ public final class SessionCore: @unchecked Sendable {
     /// Runs the propagator on clicks already resolved by `ConflictResolution` (and, for `predict`, tokens a box
     /// fixes), checks the mask's size and records the stage time.
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
-                         fixed: FixedTokens = FixedTokens(), width: Int, height: Int, classCount: Int) throws
-        -> SegmentationResult {
+                         fixed: FixedTokens = FixedTokens(), width: Int, height: Int, classCount: Int,
+                         previous: (any PropagatorState)? = nil) throws -> SegmentationResult {
         let result = try stage("propagator") {
-            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0)
+            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0,
+                                 previous: previous)
         }
         guard result.mask.width == width, result.mask.height == height else {
             throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")

@@ -142,15 +142,30 @@ public struct Click: Sendable, Equatable, Codable {
 }
 
 /// The propagator's answer for one set of clicks.
+/// What a propagator leaves for its next call on the same prepared image (`BeliefPropagator`'s is
+/// `PropagationState`); the session core keeps the newest one per session and counts it against the cache.
+public protocol PropagatorState: Sendable {
+    /// Bytes held, for the cache's memory budget.
+    var memoryBytes: Int { get }
+}
+
 public struct SegmentationResult: Sendable {
     /// Full-resolution class map (class indices into the session's class list).
     public var mask: LabelMask
     /// Seconds spent in the propagator.
     public var seconds: Double
+    /// What the next propagation of the same image may start from (`Propagator.propagate(…previous:)`); nil from a
+    /// propagator without an incremental path.
+    public var state: (any PropagatorState)?
+    /// When the propagation started from a previous state: the rectangle outside which `mask` equals that state's
+    /// mask (pixels inside may or may not have changed; empty when none did). Nil: any pixel may have changed.
+    public var changed: PixelRect?
 
-    public init(mask: LabelMask, seconds: Double) {
+    public init(mask: LabelMask, seconds: Double, state: (any PropagatorState)? = nil, changed: PixelRect? = nil) {
         self.mask = mask
         self.seconds = seconds
+        self.state = state
+        self.changed = changed
     }
 }
 
@@ -181,6 +196,12 @@ public protocol Propagator: Sendable {
     /// fixed tokens implements this.
     func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
                    classCount: Int, context: StageContext) throws -> SegmentationResult
+    /// The same, given the state an earlier propagation of the same prepared image returned
+    /// (`SegmentationResult.state`), so the mask is recomputed only where it can change. The default implementation
+    /// ignores `previous`.
+    func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                   classCount: Int, context: StageContext, previous: (any PropagatorState)?) throws
+        -> SegmentationResult
 }
 
 extension Propagator {
@@ -215,6 +236,13 @@ extension Propagator {
                           classCount: Int) throws -> SegmentationResult {
         try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed, classCount: classCount,
                       context: .standalone)
+    }
+
+    public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                          classCount: Int, context: StageContext, previous: (any PropagatorState)?) throws
+        -> SegmentationResult {
+        try propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed, classCount: classCount,
+                      context: context)
     }
 }
 
