@@ -210,6 +210,7 @@ let package = Package(
                                    "ProbattnJSON"]),
         .testTarget(name: "SessionTests",
                     dependencies: ["ProbattnStages", "ProbattnSession", "ProbattnTesting", "ProbattnWire", "ProbattnStore",
+                                   "ProbattnCore", "ProbattnPluginHost",
                                    "ProbattnSegmentation", "ProbattnImaging", "ProbattnJSON", "ProbattnEvaluation"]),
         .testTarget(name: "DaemonTests",
                     dependencies: ["ProbattnDaemon", "ProbattnStages", "ProbattnConfig", "ProbattnSession", "ProbattnStore",
