@@ -69,18 +69,22 @@ private struct ConcurrentChunks: @unchecked Sendable {
 }
 
 /// A process-wide pool of cores from which every stage call takes its budget, so that concurrent calls never use
-/// more threads in all than the pool has cores. A call takes up to `maximumPerCall` of the cores free at that
-/// moment, at least one (it waits while none is free), and gives them back when it ends: a call on an idle daemon
-/// gets `maximumPerCall` cores, concurrent calls share them. Calls must not nest (a call holding cores never asks
-/// for more). Thread-safe.
+/// more threads in all than the pool has cores. A call takes its fair share — `cores / calls`, where `calls` counts
+/// the calls holding cores or waiting for them, itself included — capped by `maximumPerCall` and by the cores free
+/// at that moment, at least one (it waits while none is free), and gives them back when it ends. So a call on an
+/// idle daemon gets `maximumPerCall` cores, and calls that overlap run side by side on a share each instead of one
+/// after the other on all cores (a click's stages are not all parallel, so one click on every core leaves cores
+/// idle). Calls must not nest (a call holding cores never asks for more). Thread-safe.
 public final class CorePool: @unchecked Sendable {
-    // @unchecked: `free` is read and written only while `condition` is locked.
+    // @unchecked: `free` and `calls` are read and written only while `condition` is locked.
     /// The cores the pool hands out.
     public let cores: Int
     /// The largest budget one call gets.
     public let maximumPerCall: Int
     private let condition = NSCondition()
     private var free: Int
+    /// The calls holding cores or waiting for them.
+    private var calls = 0
 
     /// `cores` cores (at least 1); each call gets at most `maximumPerCall` of them (default: all).
     public init(cores: Int, maximumPerCall: Int? = nil) {
@@ -94,13 +98,18 @@ public final class CorePool: @unchecked Sendable {
 
     /// Takes up to `maximumPerCall` free cores without waiting; nil when none is free. Give them back with `give`.
     public func tryTake() -> ComputeBudget? {
-        condition.withLock { takeLocked() }
+        condition.withLock {
+            calls += 1
+            guard let budget = takeLocked() else { calls -= 1; return nil }
+            return budget
+        }
     }
 
     /// Takes up to `maximumPerCall` free cores, waiting while none is free. Give them back with `give`.
     public func take() -> ComputeBudget {
         condition.lock()
         defer { condition.unlock() }
+        calls += 1
         while true {
             if let budget = takeLocked() { return budget }
             condition.wait()
@@ -111,6 +120,7 @@ public final class CorePool: @unchecked Sendable {
     public func give(_ budget: ComputeBudget) {
         condition.withLock {
             free = min(cores, free + budget.threads)
+            calls = max(0, calls - 1)
             condition.broadcast()
         }
     }
@@ -124,7 +134,7 @@ public final class CorePool: @unchecked Sendable {
 
     private func takeLocked() -> ComputeBudget? {
         guard free > 0 else { return nil }
-        let threads = min(free, maximumPerCall)
+        let threads = min(free, maximumPerCall, max(1, cores / max(1, calls)))
         free -= threads
         return ComputeBudget(threads: threads)
     }
