@@ -11,6 +11,7 @@ import ProbattnWire
 import ProbattnClient
 import ProbattnJSON
 import ProbattnEvaluation
+import ProbattnImaging
 
 /// The repository root, found from this file's path (Tests/DaemonTests/ConfigTests.swift).
 private let repositoryRoot = URL(fileURLWithPath: #filePath)
@@ -81,6 +82,30 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
                 continue
             }
             #expect(nested["type"] == .string(variant))
+        }
+    }
+
+    /// `Config/examples/probabilistic.yaml` calls itself the default pipeline written out: built from its stages, it
+    /// must give the built-in default's masks byte for byte (a real GrabCut photo, clicks of both classes).
+    @Test func theProbabilisticExampleGivesTheDefaultPipelinesMasks() throws {
+        let photo = EvalReplayTests.grabCutRoot + "/data_GT/124080.jpg"
+        guard let bytes = FileManager.default.contents(atPath: photo) else {
+            Issue.record("\(photo) is missing: this test needs ../shared beside the repository")
+            return
+        }
+        let config = try DaemonConfig.load(
+            path: repositoryRoot.appendingPathComponent("Config/examples/probabilistic.yaml").path)
+        let example = try PipelineFactory.make(stages: config.pipeline, plugins: nil)
+        let standard = try PipelineFactory.make(stages: PipelineFactory.defaultStages, plugins: nil)
+        let image = try ImageDecoder.decode([UInt8](bytes))
+        let a = try example.prepare(image), b = try standard.prepare(image)
+        #expect(a.adapted.keys == b.adapted.keys)
+        var clicks: [Click] = []
+        for (i, point) in [(240, 200), (60, 40), (300, 260), (420, 120), (200, 300)].enumerated() {
+            clicks.append(Click(x: point.0, y: point.1, classIndex: i % 2))
+            let maskA = try example.segment(a, clicks: clicks, classCount: 2).mask
+            let maskB = try standard.segment(b, clicks: clicks, classCount: 2).mask
+            #expect(maskA == maskB, "click \(i + 1)")
         }
     }
 
