@@ -16,7 +16,7 @@
 //   ProbattnPluginHost  -> C ABI      dlopen loader, ABI checks, registry of named variants
 //   CImageShims         -> CPNG, CJPEG  C glue keeping libpng/libjpeg's longjmp error handling out of Swift frames
 //   ProbattnImaging     -> CImageShims  image decoding/encoding, label masks, COCO RLE
-//   ProbattnStages      -> Imaging, Logging   the stage contracts, without I/O: roles, specs and config values, the
+//   ProbattnStages      -> Core, Imaging, Logging   the stage contracts, without I/O: roles, specs and config values, the
 //                                    encoder / adapter / propagator / writer protocols and their value types, stage
 //                                    descriptors and registries, StageContext and the compute budget (CorePool)
 //   ProbattnSegmentation -> Stages, Core, PluginHost, Imaging   the encoder / adapter / propagator stages, their
@@ -127,8 +127,8 @@ let package = Package(
         .target(name: "ProbattnImaging", dependencies: ["CPNG", "CJPEG", "CImageShims"], swiftSettings: swiftSettings),
         // The stage contracts compile in Swift 6 language mode.
         .target(name: "ProbattnStages",
-                dependencies: ["ProbattnImaging", .product(name: "Logging", package: "swift-log")],
-                swiftSettings: swiftSettings + [.swiftLanguageMode(.v6)]),
+                dependencies: ["ProbattnCore", "ProbattnImaging", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings),
         .target(name: "ProbattnSegmentation",
                 dependencies: ["ProbattnStages", "ProbattnCore", "ProbattnPluginHost", "ProbattnImaging"],
                 swiftSettings: swiftSettings),

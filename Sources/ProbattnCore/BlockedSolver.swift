@@ -263,18 +263,8 @@ struct BlockedSolver {
                                         }
                                     }
                                 }
-                                if workers <= 1 {
-                                    for chunk in 0..<chunks { work(chunk, 0) }
-                                } else {
-                                    // Worker w runs chunks w, w + workers, … (its own strip), as `ComputeBudget`.
-                                    ParallelChunks.perform(workers) { worker in
-                                        var chunk = worker
-                                        while chunk < chunks {
-                                            work(chunk, worker)
-                                            chunk += workers
-                                        }
-                                    }
-                                }
+                                // Worker w runs chunks w, w + workers, … in its own strip.
+                                ParallelChunks.strips(chunks: chunks, workers: workers, work)
                             }
                         }
                     }

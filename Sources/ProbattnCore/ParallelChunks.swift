@@ -15,4 +15,22 @@ public enum ParallelChunks {
             DispatchQueue.concurrentPerform(iterations: count) { body($0) }
         }
     }
+
+    /// Runs chunks `0..<chunks` on `workers` concurrent workers (inline on the calling thread when `workers` ≤ 1):
+    /// worker w calls `body(chunk, w)` for chunks w, w + workers, w + 2·workers, … in increasing order, so which
+    /// chunks share a worker (and its scratch memory) never depends on timing. The same promise as `perform`: calls
+    /// for distinct chunks may run at once.
+    public static func strips(chunks: Int, workers: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
+        if workers <= 1 {
+            for chunk in 0..<chunks { body(chunk, 0) }
+            return
+        }
+        perform(workers) { worker in
+            var chunk = worker
+            while chunk < chunks {
+                body(chunk, worker)
+                chunk += workers
+            }
+        }
+    }
 }

@@ -360,11 +360,7 @@ extension BeliefPropagator {
             }
             return UpsampledBand()
         }
-        let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
-        let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
-        let stride = (Double(w * h) / Double(tokens)).squareRoot()
-        let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
-        let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
+        let weights = BilateralMix(self, encoded: encoded, grid: grid)
         let labTable = QuantisedLab.table
         // The rows are cut into chunks of about `pixelsPerChunk` pixels (a number that depends on the rectangle
         // alone), classified within `budget` (a pixel depends only on its own token's neighbourhood); each chunk
@@ -389,18 +385,7 @@ extension BeliefPropagator {
                     }
                     let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
                     let l = lab[q], a = lab[q + 1], b = lab[q + 2]
-                    let r = t / grid.cols, c = t % grid.cols
-                    for j in 0..<k { mix[j] = 0 }
-                    for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
-                        for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) {
-                            let u = rr * grid.cols + cc
-                            let dx = Float(x) - centres[2 * u], dy = Float(y) - centres[2 * u + 1]
-                            let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
-                            let weight = NegativeExponential.value(spatial * (dx * dx + dy * dy)
-                                                                       + colour * (dl * dl + da * da + db * db))
-                            for j in 0..<k { mix[j] += weight * p[u * k + j] }
-                        }
-                    }
+                    weights.mix(x: x, y: y, token: t, l: l, a: a, b: b, probabilities: p, classCount: k, into: &mix)
                     var best = 0
                     for j in 1..<k where mix[j] >= mix[best] { best = j }
                     // All weights underflowed (an outlier colour): fall back to the pixel's own token.
@@ -441,26 +426,12 @@ extension BeliefPropagator {
         let tokenClass = Self.tokenClasses(p, tokens: tokens, classCount: k)
         guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1,
               !settledTokens(encoded: encoded, tokenClass: tokenClass)[t] else { return p[t * k + classIndex] }
-        let colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours : Self.meanColours(encoded)
-        let centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : Self.centres(encoded)
-        let stride = (Double(w * encoded.image.height) / Double(tokens)).squareRoot()
-        let spatial = Float(1 / (2 * pow(upsampleSpatialSigma * stride, 2)))
-        let colour = Float(1 / (2 * upsampleColourSigma * upsampleColourSigma))
         let i = y * w + x, px = encoded.image.pixels, lab = QuantisedLab.table
         let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
-        let l = lab[q], a = lab[q + 1], b = lab[q + 2]
-        let r = t / grid.cols, c = t % grid.cols
         var mix = [Float](repeating: 0, count: k)
-        for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
-            for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) {
-                let u = rr * grid.cols + cc
-                let dx = Float(x) - centres[2 * u], dy = Float(y) - centres[2 * u + 1]
-                let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
-                let weight = NegativeExponential.value(spatial * (dx * dx + dy * dy)
-                                                           + colour * (dl * dl + da * da + db * db))
-                for j in 0..<k { mix[j] += weight * p[u * k + j] }
-            }
-        }
+        BilateralMix(self, encoded: encoded, grid: grid)
+            .mix(x: x, y: y, token: t, l: lab[q], a: lab[q + 1], b: lab[q + 2], probabilities: p, classCount: k,
+                 into: &mix)
         let total = mix.reduce(0, +)
         return total > 0 ? mix[classIndex] / total : p[t * k + classIndex]
     }
@@ -499,6 +470,47 @@ extension BeliefPropagator {
             let click = clicks[position]
             guard click.x >= rect.x, click.x < rect.maxX, click.y >= rect.y, click.y < rect.maxY else { continue }
             labels[click.y * w + click.x] = UInt8(click.classIndex)
+        }
+    }
+}
+
+/// Step 3's joint-bilateral weights: a pixel's class distribution mixes the distributions of its token's 3 × 3 grid
+/// neighbours, each weighted by exp(−(spatial · distance² to the token's centre + colour · ΔE² to its mean colour)).
+/// Built once per call; `mix` is what both the upsampling loop and `pixelProbability` compute for one pixel.
+struct BilateralMix {
+    let grid: TokenGrid
+    let colours: [Float]
+    let centres: [Float]
+    let spatial: Float
+    let colour: Float
+
+    init(_ propagator: BeliefPropagator, encoded: EncodedImage, grid: TokenGrid) {
+        let tokens = encoded.tokenCount
+        self.grid = grid
+        colours = encoded.tokenColours.count == tokens * 3 ? encoded.tokenColours
+            : BeliefPropagator.meanColours(encoded)
+        centres = encoded.tokenCentres.count == tokens * 2 ? encoded.tokenCentres : BeliefPropagator.centres(encoded)
+        let stride = (Double(encoded.image.width * encoded.image.height) / Double(tokens)).squareRoot()
+        spatial = Float(1 / (2 * pow(propagator.upsampleSpatialSigma * stride, 2)))
+        colour = Float(1 / (2 * propagator.upsampleColourSigma * propagator.upsampleColourSigma))
+    }
+
+    /// Overwrites `mix` (K values) with the unnormalised mix for pixel (x, y) of token `t` and CIELAB colour
+    /// (l, a, b), from the token distributions `p` (H × K).
+    @inline(__always)
+    func mix(x: Int, y: Int, token t: Int, l: Float, a: Float, b: Float, probabilities p: [Float], classCount k: Int,
+             into mix: inout [Float]) {
+        let r = t / grid.cols, c = t % grid.cols
+        for j in 0..<k { mix[j] = 0 }
+        for rr in max(0, r - 1)...min(grid.rows - 1, r + 1) {
+            for cc in max(0, c - 1)...min(grid.cols - 1, c + 1) {
+                let u = rr * grid.cols + cc
+                let dx = Float(x) - centres[2 * u], dy = Float(y) - centres[2 * u + 1]
+                let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
+                let weight = NegativeExponential.value(spatial * (dx * dx + dy * dy)
+                                                           + colour * (dl * dl + da * da + db * db))
+                for j in 0..<k { mix[j] += weight * p[u * k + j] }
+            }
         }
     }
 }

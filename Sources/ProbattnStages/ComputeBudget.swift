@@ -1,5 +1,5 @@
-import Dispatch
 import Foundation
+import ProbattnCore
 
 /// How many threads one stage call may use. A stage cuts its parallel work into a number of chunks that depends
 /// only on the input (never on the budget) and hands them to `forEachChunk` or `mapChunks`; the budget decides only
@@ -27,21 +27,7 @@ public struct ComputeBudget: Sendable, Equatable, CustomStringConvertible {
     /// increasing order (W = `workers(forChunks:)`), so which chunks share a thread does not depend on timing.
     /// Chunks must not depend on each other's side effects: each writes only its own part of the output.
     public func forEachChunk(count: Int, _ body: (Int) -> Void) {
-        let workers = workers(forChunks: count)
-        if workers <= 1 {
-            for chunk in 0..<count { body(chunk) }
-            return
-        }
-        withoutActuallyEscaping(body) { body in
-            let chunks = ConcurrentChunks(body: body)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                var chunk = worker
-                while chunk < count {
-                    chunks.body(chunk)
-                    chunk += workers
-                }
-            }
-        }
+        ParallelChunks.strips(chunks: count, workers: workers(forChunks: count)) { chunk, _ in body(chunk) }
     }
 
     /// `forEachChunk` collecting each chunk's value: the result is in chunk order (combine it in that order, so
@@ -59,13 +45,6 @@ public struct ComputeBudget: Sendable, Equatable, CustomStringConvertible {
     public static func range(ofChunk chunk: Int, count: Int, total: Int) -> Range<Int> {
         (chunk * total / count)..<((chunk + 1) * total / count)
     }
-}
-
-/// The chunk body handed to the worker threads. @unchecked: `forEachChunk`'s contract is that chunks touch disjoint
-/// data (each writes only its own part of the output), which is what makes calling the body from several threads at
-/// once safe; the closure does not outlive the call (`withoutActuallyEscaping`).
-private struct ConcurrentChunks: @unchecked Sendable {
-    let body: (Int) -> Void
 }
 
 /// A process-wide pool of cores from which every stage call takes its budget, so that concurrent calls never use
