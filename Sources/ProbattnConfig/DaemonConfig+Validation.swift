@@ -25,7 +25,8 @@ extension DaemonConfig {
 
     private func validateLimits() throws {
         let values: [(String, Int)] = [
-            ("max_image_pixels", limits.maxImagePixels), ("max_message_bytes", limits.maxMessageBytes),
+            ("max_image_pixels", limits.maxImagePixels), ("working_pixels", limits.workingPixels),
+            ("max_message_bytes", limits.maxMessageBytes),
             ("max_frames", limits.maxFrames), ("queue_depth_per_image", limits.queueDepthPerImage),
             ("max_pending_requests", limits.maxPendingRequests), ("cache_memory_bytes", limits.cacheMemoryBytes),
         ]

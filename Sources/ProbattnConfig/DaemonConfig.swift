@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ProbattnImaging
 import ProbattnSegmentation
 import ProbattnStages
 import ProbattnSession
@@ -106,6 +107,7 @@ public struct DaemonConfig: Sendable, Equatable {
         /// keep every product the daemon forms from a limit well inside `Int`/`Int64`.
         public static let ranges: KeyValuePairs<String, ClosedRange<Int>> = [
             "max_image_pixels": 1...(1 << 30),  // 32768 × 32768
+            "working_pixels": 4096...(1 << 30),
             "max_message_bytes": 1...(1 << 31),  // 2 GiB: ZMQ_MAXMSGSIZE and frame sizes stay far from overflow
             "max_frames": 1...1024,
             "queue_depth_per_image": 1...1_000_000,
@@ -122,6 +124,10 @@ public struct DaemonConfig: Sendable, Equatable {
 
         /// Largest image accepted by "open", in pixels (width × height). YAML `max_image_pixels`.
         public var maxImagePixels: Int = 4096 * 4096
+        /// Most pixels the segmentation stages work on per image: a larger image is worked on at a resolution
+        /// reduced by the smallest integer factor that fits (its masks still at full resolution). YAML
+        /// `working_pixels`.
+        public var workingPixels: Int = WorkingResolution.defaultMaxPixels
         /// Largest request accepted, all frames together, in bytes. YAML `max_message_bytes`.
         public var maxMessageBytes: Int = 64 << 20
         /// Most frames in one request (header plus payloads, after the routing envelope). YAML `max_frames`.
@@ -305,11 +311,12 @@ public struct DaemonConfig: Sendable, Equatable {
 
     private static func decodeLimits(_ node: ConfigNode) throws -> Limits {
         var limits = Limits()
-        let keys = try node.mapping(allowed: ["max_image_pixels", "max_message_bytes", "max_frames",
+        let keys = try node.mapping(allowed: ["max_image_pixels", "working_pixels", "max_message_bytes", "max_frames",
                                               "queue_depth_per_image", "max_pending_requests", "cache_memory_mb",
                                               "cache_memory_bytes"])
         func limit(_ key: String) throws -> Int? { try keys[key]?.int(in: Limits.range(key)) }
         if let value = try limit("max_image_pixels") { limits.maxImagePixels = value }
+        if let value = try limit("working_pixels") { limits.workingPixels = value }
         if let value = try limit("max_message_bytes") { limits.maxMessageBytes = value }
         if let value = try limit("max_frames") { limits.maxFrames = value }
         if let value = try limit("queue_depth_per_image") { limits.queueDepthPerImage = value }

@@ -63,6 +63,8 @@ public struct EvaluationRunner: Sendable {
     public let maxClicks: Int
     /// The image-size limit applied when decoding the benchmark's files (nil: none).
     public let maxPixels: Int?
+    /// Most pixels the stages work on per image (the daemon's `limits.working_pixels`).
+    public let workingPixels: Int
     /// The session core's conflict policy (the daemon's `sessions.conflict_policy`).
     public let conflictPolicy: ConflictPolicy
     /// The threads each stage call of an instance may use (`probattn eval --jobs J`: max(1, cores / J)); the masks
@@ -78,13 +80,14 @@ public struct EvaluationRunner: Sendable {
     public var clickMaskSink: (@Sendable (_ name: String, _ click: Int, _ mask: LabelMask) throws -> Void)?
 
     public init(pipeline: SegmentationPipeline, maxClicks: Int = 20, maxPixels: Int? = nil,
-                conflictPolicy: ConflictPolicy = .latestWins, budget: ComputeBudget = .single,
+                workingPixels: Int = WorkingResolution.defaultMaxPixels, conflictPolicy: ConflictPolicy = .latestWins, budget: ComputeBudget = .single,
                 clickMaskSink: (@Sendable (String, Int, LabelMask) throws -> Void)? = nil) throws {
         guard maxClicks >= 1 else { throw EvaluationError("--max-clicks must be at least 1, got \(maxClicks)") }
         self.budget = budget
         self.pipeline = pipeline
         self.maxClicks = maxClicks
         self.maxPixels = maxPixels
+        self.workingPixels = workingPixels
         self.conflictPolicy = conflictPolicy
         self.clickMaskSink = clickMaskSink
     }
@@ -120,7 +123,8 @@ public struct EvaluationRunner: Sendable {
         let writer = try InMemorySessionStore.descriptor.make(options: Self.writer.options,
                                                               environment: WriterEnvironment(storePath: ""))
         let core = SessionCore(
-            settings: SessionSettings(maxImagePixels: maxPixels ?? Int.max, conflictPolicy: conflictPolicy,
+            settings: SessionSettings(maxImagePixels: maxPixels ?? Int.max, workingPixels: workingPixels,
+                                      conflictPolicy: conflictPolicy,
                                       storesImagePaths: false, pipeline: pipeline),
             persistence: writer, cache: PreparedCache(budgetBytes: Int.max),
             compute: CorePool(cores: budget.threads))

@@ -106,7 +106,7 @@ public struct GridFeatureEncoder: ImageEncoder {
         let grid = grid(width: image.width, height: image.height)
         let f = scale(width: image.width, height: image.height)
         guard f > 1 else { return encode(image, grid: grid) }
-        let reduced = Self.boxAverage(image, factor: f)
+        let reduced = image.boxAveraged(factor: f)
         let small = encode(reduced, grid: grid)
         let w = image.width, h = image.height, rw = reduced.width
         var label = [Int32](repeating: 0, count: w * h)
@@ -125,35 +125,6 @@ public struct GridFeatureEncoder: ImageEncoder {
         return EncodedImage(image: image, tokenCount: small.tokenCount, featureDimension: small.featureDimension,
                             features: small.features, grid: grid, tokenOfPixel: label,
                             tokenColours: small.tokenColours, tokenCentres: centres)
-    }
-
-    /// The image shrunk by `factor`: each output pixel is the mean of its `factor × factor` block (fewer pixels at
-    /// the right and bottom edges), rounded.
-    static func boxAverage(_ image: RGBImage, factor f: Int) -> RGBImage {
-        let w = image.width, h = image.height
-        let rw = (w + f - 1) / f, rh = (h + f - 1) / f
-        var out = [UInt8](repeating: 0, count: rw * rh * 3)
-        var sums = [UInt32](repeating: 0, count: rw * 3)
-        image.pixels.withUnsafeBufferPointer { p in
-            for ry in 0..<rh {
-                for i in sums.indices { sums[i] = 0 }
-                let y0 = ry * f, y1 = min(h, y0 + f)
-                for y in y0..<y1 {
-                    let row = y * w * 3
-                    for x in 0..<w {
-                        let o = (x / f) * 3, q = row + x * 3
-                        sums[o] += UInt32(p[q]); sums[o + 1] += UInt32(p[q + 1]); sums[o + 2] += UInt32(p[q + 2])
-                    }
-                }
-                for rx in 0..<rw {
-                    let count = UInt32((min(w, rx * f + f) - rx * f) * (y1 - y0))
-                    for c in 0..<3 {
-                        out[(ry * rw + rx) * 3 + c] = UInt8((sums[rx * 3 + c] + count / 2) / count)
-                    }
-                }
-            }
-        }
-        return RGBImage(width: rw, height: rh, pixels: out)
     }
 
     /// Encodes `image` on a given token grid (the grid of the image itself at full resolution, or of the full image

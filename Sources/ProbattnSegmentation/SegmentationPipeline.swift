@@ -5,14 +5,20 @@ import ProbattnStages
 /// Everything about one image that does not depend on clicks: computed once when the image is opened, then cached
 /// (the daemon keeps these in an LRU within its memory budget and recomputes an evicted one on demand).
 public struct PreparedImage: Sendable {
+    /// The encoder's output for the working copy of the image (`resolution`).
     public var encoded: EncodedImage
     public var adapted: AdaptedImage
     /// Seconds spent in the encoder and in the adapter.
     public var encodeSeconds: Double
     public var adaptSeconds: Double
+    /// The image's own size and the factor of the working copy the stages saw (factor 1: the image itself).
+    public var resolution: WorkingResolution
 
-    public init(encoded: EncodedImage, adapted: AdaptedImage, encodeSeconds: Double, adaptSeconds: Double) {
+    public init(encoded: EncodedImage, adapted: AdaptedImage, encodeSeconds: Double, adaptSeconds: Double,
+                resolution: WorkingResolution? = nil) {
         self.encoded = encoded
+        self.resolution = resolution ?? WorkingResolution(width: encoded.image.width, height: encoded.image.height,
+                                                          factor: 1)
         self.adapted = adapted
         self.encodeSeconds = encodeSeconds
         self.adaptSeconds = adaptSeconds
@@ -36,15 +42,19 @@ public struct SegmentationPipeline: Sendable {
     }
 
     /// Runs what is done once per image: encoding and key adaptation. Called when an image is opened (and again
-    /// if its cached preparation was evicted), with the context of that request.
-    public func prepare(_ image: RGBImage, context: StageContext = .standalone) throws -> PreparedImage {
+    /// if its cached preparation was evicted), with the context of that request. With `resolution` (which must have
+    /// `image`'s size) the stages get its working copy of the image; the reduction counts as encoding time.
+    public func prepare(_ image: RGBImage, resolution: WorkingResolution? = nil,
+                        context: StageContext = .standalone) throws -> PreparedImage {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let encoded = try encoder.encode(image, context: context)
+        let working = resolution?.reduce(image) ?? image
+        let encoded = try encoder.encode(working, context: context)
         let t1 = DispatchTime.now().uptimeNanoseconds
         let adapted = try adapter.adapt(encoded, context: context)
         let t2 = DispatchTime.now().uptimeNanoseconds
         return PreparedImage(encoded: encoded, adapted: adapted,
-                             encodeSeconds: Double(t1 - t0) / 1e9, adaptSeconds: Double(t2 - t1) / 1e9)
+                             encodeSeconds: Double(t1 - t0) / 1e9, adaptSeconds: Double(t2 - t1) / 1e9,
+                             resolution: resolution)
     }
 
     /// Runs what depends on feedback: called after every click (or undo) with all current clicks of the image and

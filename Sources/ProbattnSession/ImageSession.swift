@@ -44,6 +44,8 @@ final class ImageSession: @unchecked Sendable {
     let openedBy: String?
     /// The pipeline this session was opened with (a reload that changes stages affects images opened later).
     let pipeline: SegmentationPipeline
+    /// The resolution the stages work at for this image (`limits.working_pixels` when it was opened or resumed).
+    let resolution: WorkingResolution
 
     var clicks: [ActiveClick]
     var version: Int
@@ -56,8 +58,8 @@ final class ImageSession: @unchecked Sendable {
 
     init(storeID: Int64, imageID: String, width: Int, height: Int, classes: [String], contentHash: String,
          publishPNG: Bool, imageBytes: [UInt8]?, sourcePath: String?, openedBy: String?,
-         pipeline: SegmentationPipeline, clicks: [ActiveClick], version: Int, mask: LabelMask,
-         maskAnnotator: String?) {
+         pipeline: SegmentationPipeline, resolution: WorkingResolution, clicks: [ActiveClick], version: Int,
+         mask: LabelMask, maskAnnotator: String?) {
         self.storeID = storeID
         self.imageID = imageID
         self.width = width
@@ -69,6 +71,7 @@ final class ImageSession: @unchecked Sendable {
         self.sourcePath = sourcePath
         self.openedBy = openedBy
         self.pipeline = pipeline
+        self.resolution = resolution
         self.clicks = clicks
         self.version = version
         self.mask = mask
@@ -92,19 +95,28 @@ public enum ConflictResolution {
         public var overridden: [Int64]
     }
 
-    /// Resolves `clicks` (in log order) under `policy`. Linear in the number of clicks.
-    public static func resolve(_ clicks: [ActiveClick], width: Int, policy: ConflictPolicy) -> Outcome {
+    /// Resolves `clicks` (in log order, image coordinates) under `policy`, on the pixels of the working
+    /// `resolution` (two clicks in one working pixel sit on the same pixel); the clicks in force are given in
+    /// working coordinates. Linear in the number of clicks.
+    public static func resolve(_ clicks: [ActiveClick], resolution: WorkingResolution,
+                               policy: ConflictPolicy) -> Outcome {
+        let width = resolution.workingWidth
+        func working(_ click: Click) -> Click {
+            Click(x: resolution.working(click.x), y: resolution.working(click.y), classIndex: click.classIndex)
+        }
         var winner: [Int: Int] = [:]
         for active in clicks {
-            let pixel = active.click.y * width + active.click.x
-            if policy == .latestWins || winner[pixel] == nil { winner[pixel] = active.click.classIndex }
+            let click = working(active.click)
+            let pixel = click.y * width + click.x
+            if policy == .latestWins || winner[pixel] == nil { winner[pixel] = click.classIndex }
         }
         var inForce: [Click] = []
         var overridden: [Int64] = []
         inForce.reserveCapacity(clicks.count)
         for active in clicks {
-            if winner[active.click.y * width + active.click.x] == active.click.classIndex {
-                inForce.append(active.click)
+            let click = working(active.click)
+            if winner[click.y * width + click.x] == click.classIndex {
+                inForce.append(click)
             } else {
                 overridden.append(active.id)
             }

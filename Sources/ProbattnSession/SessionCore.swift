@@ -8,6 +8,10 @@ import ProbattnStages
 public struct SessionSettings: Sendable {
     /// Largest image `open_image` accepts, in pixels.
     public var maxImagePixels: Int
+    /// Most pixels the stages work on per image (`limits.working_pixels`): larger images are worked on at a
+    /// reduced resolution (`WorkingResolution`), their masks given at full resolution. Applies to images opened,
+    /// resumed or prepared for `predict` from then on.
+    public var workingPixels: Int
     public var conflictPolicy: ConflictPolicy
     /// True when the store keeps the client's `source_path` instead of the image bytes (`store.image_bytes: path`):
     /// `open_image` then needs a `source_path` that resolves inside `imageRoot`.
@@ -18,9 +22,11 @@ public struct SessionSettings: Sendable {
     /// The pipeline for images opened from now on.
     public var pipeline: SegmentationPipeline
 
-    public init(maxImagePixels: Int, conflictPolicy: ConflictPolicy, storesImagePaths: Bool,
-                imageRoot: String? = nil, pipeline: SegmentationPipeline) {
+    public init(maxImagePixels: Int, workingPixels: Int = WorkingResolution.defaultMaxPixels,
+                conflictPolicy: ConflictPolicy, storesImagePaths: Bool, imageRoot: String? = nil,
+                pipeline: SegmentationPipeline) {
         self.maxImagePixels = maxImagePixels
+        self.workingPixels = workingPixels
         self.conflictPolicy = conflictPolicy
         self.storesImagePaths = storesImagePaths
         self.imageRoot = imageRoot
@@ -88,7 +94,8 @@ public final class SessionCore: @unchecked Sendable {
     /// Loads every open session of the persistence (after a restart). The mask is the stored latest version; the
     /// image is prepared again lazily by the next command that needs it.
     public func resume() throws {
-        let pipeline = currentSettings.pipeline
+        let settings = currentSettings
+        let pipeline = settings.pipeline
         for stored in try persistence.openSessions() {
             let record = stored.session
             let labels: LabelMask
@@ -109,6 +116,8 @@ public final class SessionCore: @unchecked Sendable {
                 classes: record.classes, contentHash: record.contentHash, publishPNG: record.publishPNG,
                 imageBytes: record.bytes, sourcePath: record.sourcePath, openedBy: record.openedBy,
                 pipeline: pipeline,
+                resolution: WorkingResolution(width: record.width, height: record.height,
+                                              maxPixels: settings.workingPixels),
                 clicks: stored.clicks.map { ActiveClick(id: $0.id, annotator: $0.annotator,
                                                         click: Click(x: $0.x, y: $0.y, classIndex: $0.classIndex)) },
                 version: stored.mask?.version ?? 0, mask: labels, maskAnnotator: stored.mask?.annotator)
@@ -157,7 +166,7 @@ public final class SessionCore: @unchecked Sendable {
             MaskSnapshot(imageID: imageID, version: session.version, width: session.width, height: session.height,
                          classes: session.classes, annotator: session.version == 0 ? nil : session.maskAnnotator,
                          clickCount: session.clicks.count, mask: session.mask,
-                         overridden: ConflictResolution.resolve(session.clicks, width: session.width,
+                         overridden: ConflictResolution.resolve(session.clicks, resolution: session.resolution,
                                                                 policy: settings.conflictPolicy).overridden,
                          encoded: session.encoded)
         }
@@ -235,12 +244,12 @@ public final class SessionCore: @unchecked Sendable {
         let decodeSeconds = Self.seconds(since: t0)
         statistics.record("decode", seconds: decodeSeconds)
         let pipeline = settings.pipeline
-        let prepared = try stage("encoder/adapter") { try pipeline.prepare(image, context: $0) }
+        let resolution = WorkingResolution(width: image.width, height: image.height, maxPixels: settings.workingPixels)
+        let prepared = try stage("encoder/adapter") { try pipeline.prepare(image, resolution: resolution, context: $0) }
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
-        let result = try segment(pipeline: pipeline, prepared: prepared, resolved: [], width: image.width,
-                                 height: image.height, classCount: classes.count)
+        let result = try segment(pipeline: pipeline, prepared: prepared, resolved: [], classCount: classes.count)
         let encodedMask = EncodedMask(result.mask, classes: classes)
         let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -260,7 +269,8 @@ public final class SessionCore: @unchecked Sendable {
         cache.setState(storeID, result.state)
         let session = ImageSession(storeID: storeID, imageID: imageID, width: image.width, height: image.height,
                                    classes: classes, contentHash: hash, publishPNG: publishPNG, imageBytes: bytes,
-                                   sourcePath: sourcePath, openedBy: annotator, pipeline: pipeline, clicks: [],
+                                   sourcePath: sourcePath, openedBy: annotator, pipeline: pipeline,
+                                   resolution: resolution, clicks: [],
                                    version: 0, mask: result.mask, maskAnnotator: annotator)
         session.encoded = encodedMask
         lock.withLock { sessions[imageID] = session }
@@ -341,15 +351,15 @@ public final class SessionCore: @unchecked Sendable {
     ) throws -> CommandOutcome {
         let policy = currentSettings.conflictPolicy
         let prepared = try prepared(session)
-        let resolved = ConflictResolution.resolve(clicks, width: session.width, policy: policy)
+        let resolved = ConflictResolution.resolve(clicks, resolution: session.resolution, policy: policy)
+        let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
         // The propagator recomputes only where the mask can change from the state of the session's newest mask
         // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
         let result = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
-                                 width: session.width, height: session.height, classCount: session.classes.count,
-                                 previous: cache.state(session.storeID))
+                                 classCount: session.classes.count, previous: cache.state(session.storeID),
+                                 previousMask: previousMask)
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle.
-        let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let previous = known ?? EncodedMask(previousMask, classes: session.classes)
         let encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
@@ -415,7 +425,11 @@ public final class SessionCore: @unchecked Sendable {
             let image = try decode(bytes, maxPixels: settings.maxImagePixels)
             timings["decode"] = Self.seconds(since: t0)
             statistics.record("decode", seconds: timings["decode"]!)
-            prepared = try stage("encoder/adapter") { try settings.pipeline.prepare(image, context: $0) }
+            let resolution = WorkingResolution(width: image.width, height: image.height,
+                                               maxPixels: settings.workingPixels)
+            prepared = try stage("encoder/adapter") {
+                try settings.pipeline.prepare(image, resolution: resolution, context: $0)
+            }
             timings["encode"] = prepared.encodeSeconds
             timings["adapt"] = prepared.adaptSeconds
             statistics.record("encode", seconds: prepared.encodeSeconds)
@@ -423,7 +437,8 @@ public final class SessionCore: @unchecked Sendable {
             cache.put(key, prepared)
             cached = false
         }
-        let width = prepared.encoded.image.width, height = prepared.encoded.image.height
+        let resolution = prepared.resolution
+        let width = resolution.width, height = resolution.height
         let classes = prompt.classes
         var clicks: [ActiveClick] = []
         for (index, point) in prompt.points.enumerated() {
@@ -460,12 +475,13 @@ public final class SessionCore: @unchecked Sendable {
         }
         let background = classes.count - 1
         let fixed = box.map {
-            FixedTokens.outside(x0: $0.x0, y0: $0.y0, x1: $0.x1, y1: $0.y1, of: prepared.encoded,
+            FixedTokens.outside(x0: resolution.working($0.x0), y0: resolution.working($0.y0),
+                                x1: resolution.working($0.x1), y1: resolution.working($0.y1), of: prepared.encoded,
                                 classIndex: background)
         } ?? FixedTokens()
-        let resolved = ConflictResolution.resolve(clicks, width: width, policy: settings.conflictPolicy)
+        let resolved = ConflictResolution.resolve(clicks, resolution: resolution, policy: settings.conflictPolicy)
         let result = try segment(pipeline: settings.pipeline, prepared: prepared, resolved: resolved.inForce,
-                                 fixed: fixed, width: width, height: height, classCount: classes.count)
+                                 fixed: fixed, classCount: classes.count)
         var mask = result.mask
         if let box {
             for y in 0..<height {
@@ -553,7 +569,9 @@ public final class SessionCore: @unchecked Sendable {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let image = try decode(bytes, maxPixels: Int.max)
         statistics.record("decode", seconds: Self.seconds(since: t0))
-        let prepared = try stage("encoder/adapter") { try session.pipeline.prepare(image, context: $0) }
+        let prepared = try stage("encoder/adapter") {
+            try session.pipeline.prepare(image, resolution: session.resolution, context: $0)
+        }
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
         cache.put(session.storeID, prepared)
@@ -561,20 +579,39 @@ public final class SessionCore: @unchecked Sendable {
         return prepared
     }
 
-    /// Runs the propagator on clicks already resolved by `ConflictResolution` (and, for `predict`, tokens a box
-    /// fixes), checks the mask's size and records the stage time.
+    /// Runs the propagator on clicks already resolved by `ConflictResolution` (working coordinates; and, for
+    /// `predict`, tokens a box fixes), checks the mask's size, records the stage time and gives the mask at the
+    /// image's resolution. Of a reduced image, with `previous` and the mask of the version it belongs to
+    /// (`previousMask`), only the image rectangle of the propagator's changed rectangle is written into a copy of
+    /// that mask (stage `mask_expand`); the result's `changed` is that image rectangle.
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
-                         fixed: FixedTokens = FixedTokens(), width: Int, height: Int, classCount: Int,
-                         previous: (any PropagatorState)? = nil) throws -> SegmentationResult {
+                         fixed: FixedTokens = FixedTokens(), classCount: Int,
+                         previous: (any PropagatorState)? = nil, previousMask: LabelMask? = nil) throws
+        -> SegmentationResult {
+        let resolution = prepared.resolution
         let result = try stage("propagator") {
             try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0,
                                  previous: previous)
         }
-        guard result.mask.width == width, result.mask.height == height else {
-            throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(width)x\(height) image")
+        guard result.mask.width == resolution.workingWidth, result.mask.height == resolution.workingHeight else {
+            throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(resolution.workingWidth)x\(resolution.workingHeight) working image")
         }
         statistics.record("propagate", seconds: result.seconds)
-        return result
+        guard resolution.isReduced else { return result }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var expanded: SegmentationResult
+        if let changed = result.changed, var mask = previousMask, mask.width == resolution.width,
+           mask.height == resolution.height {
+            let rect = resolution.expand(result.mask, rect: changed, into: &mask)
+            expanded = SegmentationResult(mask: mask, seconds: result.seconds, state: result.state, changed: rect)
+        } else {
+            expanded = SegmentationResult(mask: resolution.expand(result.mask), seconds: result.seconds,
+                                          state: result.state)
+        }
+        let seconds = Self.seconds(since: t0)
+        statistics.record("mask_expand", seconds: seconds)
+        expanded.seconds += seconds
+        return expanded
     }
 
     /// The version as the store gets it: with its delta, except on every `StoredMask.fullVersionInterval`-th

@@ -26,10 +26,11 @@ public final class SessionHarness: @unchecked Sendable {
     private var counter = 0
 
     public init(pipeline: SegmentationPipeline, conflictPolicy: ConflictPolicy = .latestWins,
-                maxImagePixels: Int = 4096 * 4096, cacheBytes: Int = 1 << 30,
-                store: InMemorySessionStore = InMemorySessionStore()) {
+                maxImagePixels: Int = 4096 * 4096, workingPixels: Int = WorkingResolution.defaultMaxPixels,
+                cacheBytes: Int = 1 << 30, store: InMemorySessionStore = InMemorySessionStore()) {
         self.store = store
-        core = SessionCore(settings: SessionSettings(maxImagePixels: maxImagePixels, conflictPolicy: conflictPolicy,
+        core = SessionCore(settings: SessionSettings(maxImagePixels: maxImagePixels, workingPixels: workingPixels,
+                                                     conflictPolicy: conflictPolicy,
                                                      storesImagePaths: false, pipeline: pipeline),
                            persistence: store, cache: PreparedCache(budgetBytes: cacheBytes))
     }
@@ -99,7 +100,8 @@ public final class SessionHarness: @unchecked Sendable {
     public func restarted(pipeline: SegmentationPipeline? = nil) throws -> SessionHarness {
         let settings = core.currentSettings
         let next = SessionHarness(pipeline: pipeline ?? settings.pipeline, conflictPolicy: settings.conflictPolicy,
-                                  maxImagePixels: settings.maxImagePixels, store: store)
+                                  maxImagePixels: settings.maxImagePixels,
+                                  workingPixels: settings.workingPixels, store: store)
         try next.core.resume()
         return next
     }

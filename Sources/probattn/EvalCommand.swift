@@ -145,6 +145,7 @@ struct EvalCommand: ParsableCommand {
         let clicksFolder = saveClickMasks ? report.map { ($0 as NSString).appendingPathComponent("clicks") } : nil
         let runner = try EvaluationRunner(
             pipeline: pipeline, maxClicks: maxClicks, maxPixels: daemonConfig?.limits.maxImagePixels,
+            workingPixels: daemonConfig?.limits.workingPixels ?? WorkingResolution.defaultMaxPixels,
             conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins, budget: budgetPerJob,
             clickMaskSink: clicksFolder.map { folder in
                 { @Sendable name, click, mask in

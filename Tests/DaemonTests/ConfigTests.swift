@@ -239,7 +239,7 @@ private func validationError(_ config: DaemonConfig) -> ConfigError? {
         let error = decodeError("limits:\n  max_frames: 3\n  max_frame: 4\n")
         #expect(error?.code == .unknownKey)
         #expect(error?.path == "limits.max_frame")
-        #expect(error?.message == "unknown key 'max_frame' at limits.max_frame (line 3); valid keys in limits: max_image_pixels, max_message_bytes, max_frames, queue_depth_per_image, max_pending_requests, cache_memory_mb, cache_memory_bytes")
+        #expect(error?.message == "unknown key 'max_frame' at limits.max_frame (line 3); valid keys in limits: max_image_pixels, working_pixels, max_message_bytes, max_frames, queue_depth_per_image, max_pending_requests, cache_memory_mb, cache_memory_bytes")
     }
 
     @Test func anUnknownKeyInAStageIsNamed() {

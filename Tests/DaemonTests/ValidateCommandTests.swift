@@ -67,7 +67,7 @@ import ProbattnEvaluation
         let result = try runValidate("limits:\n  max_frame: 4\n")
         #expect(result.status == 1)
         #expect(result.out.isEmpty)
-        #expect(result.err.hasSuffix("probattnd validate: FILE: unknown key 'max_frame' at limits.max_frame (line 2); valid keys in limits: max_image_pixels, max_message_bytes, max_frames, queue_depth_per_image, max_pending_requests, cache_memory_mb, cache_memory_bytes\n"))
+        #expect(result.err.hasSuffix("probattnd validate: FILE: unknown key 'max_frame' at limits.max_frame (line 2); valid keys in limits: max_image_pixels, working_pixels, max_message_bytes, max_frames, queue_depth_per_image, max_pending_requests, cache_memory_mb, cache_memory_bytes\n"))
     }
 
     @Test func anAttentionVariantThatIsNotLoadedIsRefusedWithTheLoadedNames() throws {

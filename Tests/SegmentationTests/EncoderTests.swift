@@ -105,7 +105,7 @@ import ProbattnJSON
         #expect(encoded.tokenOfPixel.count == 190 * 143)
 
         // The same as encoding the 2 × 2 box average on the full image's grid, each pixel in its block's token.
-        let reduced = GridFeatureEncoder.boxAverage(scene.image, factor: 2)
+        let reduced = scene.image.boxAveraged(factor: 2)
         #expect(reduced.width == 95 && reduced.height == 72)
         let block = (0..<4).map { Int(scene.image.pixels[[0, 3, 190 * 3, 190 * 3 + 3][$0]]) }.reduce(0, +)
         #expect(Int(reduced.pixels[0]) == (block + 2) / 4)

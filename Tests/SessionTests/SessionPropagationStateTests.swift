@@ -66,4 +66,63 @@ struct SessionPropagationStateTests {
         #expect(h.core.cache.state(sessionKey) == nil)
         #expect(h.core.cache.stats.entries == 0)
     }
+
+    /// An image above `limits.working_pixels` is segmented at a reduced resolution: every version the session gives
+    /// (incremental, with undos) is the from-scratch mask of the working copy with the clicks mapped into it, each
+    /// working pixel filling its block, at the image's own size; every clicked pixel has its click's class.
+    @Test(arguments: [UInt64(4), 5])
+    func aReducedImageGivesTheExpandedWorkingMask(seed: UInt64) throws {
+        let pipeline = Self.exactPipeline
+        // 160 × 120 within 2200 working pixels: factor 3, a 54 × 40 working copy.
+        let h = SessionHarness(pipeline: pipeline, workingPixels: 2200)
+        let png = try Scene.png()
+        let opened = try h.open("img", png: png)
+        #expect(opened.width == Scene.width && opened.height == Scene.height)
+        let resolution = WorkingResolution(width: Scene.width, height: Scene.height, maxPixels: 2200)
+        #expect(resolution.factor == 3 && resolution.workingWidth == 54 && resolution.workingHeight == 40)
+        let prepared = try pipeline.prepare(try ImageDecoder.decode(png), resolution: resolution)
+        #expect(prepared.encoded.image.width == 54)
+        var rng = SplitMix64(seed: seed)
+        var clicks: [Click] = []
+        var previous = h.updates.last?.mask.mask
+        for step in 0..<12 {
+            let change: MaskChange
+            if step % 5 == 4 {
+                change = try h.undo("img", annotator: "alice")
+                clicks.removeLast()
+            } else {
+                let x = Int.random(in: 0..<Scene.width, using: &rng), y = Int.random(in: 0..<Scene.height, using: &rng)
+                let c = Int.random(in: 0...1, using: &rng)
+                change = try h.click("img", x: x, y: y, class: c == 0 ? "object" : "background", annotator: "alice")
+                clicks.removeAll { $0.x / 3 == x / 3 && $0.y / 3 == y / 3 }
+                clicks.append(Click(x: x, y: y, classIndex: c))
+            }
+            let mask = change.mask.mask
+            #expect(mask.width == Scene.width && mask.height == Scene.height)
+            let working = clicks.map { Click(x: $0.x / 3, y: $0.y / 3, classIndex: $0.classIndex) }
+            let scratch = try pipeline.segment(prepared, clicks: working, fixed: FixedTokens(), classCount: 2)
+            let expected = resolution.expand(scratch.mask)
+            let differing = zip(mask.labels, expected.labels).filter { $0 != $1 }.count
+            #expect(differing == 0, "seed \(seed), step \(step)")
+            for click in clicks {
+                #expect(Int(mask.labels[click.y * Scene.width + click.x]) == click.classIndex,
+                        "the clicked pixel (\(click.x), \(click.y)) keeps its class")
+            }
+            // The update's delta rebuilds this version from the previous one.
+            if let before = previous, let delta = change.mask.delta {
+                var rebuilt = before
+                let r = delta.rect
+                if !r.isEmpty {
+                    let inside = try COCORLE(size: [r.height, r.width], counts: delta.rle.counts).decodeBinary()
+                    for y in 0..<r.height {
+                        for x in 0..<r.width {
+                            rebuilt.labels[(r.y + y) * Scene.width + r.x + x] = inside[y * r.width + x] ? 0 : 1
+                        }
+                    }
+                }
+                #expect(rebuilt == mask, "seed \(seed), step \(step): the delta")
+            }
+            previous = mask
+        }
+    }
 }

@@ -123,7 +123,8 @@ public final class DaemonRuntime: Sendable {
 
     /// The session core's settings from a config.
     static func sessionSettings(_ config: DaemonConfig, pipeline: SegmentationPipeline) -> SessionSettings {
-        SessionSettings(maxImagePixels: config.limits.maxImagePixels, conflictPolicy: config.sessions.conflictPolicy,
+        SessionSettings(maxImagePixels: config.limits.maxImagePixels, workingPixels: config.limits.workingPixels,
+                        conflictPolicy: config.sessions.conflictPolicy,
                         storesImagePaths: config.store.imageBytes == .path, imageRoot: config.store.imageRoot,
                         pipeline: pipeline)
     }
