@@ -136,6 +136,16 @@ public final class SessionCore: @unchecked Sendable {
                         received: UInt64 = DispatchTime.now().uptimeNanoseconds) throws -> CommandOutcome {
         let request = try Authorization.authorize(request, openedBy: { self.session($0)?.openedBy })
         switch request.body {
+        case .openImage, .feedback, .undo, .predict:
+            // Commands that run stages count in the compute pool's demand for their whole duration.
+            return try compute.withRequest { try run(request, queueSeconds: queueSeconds, received: received) }
+        default:
+            return try run(request, queueSeconds: queueSeconds, received: received)
+        }
+    }
+
+    private func run(_ request: Request, queueSeconds: Double, received: UInt64) throws -> CommandOutcome {
+        switch request.body {
         case let .openImage(imageID, classes, annotator, sourcePath, publishPNG, bytes):
             return try open(request, imageID: imageID, classes: classes, annotator: annotator, sourcePath: sourcePath,
                             publishPNG: publishPNG, bytes: bytes, received: received)

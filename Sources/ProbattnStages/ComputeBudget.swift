@@ -48,12 +48,15 @@ public struct ComputeBudget: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A process-wide pool of cores from which every stage call takes its budget, so that concurrent calls never use
-/// more threads in all than the pool has cores. A call takes its fair share — `cores / calls`, where `calls` counts
-/// the calls holding cores or waiting for them, itself included — capped by `maximumPerCall` and by the cores free
-/// at that moment, at least one (it waits while none is free), and gives them back when it ends. So a call on an
-/// idle daemon gets `maximumPerCall` cores, and calls that overlap run side by side on a share each instead of one
-/// after the other on all cores (a click's stages are not all parallel, so one click on every core leaves cores
-/// idle). Calls must not nest (a call holding cores never asks for more). Thread-safe.
+/// more threads in all than the pool has cores. A call takes its fair share — `cores / demand`, where `demand` is
+/// the larger of the calls holding cores or waiting for them (itself included) and the requests in progress
+/// (`withRequest`: commands that will call stages, whether or not they are in a stage call at this moment) — capped
+/// by `maximumPerCall` and by the cores free at that moment, at least one (it waits while none is free), and gives
+/// them back when it ends. So a call on an idle daemon gets `maximumPerCall` cores, and requests that overlap run
+/// side by side on a share each instead of one after the other on all cores (a click's stages are not all
+/// parallel, so one click on every core leaves cores idle; and a call that starts while another request is between
+/// its stage calls, encoding or committing, must not take that request's share). Calls must not nest (a call
+/// holding cores never asks for more). Thread-safe.
 public final class CorePool: @unchecked Sendable {
     // @unchecked: `free` and `calls` are read and written only while `condition` is locked.
     /// The cores the pool hands out.
@@ -64,6 +67,8 @@ public final class CorePool: @unchecked Sendable {
     private var free: Int
     /// The calls holding cores or waiting for them.
     private var calls = 0
+    /// The requests in progress (`withRequest`).
+    private var requests = 0
 
     /// `cores` cores (at least 1); each call gets at most `maximumPerCall` of them (default: all).
     public init(cores: Int, maximumPerCall: Int? = nil) {
@@ -104,6 +109,14 @@ public final class CorePool: @unchecked Sendable {
         }
     }
 
+    /// Runs `body`, one request whose stage calls take budgets from this pool, counted in the demand that sets every
+    /// call's fair share while it runs. Called by the session core around each command that runs stages.
+    public func withRequest<T>(_ body: () throws -> T) rethrows -> T {
+        condition.withLock { requests += 1 }
+        defer { condition.withLock { requests -= 1 } }
+        return try body()
+    }
+
     /// Runs `body` with a budget taken from the pool (waiting while no core is free) and gives it back after.
     public func withBudget<T>(_ body: (ComputeBudget) throws -> T) rethrows -> T {
         let budget = take()
@@ -113,7 +126,7 @@ public final class CorePool: @unchecked Sendable {
 
     private func takeLocked() -> ComputeBudget? {
         guard free > 0 else { return nil }
-        let threads = min(free, maximumPerCall, max(1, cores / max(1, calls)))
+        let threads = min(free, maximumPerCall, max(1, cores / max(1, calls, requests)))
         free -= threads
         return ComputeBudget(threads: threads)
     }

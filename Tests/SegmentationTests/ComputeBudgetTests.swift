@@ -78,6 +78,22 @@ func chunkWork(_ chunk: Int) -> Double {
         #expect(CorePool(cores: 4).withBudget { $0.threads } == 4)
     }
 
+    @Test func aCallSharesTheCoresWithTheRequestsInProgress() {
+        let pool = CorePool(cores: 4)
+        // One request in progress: its call gets every core.
+        #expect(pool.withRequest { pool.withBudget { $0.threads } } == 4)
+        // Two requests in progress, the other one between its stage calls (holding no core): a call still takes
+        // only its half.
+        let share = pool.withRequest { pool.withRequest { pool.withBudget { $0.threads } } }
+        #expect(share == 2)
+        // Five requests on four cores: at least one each.
+        let least = pool.withRequest { pool.withRequest { pool.withRequest { pool.withRequest {
+            pool.withRequest { pool.withBudget { $0.threads } } } } } }
+        #expect(least == 1)
+        // The requests ended: the pool is idle again.
+        #expect(pool.withBudget { $0.threads } == 4)
+    }
+
     @Test("concurrent calls on a pool of k cores never run more than k threads in all", arguments: [1, 3, 8])
     func concurrentCallsShareThePool(k: Int) {
         let pool = CorePool(cores: k)

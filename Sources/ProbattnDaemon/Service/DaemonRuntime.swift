@@ -57,11 +57,12 @@ public final class DaemonRuntime: Sendable {
         Self.logSecurity(config, access: access, logger: logger)
         let pipeline = try PipelineFactory.make(stages: config.pipeline, plugins: plugins)
 
-        // One worker per core, so that as many images progress at once; the stage calls take their threads from
-        // the core pool, so that the workers together never run more threads than there are cores
-        // (docs/PERFORMANCE.md, "Threads").
+        // Two workers per core: besides its stage calls a worker spends part of every request on work that uses no
+        // core (the store's fsync at each commit, writing the reply and the update), during which another image's
+        // click can run. The stage calls take their threads from the core pool, so the workers together never run
+        // more stage threads than there are cores (docs/PERFORMANCE.md, "Threads").
         let threads = DaemonStages.configureThreads(logger: logger)
-        let workers = threads.cores
+        let workers = 2 * threads.cores
         let compute = CorePool(cores: threads.cores)
 
         let storePath = config.store.resolvedPath()
