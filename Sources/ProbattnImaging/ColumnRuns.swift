@@ -109,6 +109,53 @@ public struct ColumnRuns: Sendable, Equatable {
         return copy
     }
 
+    /// These runs with the image columns of `workingRect`'s blocks recomputed, for a mask that is `working`
+    /// expanded by `resolution` (every f × f block its working pixel's label; `WorkingResolution.expand`): computed
+    /// from the working pixels alone, so the cost is that of the working rectangle, not of its image rectangle.
+    public func updated(withExpanded working: LabelMask, resolution: WorkingResolution,
+                        columnsOf workingRect: PixelRect) -> ColumnRuns {
+        precondition(resolution.width == width && resolution.height == height, "ColumnRuns: the mask changed size")
+        guard !workingRect.isEmpty else { return self }
+        var copy = self
+        let rect = PixelRect(x: workingRect.x, y: 0, width: workingRect.width, height: resolution.workingHeight)
+        let fresh = Self.runs(ofExpanded: working, resolution: resolution, objectClass: objectClass, workingRect: rect)
+        let image = resolution.imageRect(rect)
+        copy.columns.replaceSubrange(image.x..<image.maxX, with: fresh)
+        return copy
+    }
+
+    /// The COCO RLE of the image rectangle of `workingRect` (size `[height, width]` of that image rectangle) in the
+    /// mask that is `working` expanded by `resolution`, for pixels of `objectClass`; `workingRect` must be non-empty
+    /// and inside the working mask.
+    public static func rle(ofExpanded working: LabelMask, resolution: WorkingResolution, objectClass: UInt8,
+                           workingRect: PixelRect) -> COCORLE {
+        let image = resolution.imageRect(workingRect)
+        return COCORLE(size: [image.height, image.width], counts: COCORLE.compress(merge(
+            runs(ofExpanded: working, resolution: resolution, objectClass: objectClass, workingRect: workingRect))))
+    }
+
+    /// The runs of the image columns of `workingRect`'s blocks, over the image rows of its blocks, in the expanded
+    /// mask: each working column's runs times the factor (the bottom run less the rows the image's edge cuts off),
+    /// once for every image column of its block.
+    static func runs(ofExpanded working: LabelMask, resolution: WorkingResolution, objectClass: UInt8,
+                     workingRect: PixelRect) -> [[Int32]] {
+        precondition(working.width == resolution.workingWidth && working.height == resolution.workingHeight,
+                     "ColumnRuns: the working mask has another size")
+        let small = runs(of: working, objectClass: objectClass, rect: workingRect)
+        let f = resolution.factor
+        let image = resolution.imageRect(workingRect)
+        let clip = Int32(workingRect.maxY * f - image.maxY)
+        var out: [[Int32]] = []
+        out.reserveCapacity(image.width)
+        for (offset, column) in small.enumerated() {
+            var scaled = column.map { $0 * Int32(f) }
+            scaled[scaled.count - 1] -= clip
+            let x0 = (workingRect.x + offset) * f
+            for _ in x0..<min(resolution.width, x0 + f) { out.append(scaled) }
+        }
+        return out
+    }
+
     /// The whole mask's COCO RLE (the same string `COCORLE(mask:objectClass:)` writes).
     public var rle: COCORLE {
         COCORLE(size: [height, width], counts: COCORLE.compress(Self.merge(columns)))

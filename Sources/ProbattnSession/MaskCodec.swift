@@ -96,6 +96,40 @@ public struct EncodedMask: Sendable {
         self.init(mask, classes: classes, runs: runs, delta: MaskDelta(mask, classes: classes, rect: rect, runs: runs))
     }
 
+    /// Encodes `mask`, which is `working` expanded by `resolution` (`WorkingResolution.expand`), from `previous`,
+    /// whose mask is `previousWorking` expanded: the changed rectangle, the changed columns' runs and the delta are
+    /// all computed from the working masks, so the cost is that of the working image.
+    public init(_ mask: LabelMask, classes: [String], previous: EncodedMask, working: LabelMask,
+                previousWorking: LabelMask, resolution: WorkingResolution) {
+        guard previous.mask.width == mask.width, previous.mask.height == mask.height,
+              mask.width == resolution.width, mask.height == resolution.height,
+              previousWorking.width == working.width, previousWorking.height == working.height,
+              previous.runs.count == (classes.count > 2 ? classes.count : 1) else {
+            self.init(mask, classes: classes, previous: previous)
+            return
+        }
+        let changed = MaskDifference.changedRectangle(previous: previousWorking, current: working)
+        let runs = previous.runs.map { $0.updated(withExpanded: working, resolution: resolution, columnsOf: changed) }
+        let rect = resolution.imageRect(changed)
+        let delta: MaskDelta
+        if rect.isEmpty {
+            delta = MaskDelta(mask, classes: classes, rect: .empty, runs: runs)
+        } else {
+            func encode(_ index: Int) -> COCORLE {
+                rect.y == 0 && rect.height == mask.height
+                    ? runs[index].rle(columns: rect.x..<rect.maxX)
+                    : ColumnRuns.rle(ofExpanded: working, resolution: resolution, objectClass: UInt8(index),
+                                     workingRect: changed)
+            }
+            let first = encode(0)
+            let perClass = classes.count > 2
+                ? Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0 == 0 ? first : encode($0)) })
+                : nil
+            delta = MaskDelta(rect: rect, rle: first, classMasks: perClass)
+        }
+        self.init(mask, classes: classes, runs: runs, delta: delta)
+    }
+
     private init(_ mask: LabelMask, classes: [String], runs: [ColumnRuns], delta: MaskDelta?) {
         self.mask = mask
         self.runs = runs

@@ -259,7 +259,8 @@ public final class SessionCore: @unchecked Sendable {
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
-        let result = try segment(pipeline: pipeline, prepared: prepared, resolved: [], classCount: classes.count)
+        let (result, working) = try segment(pipeline: pipeline, prepared: prepared, resolved: [],
+                                            classCount: classes.count)
         let encodedMask = EncodedMask(result.mask, classes: classes)
         let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -283,6 +284,7 @@ public final class SessionCore: @unchecked Sendable {
                                    resolution: resolution, clicks: [],
                                    version: 0, mask: result.mask, maskAnnotator: annotator)
         session.encoded = encodedMask
+        session.workingMask = working
         lock.withLock { sessions[imageID] = session }
         let timings = ["decode": decodeSeconds, "encode": prepared.encodeSeconds, "adapt": prepared.adaptSeconds,
                        "propagate": result.seconds, "commit": commitSeconds, "total": Self.seconds(since: received)]
@@ -362,17 +364,25 @@ public final class SessionCore: @unchecked Sendable {
         let policy = currentSettings.conflictPolicy
         let prepared = try prepared(session)
         let resolved = ConflictResolution.resolve(clicks, resolution: session.resolution, policy: policy)
-        let (known, previousMask) = lock.withLock { (session.encoded, session.mask) }
+        let (known, previousMask, previousWorking) = lock.withLock {
+            (session.encoded, session.mask, session.workingMask)
+        }
         // The propagator recomputes only where the mask can change from the state of the session's newest mask
         // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
-        let result = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
+        let (result, working) = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
                                  classCount: session.classes.count, previous: cache.state(session.storeID),
                                  previousMask: previousMask)
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle.
         let t0 = DispatchTime.now().uptimeNanoseconds
         let previous = known ?? EncodedMask(previousMask, classes: session.classes)
-        let encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
+        let encodedMask: EncodedMask
+        if let working, let previousWorking, known != nil {
+            encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous, working: working,
+                                      previousWorking: previousWorking, resolution: session.resolution)
+        } else {
+            encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
+        }
         statistics.record("mask_rle", seconds: Self.seconds(since: t0))
         let png = session.publishPNG ? try pngFrame(encodedMask.mask, classCount: session.classes.count) : nil
         let version = lock.withLock { session.version } + 1
@@ -394,6 +404,7 @@ public final class SessionCore: @unchecked Sendable {
             session.version = version
             session.mask = result.mask
             session.encoded = encodedMask
+            session.workingMask = working
             session.maskAnnotator = annotator
             session.participants.insert(annotator)
         }
@@ -490,8 +501,8 @@ public final class SessionCore: @unchecked Sendable {
                                 classIndex: background)
         } ?? FixedTokens()
         let resolved = ConflictResolution.resolve(clicks, resolution: resolution, policy: settings.conflictPolicy)
-        let result = try segment(pipeline: settings.pipeline, prepared: prepared, resolved: resolved.inForce,
-                                 fixed: fixed, classCount: classes.count)
+        let (result, _) = try segment(pipeline: settings.pipeline, prepared: prepared, resolved: resolved.inForce,
+                                      fixed: fixed, classCount: classes.count)
         var mask = result.mask
         if let box {
             for y in 0..<height {
@@ -593,11 +604,12 @@ public final class SessionCore: @unchecked Sendable {
     /// `predict`, tokens a box fixes), checks the mask's size, records the stage time and gives the mask at the
     /// image's resolution. Of a reduced image, with `previous` and the mask of the version it belongs to
     /// (`previousMask`), only the image rectangle of the propagator's changed rectangle is written into a copy of
-    /// that mask (stage `mask_expand`); the result's `changed` is that image rectangle.
+    /// that mask (stage `mask_expand`); the result's `changed` is that image rectangle. `working` is the
+    /// propagator's own mask of a reduced image (nil at the image's own resolution).
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
                          fixed: FixedTokens = FixedTokens(), classCount: Int,
                          previous: (any PropagatorState)? = nil, previousMask: LabelMask? = nil) throws
-        -> SegmentationResult {
+        -> (result: SegmentationResult, working: LabelMask?) {
         let resolution = prepared.resolution
         let result = try stage("propagator") {
             try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0,
@@ -607,7 +619,7 @@ public final class SessionCore: @unchecked Sendable {
             throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(resolution.workingWidth)x\(resolution.workingHeight) working image")
         }
         statistics.record("propagate", seconds: result.seconds)
-        guard resolution.isReduced else { return result }
+        guard resolution.isReduced else { return (result, nil) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         var expanded: SegmentationResult
         if let changed = result.changed, var mask = previousMask, mask.width == resolution.width,
@@ -621,7 +633,7 @@ public final class SessionCore: @unchecked Sendable {
         let seconds = Self.seconds(since: t0)
         statistics.record("mask_expand", seconds: seconds)
         expanded.seconds += seconds
-        return expanded
+        return (expanded, result.mask)
     }
 
     /// The version as the store gets it: with its delta, except on every `StoredMask.fullVersionInterval`-th

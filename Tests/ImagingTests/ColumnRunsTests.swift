@@ -122,4 +122,32 @@ import Testing
                 == PixelRect(x: 33, y: 17, width: 1, height: 1))
         #expect(MaskDifference.changedRectangle(previous: before, current: before).isEmpty)
     }
+
+    /// The runs of an expanded mask computed from its working mask equal the runs of the expanded mask itself, for
+    /// several factors, sizes the factor does not divide, and random changes of random rectangles.
+    @Test(arguments: [(2, 37, 23), (3, 31, 29), (7, 64, 50)])
+    func runsOfAnExpandedMaskComeFromItsWorkingMask(factor: Int, width: Int, height: Int) throws {
+        let resolution = WorkingResolution(width: width, height: height, factor: factor)
+        let ww = resolution.workingWidth, wh = resolution.workingHeight
+        var state: UInt64 = UInt64(factor * 1000 + width)
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        var working = LabelMask(width: ww, height: wh, filledWith: 1)
+        var runs = ColumnRuns(mask: resolution.expand(working), objectClass: 0)
+        for step in 0..<20 {
+            let x = next(ww), y = next(wh)
+            let rect = PixelRect(x: x, y: y, width: 1 + next(ww - x), height: 1 + next(wh - y))
+            for yy in rect.y..<rect.maxY {
+                for xx in rect.x..<rect.maxX { working.labels[yy * ww + xx] = UInt8(next(2)) }
+            }
+            let expanded = resolution.expand(working)
+            runs = runs.updated(withExpanded: working, resolution: resolution, columnsOf: rect)
+            #expect(runs == ColumnRuns(mask: expanded, objectClass: 0), "factor \(factor), step \(step)")
+            let image = resolution.imageRect(rect)
+            #expect(ColumnRuns.rle(ofExpanded: working, resolution: resolution, objectClass: 0, workingRect: rect)
+                    == ColumnRuns.rle(of: expanded, objectClass: 0, rect: image), "factor \(factor), step \(step)")
+        }
+    }
 }

@@ -104,6 +104,7 @@ struct SessionPropagationStateTests {
             let expected = resolution.expand(scratch.mask)
             let differing = zip(mask.labels, expected.labels).filter { $0 != $1 }.count
             #expect(differing == 0, "seed \(seed), step \(step)")
+            #expect(change.mask.rle == COCORLE(mask: mask, objectClass: 0), "seed \(seed), step \(step): the RLE")
             for click in clicks {
                 #expect(Int(mask.labels[click.y * Scene.width + click.x]) == click.classIndex,
                         "the clicked pixel (\(click.x), \(click.y)) keeps its class")
