@@ -24,6 +24,9 @@ extension BeliefPropagator {
         public var backgroundPriorDistance: BackgroundPrior.Distance
         public var geodesicClickWeight: Double
         public var geodesicClickRadius: Double
+        public var previousPosteriorWeight: Double
+        public var previousPosteriorRadius: Double
+        public var previousPosteriorDistance: BackgroundPrior.Distance
 
         /// Reads every option with its default and range; unknown options are an error naming the valid ones.
         public init(options: [String: ConfigValue]) throws {
@@ -60,6 +63,13 @@ extension BeliefPropagator {
             geodesicClickWeight = try r.double("geodesic_click_weight", default: d.geodesicClickWeight, in: 0...1)
             geodesicClickRadius = try r.double("geodesic_click_radius", default: d.geodesicClickRadius,
                                                in: 0.001...1000)
+            previousPosteriorWeight = try r.double("previous_posterior_weight", default: d.previousPosteriorWeight,
+                                                   in: 0...1)
+            previousPosteriorRadius = try r.double("previous_posterior_radius", default: d.previousPosteriorRadius,
+                                                   in: 0.001...1000)
+            previousPosteriorDistance = BackgroundPrior.Distance(rawValue: try r.choice(
+                "previous_posterior_distance", default: d.previousPosteriorDistance.rawValue,
+                from: BackgroundPrior.Distance.allCases.map(\.rawValue))) ?? .euclidean
             try r.finish()
         }
 
@@ -87,6 +97,9 @@ extension BeliefPropagator {
         backgroundPriorDistance = c.backgroundPriorDistance
         geodesicClickWeight = c.geodesicClickWeight
         geodesicClickRadius = c.geodesicClickRadius
+        previousPosteriorWeight = c.previousPosteriorWeight
+        previousPosteriorRadius = c.previousPosteriorRadius
+        previousPosteriorDistance = c.previousPosteriorDistance
     }
 
     /// Builds the stage from its config options (strict: unknown options are an error).

@@ -109,6 +109,23 @@ public struct BeliefPropagator: Propagator {
     public var geodesicClickWeight: Double = 0
     /// ρ of the geodesic click prior, in feature units (one sigma of colour, position or texture per unit).
     public var geodesicClickRadius: Double = 4
+    /// w of the previous-posterior prior (0 = off, the default): every token not fixed by a click also observes its
+    /// class distribution under the propagation for the click list without its last click, at weight
+    /// w·(1 − exp(−d²/(2ρ²))), d the distance from the last click (`PreviousPosteriorPrior`).
+    public var previousPosteriorWeight: Double = 0
+    /// ρ of the previous-posterior prior: a fraction of the image diagonal (`euclidean`) or feature units
+    /// (`geodesic`).
+    public var previousPosteriorRadius: Double = 0.1
+    /// How the previous-posterior prior's d is measured (as `backgroundPriorDistance`).
+    public var previousPosteriorDistance: BackgroundPrior.Distance = .euclidean
+
+    /// The previous-posterior prior when it is on.
+    var previousPosteriorPrior: PreviousPosteriorPrior? {
+        previousPosteriorWeight > 0
+            ? PreviousPosteriorPrior(weight: Float(previousPosteriorWeight), radius: previousPosteriorRadius,
+                                     distance: previousPosteriorDistance)
+            : nil
+    }
 
     public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
                 emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
@@ -259,8 +276,11 @@ public struct BeliefPropagator: Propagator {
 
     // MARK: - Step 2: value belief propagation with the unclicked tokens as missing data
 
+    /// Step 2 for the tokens `clicked` fixes. `previousPosterior`, when given, is the previous-posterior prior's
+    /// evidence: per token the distribution observed (`tokens × K`) and its weight (`tokens`).
     func propagateValues(encoded: EncodedImage, adapted: AdaptedImage, clicked: ClickedTokens, classCount k: Int,
-                         budget: ComputeBudget = .single) throws -> [Float] {
+                         budget: ComputeBudget = .single,
+                         previousPosterior: (values: [Float], weights: [Float])? = nil) throws -> [Float] {
         let h = encoded.tokenCount, m = adapted.unitCount
         let neutral = 1 / Float(k)
         var posterior = [Float](repeating: neutral, count: h * k)
@@ -310,14 +330,16 @@ public struct BeliefPropagator: Propagator {
                     }
                     let b: Float = (border[t] ? wB : 0) + (prior?[t] ?? 0)
                     let g: Float = near?.weight[t] ?? 0, gClass = Int(near?.classOf[t] ?? -1)
-                    let weight = wU + b + g
+                    let q: Float = previousPosterior?.weights[t] ?? 0
+                    let weight = wU + b + g + q
                     if weight <= 0 {
                         for j in 0...k { fixed[o + j] = 0 }
                         continue
                     }
                     for j in 0..<k {
-                        fixed[o + j] = (wU * posterior[t * k + j] + (j == background ? b : 0)
-                                        + (j == gClass ? g : 0)) / weight
+                        var evidence = wU * posterior[t * k + j] + (j == background ? b : 0) + (j == gClass ? g : 0)
+                        if let previousPosterior { evidence += q * previousPosterior.values[t * k + j] }
+                        fixed[o + j] = evidence / weight
                     }
                     fixed[o + k] = min(1, weight)
                 }

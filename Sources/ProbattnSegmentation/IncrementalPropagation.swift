@@ -99,10 +99,19 @@ extension BeliefPropagator {
 
         // Step 2.
         var probabilities: [Float]
+        let chain = previousPosteriorPrior.map { _ in valueSettings }
         if (clicks.isEmpty && fixed.isEmpty) || k == 1 || emIterations == 0 {
             // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
             // neutral distribution, whose ties go to the last class (background).
             probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
+        } else if chain != nil {
+            // The previous-posterior prior: from the state when it holds the same recursion for a prefix of the
+            // clicks, else replayed from the first click.
+            let start = prior.flatMap { state in
+                state.chain == chain && appendedFrom == state.clicks.count ? state : nil
+            }
+            probabilities = try chainedProbabilities(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed,
+                                                     last: clicked, from: start, classCount: k, budget: budget)
         } else {
             probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k,
                                                 budget: budget)
@@ -136,10 +145,73 @@ extension BeliefPropagator {
         let state = PropagationState(clicks: clicks, fixed: fixed, width: w, height: h, tokenCount: tokens,
                                      classCount: k, settings: settings, probabilities: probabilities, labels: labels,
                                      clicked: clickedByClicks, reaching: reaching, clickIndex: index,
-                                     geometry: geometry)
+                                     geometry: geometry, chain: chain)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds,
                                   state: state, changed: prior == nil ? nil : rect)
+    }
+
+    /// The settings step 2 depends on, besides the prepared image and the clicks: a state whose posteriors were
+    /// computed under other settings does not start the previous-posterior recursion.
+    struct ValueSettings: Sendable, Equatable {
+        var emIterations: Int, unlabelledWeight: Double, borderWeight: Double, relaxation: Double, borderClass: Int
+        var neighbourWeight: Double, backgroundPriorWeight: Double, backgroundPriorRadius: Double
+        var backgroundPriorDistance: BackgroundPrior.Distance, geodesicClickWeight: Double
+        var geodesicClickRadius: Double, previousPosterior: PreviousPosteriorPrior?
+    }
+
+    var valueSettings: ValueSettings {
+        ValueSettings(emIterations: emIterations, unlabelledWeight: unlabelledWeight, borderWeight: borderWeight,
+                      relaxation: relaxation, borderClass: borderClass, neighbourWeight: neighbourWeight,
+                      backgroundPriorWeight: backgroundPriorWeight, backgroundPriorRadius: backgroundPriorRadius,
+                      backgroundPriorDistance: backgroundPriorDistance, geodesicClickWeight: geodesicClickWeight,
+                      geodesicClickRadius: geodesicClickRadius, previousPosterior: previousPosteriorPrior)
+    }
+
+    /// Step 2 with the previous-posterior prior (`PreviousPosteriorPrior`): the token posteriors for
+    /// `clicks[..<j]`, j = 1 … n, each propagated with the prior of the posteriors for `clicks[..<j − 1]` and the
+    /// newest click `clicks[j − 1]` (none for j = 1), clicked tokens at their clicked values. `start`, a state of
+    /// the same recursion for a prefix of `clicks`, skips the prefixes it covers (one propagation when one click was
+    /// appended). `last` is the clicked tokens (with `fixed`) of the whole list.
+    func chainedProbabilities(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
+                              last: ClickedTokens, from start: PropagationState?, classCount k: Int,
+                              budget: ComputeBudget) throws -> [Float] {
+        guard let prior = previousPosteriorPrior else {
+            return try propagateValues(encoded: encoded, adapted: adapted, clicked: last, classCount: k,
+                                       budget: budget)
+        }
+        let tokens = encoded.tokenCount
+        var count = start?.clicks.count ?? 0
+        var previous = start?.probabilities
+        if count == clicks.count, let previous { return previous }
+        var byClicks = start?.clicked ?? ClickedTokens(classOf: [Int32](repeating: ClickedTokens.none, count: tokens))
+        var reaching = start?.reaching ?? [:]
+        let features = adapted.queries ?? encoded.features
+        let channels = adapted.channels ?? encoded.featureDimension
+        while count < clicks.count {
+            count += 1
+            var step = last
+            if count < clicks.count {
+                addClickedTokens(&byClicks, reaching: &reaching, encoded: encoded, clicks: Array(clicks[..<count]),
+                                 from: count - 1, classCount: k)
+                step = byClicks
+                for (t, c) in fixed.classOf where step.classOf[Int(t)] == ClickedTokens.none {
+                    step.classOf[Int(t)] = Int32(c)
+                }
+            }
+            var evidence: (values: [Float], weights: [Float])?
+            if count >= 2, let previous {
+                evidence = (previous, prior.weights(encoded: encoded, features: features, channels: channels,
+                                                    clicked: step, newest: clicks[count - 1]))
+            }
+            var p = try propagateValues(encoded: encoded, adapted: adapted, clicked: step, classCount: k,
+                                        budget: budget, previousPosterior: evidence)
+            for t in 0..<tokens where step.classOf[t] != ClickedTokens.none {
+                for c in 0..<k { p[t * k + c] = step.value(t, c, classCount: k) }
+            }
+            previous = p
+        }
+        return previous ?? [Float](repeating: 1 / Float(k), count: tokens * k)
     }
 
     /// The same outside a request (tools, tests): one thread, no metrics (`StageContext.standalone`).

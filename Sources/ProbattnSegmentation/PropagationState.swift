@@ -27,6 +27,9 @@ public struct PropagationState: PropagatorState {
     let clickIndex: ClickIndex
     /// Per-image facts computed once (token bounding boxes, contrast sums).
     let geometry: TokenGeometry
+    /// With the previous-posterior prior on: the step-2 settings under which `probabilities` are that prior's
+    /// recursion over `clicks` (so the next click may start from them); nil with the prior off.
+    let chain: BeliefPropagator.ValueSettings?
 
     /// Bytes held (the label mask dominates: one byte per pixel), for the cache's memory budget.
     public var memoryBytes: Int {

@@ -35,6 +35,8 @@ import ProbattnEvaluation
         var offThreshold = 0
         var pixels = 0
         var changedArea = 0
+        /// Steps whose token posteriors differ between the two paths (in any bit).
+        var posteriorMismatches = 0
     }
 
     /// Runs `clicks` random clicks (every 7th step an undo) on `image` through both paths and compares them.
@@ -64,6 +66,8 @@ import ProbattnEvaluation
             #expect(scratch.changed == nil)
             if state != nil { #expect(incremental.changed != nil) }
             let scratchState = try #require(scratch.state as? PropagationState)
+            let incrementalState = try #require(incremental.state as? PropagationState)
+            if incrementalState.probabilities != scratchState.probabilities { result.posteriorMismatches += 1 }
             let a = incremental.mask.labels, b = scratch.mask.labels
             // Outside the changed rectangle the mask is the previous one.
             if let previous = state, let rect = incremental.changed {
@@ -89,10 +93,12 @@ import ProbattnEvaluation
         return result
     }
 
-    func pipeline(refinement: String) throws -> (SegmentationPipeline, BeliefPropagator) {
+    func pipeline(refinement: String, options: [String: ConfigValue] = [:]) throws
+        -> (SegmentationPipeline, BeliefPropagator) {
         var stages = PipelineFactory.defaultStages
         if let i = stages.firstIndex(where: { $0.role == .propagator }) {
             stages[i].options["refinement"] = .string(refinement)
+            stages[i].options.merge(options) { $1 }
         }
         let pipeline = try PipelineFactory.make(stages: stages, plugins: builtPlugins)
         return (pipeline, try #require(pipeline.propagator as? BeliefPropagator))
@@ -122,6 +128,28 @@ import ProbattnEvaluation
             // The minimum cut is not local: a pixel the incremental cut labels differently need not lie near the
             // threshold, so only the share of differing pixels is bounded here.
             #expect(Double(c.differing) <= 1e-4 * Double(c.pixels))
+        }
+    }
+
+    /// The previous-posterior prior makes each click's posteriors depend on the previous click list's: the
+    /// incremental path takes them from the state, the from-scratch path replays the list's prefixes (and so does
+    /// the incremental path after an undo). Both must give the same token posteriors, bit for bit, and the same
+    /// masks up to the refinement's bound.
+    @Test(arguments: ["none", "graph_cut"])
+    func incrementalMasksEqualFromScratchWithThePreviousPosteriorPrior(refinement: String) throws {
+        let (pipeline, propagator) = try pipeline(refinement: refinement, options: [
+            "previous_posterior_weight": .double(0.075), "previous_posterior_radius": .double(0.1),
+            "geodesic_click_weight": .double(0.0075)])
+        #expect(propagator.previousPosteriorWeight == 0.075)
+        for (index, entry) in try Self.images().enumerated() {
+            let c = try compare(propagator, pipeline: pipeline, image: entry.image, object: entry.object,
+                                seed: UInt64(53 + index), steps: 24)
+            print("incremental vs from scratch, previous-posterior prior, \(refinement), \(entry.name): "
+                  + "\(c.differing) of \(c.pixels) pixels differ (\(c.offThreshold) off the threshold), "
+                  + "\(c.posteriorMismatches) steps with other posteriors")
+            #expect(c.posteriorMismatches == 0)
+            #expect(Double(c.differing) <= 1e-4 * Double(c.pixels))
+            if refinement == "none" { #expect(c.offThreshold == 0) }
         }
     }
 

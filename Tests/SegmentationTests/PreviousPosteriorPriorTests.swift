@@ -1,0 +1,192 @@
+import Foundation
+import ProbattnImaging
+import ProbattnStages
+import Testing
+@testable import ProbattnSegmentation
+
+/// The propagator's optional previous-posterior prior (`previous_posterior_weight`, off by default): its weights,
+/// its recursive definition over the click list, that it changes nothing when off, and its options.
+/// (`IncrementalPropagationTests` checks that the incremental and from-scratch paths agree with it on.)
+@Suite struct PreviousPosteriorPriorTests {
+    /// A 1 × 5 token grid, one pixel per token, 1-channel features: tokens 0–2 alike (0), tokens 3–4 far (10).
+    func encoded() -> EncodedImage {
+        EncodedImage(image: RGBImage(width: 5, height: 1, pixels: [UInt8](repeating: 0, count: 15)),
+                     tokenCount: 5, featureDimension: 1, features: [0, 0, 0, 10, 10],
+                     grid: TokenGrid(rows: 1, cols: 5), tokenOfPixel: (0..<5).map(Int32.init))
+    }
+
+    func clicked(_ classes: [Int: Int32]) -> BeliefPropagator.ClickedTokens {
+        var classOf = [Int32](repeating: BeliefPropagator.ClickedTokens.none, count: 5)
+        for (t, c) in classes { classOf[t] = c }
+        return BeliefPropagator.ClickedTokens(classOf: classOf)
+    }
+
+    @Test func theEuclideanWeightGrowsWithTheDistanceFromTheNewestClick() {
+        // Centres 0…4 px on a 5 × 1 image (diagonal √26); the newest click on token 1, token 0 fixed by a click.
+        let e = encoded()
+        let rho = 2 / 26.0.squareRoot()
+        let w = PreviousPosteriorPrior(weight: 0.05, radius: rho, distance: .euclidean)
+            .weights(encoded: e, features: e.features, channels: 1, clicked: clicked([0: 1, 1: 0]),
+                     newest: Click(x: 1, y: 0, classIndex: 0))
+        #expect(w[0] == 0 && w[1] == 0)
+        #expect(w[2] < w[3] && w[3] < w[4])
+        #expect(abs(w[3] - 0.05 * Float(1 - exp(-0.5))) < 1e-6)
+    }
+
+    @Test func theGeodesicWeightVanishesOverTheClickedRegion() {
+        // From the newest click on token 0, tokens 1–2 cost nothing to reach (same features): no prior there, the
+        // click corrects them; tokens 3–4 lie past a feature step of 10: the full weight.
+        let e = encoded()
+        let w = PreviousPosteriorPrior(weight: 0.05, radius: 1, distance: .geodesic)
+            .weights(encoded: e, features: e.features, channels: 1, clicked: clicked([0: 0]),
+                     newest: Click(x: 0, y: 0, classIndex: 0))
+        #expect(w[0] == 0 && w[1] == 0 && w[2] == 0)
+        #expect(abs(w[3] - 0.05) < 1e-6 && abs(w[4] - 0.05) < 1e-6)
+    }
+
+    func discPipeline(_ propagator: BeliefPropagator) -> (SegmentationPipeline, ReferenceAttention) {
+        let attention = ReferenceAttention(keyIterations: 0)
+        return (SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
+                                     adapter: VariantAttentionAdapter(attention: attention), propagator: propagator),
+                attention)
+    }
+
+    /// A positive click on the disc, then a negative one on the background, then a positive one near the edge.
+    func clicks(_ scene: DiscScene) -> [Click] {
+        [Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0), Click(x: 4, y: 4, classIndex: 1),
+         Click(x: scene.centre.x + Int(scene.radius) - 3, y: scene.centre.y, classIndex: 0)]
+    }
+
+    @Test func thePosteriorIsTheRecursionOverTheClickList() throws {
+        // From scratch, the propagation for three clicks equals the recursion written out: the posterior for the
+        // first click alone, then each next click's propagation observing the previous posterior at the prior's
+        // weights around the newest click.
+        let scene = DiscScene(width: 96, height: 72)
+        let attention = ReferenceAttention(keyIterations: 0)
+        var with = BeliefPropagator(attention: attention, refinement: .none)
+        with.previousPosteriorWeight = 0.05
+        with.previousPosteriorRadius = 0.2
+        let (pipeline, _) = discPipeline(with)
+        let prepared = try pipeline.prepare(scene.image)
+        let e = prepared.encoded, k = 2
+        let clicks = clicks(scene)
+        let prior = try #require(with.previousPosteriorPrior)
+        var expected: [Float] = []
+        for n in 1...clicks.count {
+            let tokens = with.clickedTokens(encoded: e, clicks: Array(clicks[..<n]), classCount: k)
+            let evidence: (values: [Float], weights: [Float])? = n == 1 ? nil
+                : (expected, prior.weights(encoded: e, features: prepared.adapted.queries ?? e.features,
+                                           channels: prepared.adapted.channels ?? e.featureDimension,
+                                           clicked: tokens, newest: clicks[n - 1]))
+            var p = try with.propagateValues(encoded: e, adapted: prepared.adapted, clicked: tokens, classCount: k,
+                                             previousPosterior: evidence)
+            for t in 0..<e.tokenCount where tokens.classOf[t] != BeliefPropagator.ClickedTokens.none {
+                for c in 0..<k { p[t * k + c] = tokens.value(t, c, classCount: k) }
+            }
+            if n == clicks.count {
+                // The prior moves the posteriors: without it the last propagation differs.
+                let plain = try with.propagateValues(encoded: e, adapted: prepared.adapted, clicked: tokens,
+                                                     classCount: k)
+                #expect(plain != p)
+            }
+            expected = p
+        }
+        let result = try with.propagate(encoded: e, adapted: prepared.adapted, clicks: clicks, fixed: FixedTokens(),
+                                        classCount: k, previous: nil)
+        let state = try #require(result.state as? PropagationState)
+        #expect(state.probabilities == expected)
+        #expect(state.chain == with.valueSettings)
+        // The clicked pixels keep their classes.
+        for click in clicks {
+            #expect(result.mask.labels[click.y * scene.image.width + click.x] == UInt8(click.classIndex))
+        }
+    }
+
+    @Test func aStateOfOtherSettingsDoesNotStartTheRecursion() throws {
+        // A state computed without the prior (or with another weight) holds other posteriors: the propagation with
+        // the prior replays the clicks instead, and gives the from-scratch posteriors.
+        let scene = DiscScene(width: 96, height: 72)
+        let attention = ReferenceAttention(keyIterations: 0)
+        var with = BeliefPropagator(attention: attention, refinement: .none)
+        with.previousPosteriorWeight = 0.05
+        let plain = BeliefPropagator(attention: attention, refinement: .none)
+        let (pipeline, _) = discPipeline(with)
+        let prepared = try pipeline.prepare(scene.image)
+        let clicks = clicks(scene)
+        let first = try plain.propagate(encoded: prepared.encoded, adapted: prepared.adapted,
+                                        clicks: Array(clicks.prefix(2)), fixed: FixedTokens(), classCount: 2,
+                                        previous: nil)
+        #expect((first.state as? PropagationState)?.chain == nil)
+        let next = try with.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                      fixed: FixedTokens(), classCount: 2, previous: first.state)
+        let scratch = try with.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                         fixed: FixedTokens(), classCount: 2, previous: nil)
+        #expect((next.state as? PropagationState)?.probabilities
+                    == (scratch.state as? PropagationState)?.probabilities)
+    }
+
+    @Test func zeroWeightsLeaveStepTwoUnchanged() throws {
+        // The prior's term enters every round's evidence; at weight 0 the posteriors are the same bits as without.
+        let scene = DiscScene(width: 96, height: 72)
+        let attention = ReferenceAttention(keyIterations: 0)
+        let plain = BeliefPropagator(attention: attention, refinement: .none)
+        let (pipeline, _) = discPipeline(plain)
+        let prepared = try pipeline.prepare(scene.image)
+        let e = prepared.encoded
+        let tokens = plain.clickedTokens(encoded: e, clicks: clicks(scene), classCount: 2)
+        let without = try plain.propagateValues(encoded: e, adapted: prepared.adapted, clicked: tokens, classCount: 2)
+        let zero = try plain.propagateValues(
+            encoded: e, adapted: prepared.adapted, clicked: tokens, classCount: 2,
+            previousPosterior: ([Float](repeating: 0.25, count: 2 * e.tokenCount),
+                                [Float](repeating: 0, count: e.tokenCount)))
+        #expect(zero == without)
+    }
+
+    @Test func offItChangesNothing() throws {
+        // With the weight 0 (the default) the other two options are ignored: the masks and posteriors of a click
+        // sequence, click by click through the states, equal the default propagator's, and no state carries the
+        // recursion.
+        let scene = DiscScene(width: 96, height: 72)
+        let attention = ReferenceAttention(keyIterations: 0)
+        let plain = try BeliefPropagator(attention: attention, options: [:])
+        let off = try BeliefPropagator(attention: attention, options: [
+            "previous_posterior_weight": .double(0), "previous_posterior_radius": .double(0.3),
+            "previous_posterior_distance": .string("geodesic")])
+        #expect(off.previousPosteriorPrior == nil)
+        let (pipeline, _) = discPipeline(plain)
+        let prepared = try pipeline.prepare(scene.image)
+        var a: (any PropagatorState)?, b: (any PropagatorState)?
+        let clicks = clicks(scene)
+        for n in 1...clicks.count {
+            let ra = try plain.propagate(encoded: prepared.encoded, adapted: prepared.adapted,
+                                         clicks: Array(clicks[..<n]), fixed: FixedTokens(), classCount: 2, previous: a)
+            let rb = try off.propagate(encoded: prepared.encoded, adapted: prepared.adapted,
+                                       clicks: Array(clicks[..<n]), fixed: FixedTokens(), classCount: 2, previous: b)
+            #expect(ra.mask == rb.mask)
+            let sa = try #require(ra.state as? PropagationState), sb = try #require(rb.state as? PropagationState)
+            #expect(sa.probabilities == sb.probabilities)
+            #expect(sb.chain == nil)
+            a = ra.state
+            b = rb.state
+        }
+    }
+
+    @Test func theOptionsAreReadAndOffByDefault() throws {
+        let attention = ReferenceAttention(keyIterations: 0)
+        let d = try BeliefPropagator(attention: attention, options: [:])
+        #expect(d.previousPosteriorWeight == 0 && d.previousPosteriorRadius == 0.1
+                    && d.previousPosteriorDistance == .euclidean)
+        let p = try BeliefPropagator(attention: attention, options: [
+            "previous_posterior_weight": .double(0.075), "previous_posterior_radius": .double(8),
+            "previous_posterior_distance": .string("geodesic")])
+        #expect(p.previousPosteriorWeight == 0.075 && p.previousPosteriorRadius == 8
+                    && p.previousPosteriorDistance == .geodesic)
+        #expect(p.previousPosteriorPrior == PreviousPosteriorPrior(weight: 0.075, radius: 8, distance: .geodesic))
+        for bad: [String: ConfigValue] in [["previous_posterior_weight": .double(-0.1)],
+                                           ["previous_posterior_weight": .double(2)],
+                                           ["previous_posterior_radius": .double(0)],
+                                           ["previous_posterior_distance": .string("manhattan")]] {
+            #expect(throws: (any Error).self) { try BeliefPropagator(attention: attention, options: bad) }
+        }
+    }
+}
