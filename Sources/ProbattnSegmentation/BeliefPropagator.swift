@@ -104,15 +104,16 @@ public struct BeliefPropagator: Propagator {
     /// (the shortest path over the 8-connected token grid, each step costing the feature distance ‖f_t − f_n‖ of
     /// the mixture's own metric, so a step across a colour edge is long and one inside a flat region short).
     public var backgroundPriorDistance: BackgroundPrior.Distance = .euclidean
-    /// w of the geodesic click prior (0 = off, the default): every unclicked token also observes the class of the
-    /// geodesically nearest clicked token at weight w·exp(−d²/(2ρ²)) (`GeodesicClickPrior`).
-    public var geodesicClickWeight: Double = 0
+    /// w of the geodesic click prior (0 = off): every unclicked token also observes the class of the geodesically
+    /// nearest clicked token at weight w·exp(−d²/(2ρ²)) (`GeodesicClickPrior`). On by default with the
+    /// previous-posterior prior: the two are one model of a click (docs/SEGMENTATION.md, step 2).
+    public var geodesicClickWeight: Double = 0.0075
     /// ρ of the geodesic click prior, in feature units (one sigma of colour, position or texture per unit).
     public var geodesicClickRadius: Double = 4
-    /// w of the previous-posterior prior (0 = off, the default): every token not fixed by a click also observes its
-    /// class distribution under the propagation for the click list without its last click, at weight
+    /// w of the previous-posterior prior (0 = off): every token not fixed by a click also observes its class
+    /// distribution under the propagation for the click list without its last click, at weight
     /// w·(1 − exp(−d²/(2ρ²))), d the distance from the last click (`PreviousPosteriorPrior`).
-    public var previousPosteriorWeight: Double = 0
+    public var previousPosteriorWeight: Double = 0.075
     /// ρ of the previous-posterior prior: a fraction of the image diagonal (`euclidean`) or feature units
     /// (`geodesic`).
     public var previousPosteriorRadius: Double = 0.1

@@ -70,11 +70,16 @@ public enum PipelineFactory {
     /// The default pipeline: grid/superpixel features, probabilistic attention with key adaptation, belief
     /// propagation with the unclicked tokens as missing data.
     /// The propagator options the default pipeline spells out (they equal the stage's own defaults; written out in
-    /// `Config/probattnd.yaml` too, so the boundary refinement and its two settings are visible where users look).
+    /// `Config/probattnd.yaml` too, so the boundary refinement, the two click priors and their settings are visible where
+    /// users look).
     public static let defaultPropagatorOptions: [String: ConfigValue] = [
         "refinement": .string(BeliefPropagator.Refinement.graphCut.rawValue),
         "refinement_smoothness": .int(6),
         "refinement_reach": .int(6),
+        "geodesic_click_weight": .double(0.0075),
+        "geodesic_click_radius": .int(4),
+        "previous_posterior_weight": .double(0.075),
+        "previous_posterior_radius": .double(0.1),
     ]
 
     public static var defaultStages: [StageSpec] {

@@ -98,7 +98,7 @@ import Testing
         #expect(far.classOf[3] == 0 && far.weight[3] < 1e-12)
     }
 
-    @Test func theOptionsAreReadAndOffByDefault() throws {
+    @Test func theOptionsAreReadWithTheirDefaults() throws {
         let attention = ReferenceAttention(keyIterations: 0)
         let d = try BeliefPropagator(attention: attention, options: [:])
         #expect(d.backgroundPriorWeight == 0 && d.backgroundPriorRadius == 0 && d.backgroundPriorDistance == .euclidean)
@@ -112,7 +112,7 @@ import Testing
         #expect(throws: (any Error).self) {
             try BeliefPropagator(attention: attention, options: ["background_prior_distance": .string("manhattan")])
         }
-        #expect(d.geodesicClickWeight == 0)
+        #expect(d.geodesicClickWeight == 0.0075, "on by default, with the previous-posterior prior")
         let g = try BeliefPropagator(attention: attention, options: [
             "geodesic_click_weight": .double(0.01), "geodesic_click_radius": .double(8)])
         #expect(g.geodesicClickWeight == 0.01 && g.geodesicClickRadius == 8)

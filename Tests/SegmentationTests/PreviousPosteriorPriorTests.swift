@@ -109,7 +109,8 @@ import Testing
         let attention = ReferenceAttention(keyIterations: 0)
         var with = BeliefPropagator(attention: attention, refinement: .none)
         with.previousPosteriorWeight = 0.05
-        let plain = BeliefPropagator(attention: attention, refinement: .none)
+        var plain = BeliefPropagator(attention: attention, refinement: .none)
+        plain.previousPosteriorWeight = 0
         let (pipeline, _) = discPipeline(with)
         let prepared = try pipeline.prepare(scene.image)
         let clicks = clicks(scene)
@@ -143,12 +144,12 @@ import Testing
     }
 
     @Test func offItChangesNothing() throws {
-        // With the weight 0 (the default) the other two options are ignored: the masks and posteriors of a click
-        // sequence, click by click through the states, equal the default propagator's, and no state carries the
-        // recursion.
+        // With the weight 0 the other two options are ignored: the masks and posteriors of a click sequence, click
+        // by click through the states, equal those of the propagator with the prior off and its other options at
+        // their defaults, and no state carries the recursion.
         let scene = DiscScene(width: 96, height: 72)
         let attention = ReferenceAttention(keyIterations: 0)
-        let plain = try BeliefPropagator(attention: attention, options: [:])
+        let plain = try BeliefPropagator(attention: attention, options: ["previous_posterior_weight": .double(0)])
         let off = try BeliefPropagator(attention: attention, options: [
             "previous_posterior_weight": .double(0), "previous_posterior_radius": .double(0.3),
             "previous_posterior_distance": .string("geodesic")])
@@ -171,10 +172,10 @@ import Testing
         }
     }
 
-    @Test func theOptionsAreReadAndOffByDefault() throws {
+    @Test func theOptionsAreReadAndOnByDefault() throws {
         let attention = ReferenceAttention(keyIterations: 0)
         let d = try BeliefPropagator(attention: attention, options: [:])
-        #expect(d.previousPosteriorWeight == 0 && d.previousPosteriorRadius == 0.1
+        #expect(d.previousPosteriorWeight == 0.075 && d.previousPosteriorRadius == 0.1
                     && d.previousPosteriorDistance == .euclidean)
         let p = try BeliefPropagator(attention: attention, options: [
             "previous_posterior_weight": .double(0.075), "previous_posterior_radius": .double(8),
