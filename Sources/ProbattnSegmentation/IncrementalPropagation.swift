@@ -35,10 +35,13 @@ extension BeliefPropagator {
     }
 
     /// A token whose class distribution moves by at most this much (in every class) between two propagations keeps
-    /// its pixels. Far below the 1e-3 band the equality test allows around the decision threshold, and above the
-    /// float noise of the EM rounds (the posteriors are recomputed from the neutral start on every call, so an
-    /// untouched region reproduces its values to about 1e-7).
-    static let changeEpsilon: Float = 1e-4
+    /// its pixels: a pixel's bilateral mix of its 3 × 3 tokens then moves by at most as much, so it can flip only
+    /// when its probability lies within 1e-3 of the decision threshold, the band the equality test allows. Far above
+    /// the float noise of the EM rounds (an untouched region reproduces its values to about 1e-7), and above the
+    /// small moves far from a click that the click priors make everywhere (every token's previous-posterior weight
+    /// depends on its distance from the newest click), which would otherwise make every click recompute the whole
+    /// band.
+    static let changeEpsilon: Float = 1e-3
 
     /// Above this share of the image the changed rectangle is recomputed as the whole image (no crop).
     static let wholeImageShare = 0.5
