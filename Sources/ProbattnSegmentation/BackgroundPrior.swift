@@ -157,7 +157,7 @@ public struct BackgroundPrior: Sendable {
     }
 }
 
-/// The geodesic click prior of `BeliefPropagator` (`geodesic_click_weight`, off by default): a click's influence
+/// The geodesic click prior of `BeliefPropagator` (`geodesic_click_weight`, 0.0075 by default): a click's influence
 /// shaped by its region. Every unclicked token observes, in every EM round, the class of the geodesically nearest
 /// clicked token (shortest path over the 8-connected token grid, each step costing the feature distance
 /// ‖f_t − f_n‖) at weight w·exp(−d²/(2ρ²)): the class of a click reaches what is connected to it in the image first,

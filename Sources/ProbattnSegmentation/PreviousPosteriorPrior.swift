@@ -1,7 +1,7 @@
 import Foundation
 import ProbattnStages
 
-/// The previous-posterior prior of `BeliefPropagator` (`previous_posterior_weight`, off by default): the result the
+/// The previous-posterior prior of `BeliefPropagator` (`previous_posterior_weight`, 0.075 by default): the result the
 /// annotator saw before the newest click is evidence where that click did not correct it.
 ///
 /// The model: an annotator's click corrects the region around it (the simulator clicks the interior of the largest

@@ -369,9 +369,9 @@ public final class SessionCore: @unchecked Sendable {
         }
         // The propagator recomputes only where the mask can change from the state of the session's newest mask
         // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
-        let (result, working) = try segment(pipeline: session.pipeline, prepared: prepared, resolved: resolved.inForce,
-                                 classCount: session.classes.count, previous: cache.state(session.storeID),
-                                 previousMask: previousMask)
+        let (result, working) = try segment(pipeline: session.pipeline, prepared: prepared,
+                                            resolved: resolved.inForce, classCount: session.classes.count,
+                                            previous: cache.state(session.storeID), previousMask: previousMask)
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle.
         let t0 = DispatchTime.now().uptimeNanoseconds
