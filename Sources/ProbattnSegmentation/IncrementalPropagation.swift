@@ -65,6 +65,7 @@ extension BeliefPropagator {
         // The clicks added or taken away since the state, and whether the change only appended clicks.
         var changedClicks: [Click] = []
         var appendedFrom: Int?
+        var commonPrefix = 0
         if let prior {
             let old = prior.clicks
             var prefix = 0
@@ -74,6 +75,7 @@ extension BeliefPropagator {
                   old[old.count - 1 - suffix] == clicks[clicks.count - 1 - suffix] { suffix += 1 }
             changedClicks = Array(old[prefix..<(old.count - suffix)]) + Array(clicks[prefix..<(clicks.count - suffix)])
             if prefix == old.count { appendedFrom = prefix }
+            commonPrefix = prefix
         }
 
         // Step 1, incrementally when clicks were only appended.
@@ -102,6 +104,7 @@ extension BeliefPropagator {
 
         // Step 2.
         var probabilities: [Float]
+        var prefixPosteriors: [Int: [Float]] = [:]
         let chain = previousPosteriorPrior.map { _ in valueSettings }
         if (clicks.isEmpty && fixed.isEmpty) || k == 1 || emIterations == 0 {
             // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
@@ -109,12 +112,22 @@ extension BeliefPropagator {
             probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
         } else if chain != nil {
             // The previous-posterior prior: from the state when it holds the same recursion for a prefix of the
-            // clicks, else replayed from the first click.
-            let start = prior.flatMap { state in
-                state.chain == chain && appendedFrom == state.clicks.count ? state : nil
+            // clicks (the state's own clicks, or one of the prefixes it keeps: an undo of the newest clicks), else
+            // replayed from the first click.
+            let start = prior.flatMap { state -> ChainStart? in
+                guard state.chain == chain else { return nil }
+                if appendedFrom == state.clicks.count {
+                    return ChainStart(count: state.clicks.count, probabilities: state.probabilities,
+                                      clicked: state.clicked, reaching: state.reaching,
+                                      prefixes: state.prefixPosteriors)
+                }
+                guard let m = state.prefixPosteriors.keys.filter({ $0 <= commonPrefix }).max() else { return nil }
+                return ChainStart(count: m, probabilities: state.prefixPosteriors[m]!, clicked: nil, reaching: nil,
+                                  prefixes: state.prefixPosteriors.filter { $0.key < m })
             }
-            probabilities = try chainedProbabilities(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed,
-                                                     last: clicked, from: start, classCount: k, budget: budget)
+            (probabilities, prefixPosteriors) = try chainedProbabilities(
+                encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed, last: clicked, from: start,
+                classCount: k, budget: budget)
         } else {
             probabilities = try propagateValues(encoded: encoded, adapted: adapted, clicked: clicked, classCount: k,
                                                 budget: budget)
@@ -148,7 +161,7 @@ extension BeliefPropagator {
         let state = PropagationState(clicks: clicks, fixed: fixed, width: w, height: h, tokenCount: tokens,
                                      classCount: k, settings: settings, probabilities: probabilities, labels: labels,
                                      clicked: clickedByClicks, reaching: reaching, clickIndex: index,
-                                     geometry: geometry, chain: chain)
+                                     geometry: geometry, chain: chain, prefixPosteriors: prefixPosteriors)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(mask: LabelMask(width: w, height: h, labels: labels), seconds: seconds,
                                   state: state, changed: prior == nil ? nil : rect)
@@ -171,27 +184,52 @@ extension BeliefPropagator {
                       geodesicClickRadius: geodesicClickRadius, previousPosterior: previousPosteriorPrior)
     }
 
+    /// How many of the most recent prefixes' posteriors a state keeps for the previous-posterior prior (an undo of up
+    /// to this many newest clicks costs no replay).
+    static let keptPrefixes = 16
+
+    /// Where the previous-posterior recursion starts: the posteriors for the first `count` clicks, step 1's clicked
+    /// tokens for them when known (else rebuilt), and the earlier prefixes' posteriors a state kept.
+    struct ChainStart {
+        var count: Int
+        var probabilities: [Float]
+        var clicked: ClickedTokens?
+        var reaching: [Int32: [Int]]?
+        var prefixes: [Int: [Float]]
+    }
+
     /// Step 2 with the previous-posterior prior (`PreviousPosteriorPrior`): the token posteriors for
     /// `clicks[..<j]`, j = 1 … n, each propagated with the prior of the posteriors for `clicks[..<j − 1]` and the
-    /// newest click `clicks[j − 1]` (none for j = 1), clicked tokens at their clicked values. `start`, a state of
-    /// the same recursion for a prefix of `clicks`, skips the prefixes it covers (one propagation when one click was
-    /// appended). `last` is the clicked tokens (with `fixed`) of the whole list.
+    /// newest click `clicks[j − 1]` (none for j = 1), clicked tokens at their clicked values. `start`, the same
+    /// recursion for a prefix of `clicks`, skips the prefixes it covers (one propagation when one click was appended,
+    /// none when the clicks are a prefix it holds). `last` is the clicked tokens (with `fixed`) of the whole list.
+    /// Returns the posteriors for all of `clicks` and those of the most recent prefixes (`keptPrefixes`) for the
+    /// next state.
     func chainedProbabilities(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
-                              last: ClickedTokens, from start: PropagationState?, classCount k: Int,
-                              budget: ComputeBudget) throws -> [Float] {
+                              last: ClickedTokens, from start: ChainStart?, classCount k: Int,
+                              budget: ComputeBudget) throws -> (probabilities: [Float], prefixes: [Int: [Float]]) {
         guard let prior = previousPosteriorPrior else {
-            return try propagateValues(encoded: encoded, adapted: adapted, clicked: last, classCount: k,
-                                       budget: budget)
+            return (try propagateValues(encoded: encoded, adapted: adapted, clicked: last, classCount: k,
+                                        budget: budget), [:])
         }
         let tokens = encoded.tokenCount
-        var count = start?.clicks.count ?? 0
+        var count = start?.count ?? 0
         var previous = start?.probabilities
-        if count == clicks.count, let previous { return previous }
+        var prefixes = start?.prefixes ?? [:]
+        func kept(_ all: [Int: [Float]]) -> [Int: [Float]] {
+            all.filter { $0.key >= 1 && $0.key < clicks.count && $0.key >= clicks.count - Self.keptPrefixes }
+        }
+        if count == clicks.count, let previous { return (previous, kept(prefixes)) }
         var byClicks = start?.clicked ?? ClickedTokens(classOf: [Int32](repeating: ClickedTokens.none, count: tokens))
         var reaching = start?.reaching ?? [:]
+        if start != nil, start?.clicked == nil, count > 0 {
+            addClickedTokens(&byClicks, reaching: &reaching, encoded: encoded, clicks: Array(clicks[..<count]),
+                             from: 0, classCount: k)
+        }
         let features = adapted.queries ?? encoded.features
         let channels = adapted.channels ?? encoded.featureDimension
         while count < clicks.count {
+            if count >= 1, let previous { prefixes[count] = previous }
             count += 1
             var step = last
             if count < clicks.count {
@@ -214,7 +252,7 @@ extension BeliefPropagator {
             }
             previous = p
         }
-        return previous ?? [Float](repeating: 1 / Float(k), count: tokens * k)
+        return (previous ?? [Float](repeating: 1 / Float(k), count: tokens * k), kept(prefixes))
     }
 
     /// The same outside a request (tools, tests): one thread, no metrics (`StageContext.standalone`).

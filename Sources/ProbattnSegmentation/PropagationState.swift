@@ -30,10 +30,15 @@ public struct PropagationState: PropagatorState {
     /// With the previous-posterior prior on: the step-2 settings under which `probabilities` are that prior's
     /// recursion over `clicks` (so the next click may start from them); nil with the prior off.
     let chain: BeliefPropagator.ValueSettings?
+    /// With the prior on: the recursion's token posteriors for the most recent prefixes of `clicks` (by prefix
+    /// length, below `clicks.count`; at most `BeliefPropagator.keptPrefixes` of them), so that an undo of the newest
+    /// clicks starts from them instead of replaying the list.
+    let prefixPosteriors: [Int: [Float]]
 
     /// Bytes held (the label mask dominates: one byte per pixel), for the cache's memory budget.
     public var memoryBytes: Int {
         labels.count + probabilities.count * 4 + clicks.count * 24 + clicked.classOf.count * 4
+            + prefixPosteriors.values.reduce(0) { $0 + $1.count * 4 + 16 }
             + reaching.count * 48 + clicked.shares.count * (16 + 4 * classCount) + clickIndex.memoryBytes
             + geometry.memoryBytes
     }

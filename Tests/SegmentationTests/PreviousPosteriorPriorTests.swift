@@ -4,7 +4,7 @@ import ProbattnStages
 import Testing
 @testable import ProbattnSegmentation
 
-/// The propagator's optional previous-posterior prior (`previous_posterior_weight`, off by default): its weights,
+/// The propagator's previous-posterior prior (`previous_posterior_weight`, 0.075 by default): its weights,
 /// its recursive definition over the click list, that it changes nothing when off, and its options.
 /// (`IncrementalPropagationTests` checks that the incremental and from-scratch paths agree with it on.)
 @Suite struct PreviousPosteriorPriorTests {
@@ -124,6 +124,47 @@ import Testing
                                          fixed: FixedTokens(), classCount: 2, previous: nil)
         #expect((next.state as? PropagationState)?.probabilities
                     == (scratch.state as? PropagationState)?.probabilities)
+    }
+
+    @Test func anUndoStartsFromTheKeptPrefixes() throws {
+        // Eight clicks through the states, then undos of the newest clicks one at a time, an undo of a middle click
+        // and a click appended after it: every posterior equals the from-scratch recursion's bit for bit, and a state
+        // keeps the posteriors of its most recent prefixes, so an undo of the newest click needs no replay.
+        let scene = DiscScene(width: 96, height: 72)
+        let attention = ReferenceAttention(keyIterations: 0)
+        var with = BeliefPropagator(attention: attention, refinement: .none)
+        with.previousPosteriorWeight = 0.075
+        let (pipeline, _) = discPipeline(with)
+        let prepared = try pipeline.prepare(scene.image)
+        var all: [Click] = []
+        for i in 0..<8 {
+            all.append(Click(x: 6 + (i * 37) % 84, y: 5 + (i * 23) % 62, classIndex: i % 2))
+        }
+        func run(_ clicks: [Click], from state: (any PropagatorState)?) throws -> PropagationState {
+            let incremental = try with.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                                 fixed: FixedTokens(), classCount: 2, previous: state)
+            let scratch = try with.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                             fixed: FixedTokens(), classCount: 2, previous: nil)
+            let a = try #require(incremental.state as? PropagationState)
+            let b = try #require(scratch.state as? PropagationState)
+            #expect(a.probabilities == b.probabilities, "\(clicks.count) clicks")
+            #expect(incremental.mask == scratch.mask, "\(clicks.count) clicks")
+            return a
+        }
+        var state: PropagationState?
+        for n in 1...all.count { state = try run(Array(all[..<n]), from: state) }
+        #expect(Set(state!.prefixPosteriors.keys) == Set(1..<8), "the prefixes of the eight clicks")
+        for n in stride(from: 7, through: 5, by: -1) {
+            state = try run(Array(all[..<n]), from: state)
+            #expect(Set(state!.prefixPosteriors.keys) == Set(1..<n))
+        }
+        // Take back the second of five clicks, then click again.
+        var list = Array(all[..<5])
+        list.remove(at: 1)
+        state = try run(list, from: state)
+        list.append(all[7])
+        state = try run(list, from: state)
+        #expect(state!.prefixPosteriors.count == list.count - 1)
     }
 
     @Test func zeroWeightsLeaveStepTwoUnchanged() throws {
