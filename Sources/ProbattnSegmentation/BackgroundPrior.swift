@@ -42,15 +42,28 @@ public struct BackgroundPrior: Sendable {
         guard radius > 0 else { return out }
         let sources = (0..<h).filter { clicked.isFixed($0) && Int(clicked.classOf[$0]) != backgroundClass }
         guard !sources.isEmpty else { return out }
-        let d: [Double]
-        if distance == .geodesic, let grid = encoded.grid, grid.rows * grid.cols == h,
-           features.count == h * channels {
-            d = Self.geodesic(grid: grid, features: features, channels: channels, sources: sources)
-        } else {
-            d = Self.euclidean(encoded: encoded, sources: sources)
+        let d = Self.distances(distance, encoded: encoded, features: features, channels: channels, sources: sources)
+        return Self.risingWeights(weight, radius: radius, distances: d, clicked: clicked)
+    }
+
+    /// Every token's distance from the nearest of `sources` by `metric`. The geodesic distance needs a token grid
+    /// and `features` of `channels` each; without them it falls back to the Euclidean distance.
+    static func distances(_ metric: Distance, encoded: EncodedImage, features: [Float], channels: Int,
+                          sources: [Int]) -> [Double] {
+        let h = encoded.tokenCount
+        if metric == .geodesic, let grid = encoded.grid, grid.rows * grid.cols == h, features.count == h * channels {
+            return geodesic(grid: grid, features: features, channels: channels, sources: sources)
         }
+        return euclidean(encoded: encoded, sources: sources)
+    }
+
+    /// w·(1 − exp(−d²/(2ρ²))) for every token not fixed by a click, 0 for the fixed ones: a weight that rises with
+    /// the distance `distances` from the sources (the background prior's and the previous-posterior prior's form).
+    static func risingWeights(_ weight: Float, radius: Double, distances d: [Double],
+                              clicked: BeliefPropagator.ClickedTokens) -> [Float] {
         let scale = 1 / (2 * radius * radius)
-        for t in 0..<h where !clicked.isFixed(t) {
+        var out = [Float](repeating: 0, count: d.count)
+        for t in 0..<d.count where !clicked.isFixed(t) {
             out[t] = weight * Float(1 - exp(-d[t] * d[t] * scale))
         }
         return out

@@ -1,4 +1,3 @@
-import Foundation
 import ProbattnStages
 
 /// The previous-posterior prior of `BeliefPropagator` (`previous_posterior_weight`, 0.075 by default): the result the
@@ -33,20 +32,9 @@ public struct PreviousPosteriorPrior: Sendable, Equatable {
     /// back to the Euclidean distance). `features` are the queries (`channels` each).
     func weights(encoded: EncodedImage, features: [Float], channels: Int, clicked: BeliefPropagator.ClickedTokens,
                  newest: Click) -> [Float] {
-        let h = encoded.tokenCount
         let source = Int(encoded.tokenOfPixel[newest.y * encoded.image.width + newest.x])
-        let d: [Double]
-        if distance == .geodesic, let grid = encoded.grid, grid.rows * grid.cols == h,
-           features.count == h * channels {
-            d = BackgroundPrior.geodesic(grid: grid, features: features, channels: channels, sources: [source])
-        } else {
-            d = BackgroundPrior.euclidean(encoded: encoded, sources: [source])
-        }
-        let scale = 1 / (2 * radius * radius)
-        var out = [Float](repeating: 0, count: h)
-        for t in 0..<h where !clicked.isFixed(t) {
-            out[t] = weight * Float(1 - exp(-d[t] * d[t] * scale))
-        }
-        return out
+        let d = BackgroundPrior.distances(distance, encoded: encoded, features: features, channels: channels,
+                                          sources: [source])
+        return BackgroundPrior.risingWeights(weight, radius: radius, distances: d, clicked: clicked)
     }
 }

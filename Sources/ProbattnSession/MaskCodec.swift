@@ -110,22 +110,9 @@ public struct EncodedMask: Sendable {
         }
         let changed = MaskDifference.changedRectangle(previous: previousWorking, current: working)
         let runs = previous.runs.map { $0.updated(withExpanded: working, resolution: resolution, columnsOf: changed) }
-        let rect = resolution.imageRect(changed)
-        let delta: MaskDelta
-        if rect.isEmpty {
-            delta = MaskDelta(mask, classes: classes, rect: .empty, runs: runs)
-        } else {
-            func encode(_ index: Int) -> COCORLE {
-                rect.y == 0 && rect.height == mask.height
-                    ? runs[index].rle(columns: rect.x..<rect.maxX)
-                    : ColumnRuns.rle(ofExpanded: working, resolution: resolution, objectClass: UInt8(index),
-                                     workingRect: changed)
-            }
-            let first = encode(0)
-            let perClass = classes.count > 2
-                ? Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0 == 0 ? first : encode($0)) })
-                : nil
-            delta = MaskDelta(rect: rect, rle: first, classMasks: perClass)
+        let delta = MaskDelta(rect: resolution.imageRect(changed), classes: classes, imageHeight: mask.height,
+                              runs: runs) {
+            ColumnRuns.rle(ofExpanded: working, resolution: resolution, objectClass: $0, workingRect: changed)
         }
         self.init(mask, classes: classes, runs: runs, delta: delta)
     }
@@ -164,6 +151,15 @@ public struct MaskDelta: Sendable, Equatable {
     /// The delta of `mask` inside `rect`. A rectangle of whole columns takes its RLE from the columns' runs
     /// (`runs`: the mask's, one per encoded class) instead of reading its pixels again.
     init(_ mask: LabelMask, classes: [String], rect: PixelRect, runs: [ColumnRuns]) {
+        self.init(rect: rect, classes: classes, imageHeight: mask.height, runs: runs) {
+            ColumnRuns.rle(of: mask, objectClass: $0, rect: rect)
+        }
+    }
+
+    /// The delta inside `rect` of a mask `imageHeight` rows high whose column runs are `runs` (one per encoded
+    /// class): a rectangle of whole columns takes its RLE from the runs, any other from `partial(class)`.
+    init(rect: PixelRect, classes: [String], imageHeight: Int, runs: [ColumnRuns],
+         partial: (UInt8) -> COCORLE) {
         self.rect = rect
         guard !rect.isEmpty else {
             let empty = COCORLE(size: [0, 0], counts: "")
@@ -172,9 +168,9 @@ public struct MaskDelta: Sendable, Equatable {
             return
         }
         func encode(_ index: Int) -> COCORLE {
-            rect.y == 0 && rect.height == mask.height
-                ? runs[index].rle(columns: rect.x..<(rect.x + rect.width))
-                : ColumnRuns.rle(of: mask, objectClass: UInt8(index), rect: rect)
+            rect.y == 0 && rect.height == imageHeight
+                ? runs[index].rle(columns: rect.x..<rect.maxX)
+                : partial(UInt8(index))
         }
         rle = encode(0)
         if classes.count > 2 {

@@ -7,20 +7,7 @@ import Testing
 /// The propagator's previous-posterior prior (`previous_posterior_weight`, 0.075 by default): its weights,
 /// its recursive definition over the click list, that it changes nothing when off, and its options.
 /// (`IncrementalPropagationTests` checks that the incremental and from-scratch paths agree with it on.)
-@Suite struct PreviousPosteriorPriorTests {
-    /// A 1 × 5 token grid, one pixel per token, 1-channel features: tokens 0–2 alike (0), tokens 3–4 far (10).
-    func encoded() -> EncodedImage {
-        EncodedImage(image: RGBImage(width: 5, height: 1, pixels: [UInt8](repeating: 0, count: 15)),
-                     tokenCount: 5, featureDimension: 1, features: [0, 0, 0, 10, 10],
-                     grid: TokenGrid(rows: 1, cols: 5), tokenOfPixel: (0..<5).map(Int32.init))
-    }
-
-    func clicked(_ classes: [Int: Int32]) -> BeliefPropagator.ClickedTokens {
-        var classOf = [Int32](repeating: BeliefPropagator.ClickedTokens.none, count: 5)
-        for (t, c) in classes { classOf[t] = c }
-        return BeliefPropagator.ClickedTokens(classOf: classOf)
-    }
-
+@Suite struct PreviousPosteriorPriorTests: TokenLineFixture {
     @Test func theEuclideanWeightGrowsWithTheDistanceFromTheNewestClick() {
         // Centres 0…4 px on a 5 × 1 image (diagonal √26); the newest click on token 1, token 0 fixed by a click.
         let e = encoded()

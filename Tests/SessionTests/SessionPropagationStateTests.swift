@@ -33,22 +33,32 @@ struct SessionPropagationStateTests {
         let prepared = try pipeline.prepare(try ImageDecoder.decode(png))
         var rng = SplitMix64(seed: seed)
         var clicks: [Click] = []
+        let own = WorkingResolution(width: Scene.width, height: Scene.height, factor: 1)
         for step in 0..<16 {
-            let change: MaskChange
-            if step % 5 == 4 {
-                change = try h.undo("img", annotator: "alice")
-                clicks.removeLast()
-            } else {
-                let x = Int.random(in: 0..<Scene.width, using: &rng), y = Int.random(in: 0..<Scene.height, using: &rng)
-                let c = Int.random(in: 0...1, using: &rng)
-                change = try h.click("img", x: x, y: y, class: c == 0 ? "object" : "background", annotator: "alice")
-                clicks.removeAll { $0.x == x && $0.y == y }
-                clicks.append(Click(x: x, y: y, classIndex: c))
-            }
+            let change = try randomStep(h, step: step, clicks: &clicks, rng: &rng, resolution: own)
             let scratch = try pipeline.segment(prepared, clicks: clicks, fixed: FixedTokens(), classCount: 2)
             let differing = zip(change.mask.mask.labels, scratch.mask.labels).filter { $0 != $1 }.count
             #expect(differing == 0, "seed \(seed), step \(step)")
         }
+    }
+
+    /// One step of a random session by one annotator: every fifth step an undo, else a click of a random class at a
+    /// random pixel. `clicks` follows the clicks in force, in image coordinates (a click replaces an earlier one in
+    /// the same pixel of `resolution`).
+    func randomStep(_ h: SessionHarness, step: Int, clicks: inout [Click], rng: inout SplitMix64,
+                    resolution: WorkingResolution) throws -> MaskChange {
+        if step % 5 == 4 {
+            clicks.removeLast()
+            return try h.undo("img", annotator: "alice")
+        }
+        let x = Int.random(in: 0..<Scene.width, using: &rng), y = Int.random(in: 0..<Scene.height, using: &rng)
+        let c = Int.random(in: 0...1, using: &rng)
+        let change = try h.click("img", x: x, y: y, class: c == 0 ? "object" : "background", annotator: "alice")
+        clicks.removeAll {
+            resolution.working($0.x) == resolution.working(x) && resolution.working($0.y) == resolution.working(y)
+        }
+        clicks.append(Click(x: x, y: y, classIndex: c))
+        return change
     }
 
     @Test func theStateCountsAgainstTheCacheAndGoesWithClose() throws {
@@ -86,20 +96,10 @@ struct SessionPropagationStateTests {
         var clicks: [Click] = []
         var previous = h.updates.last?.mask.mask
         for step in 0..<12 {
-            let change: MaskChange
-            if step % 5 == 4 {
-                change = try h.undo("img", annotator: "alice")
-                clicks.removeLast()
-            } else {
-                let x = Int.random(in: 0..<Scene.width, using: &rng), y = Int.random(in: 0..<Scene.height, using: &rng)
-                let c = Int.random(in: 0...1, using: &rng)
-                change = try h.click("img", x: x, y: y, class: c == 0 ? "object" : "background", annotator: "alice")
-                clicks.removeAll { $0.x / 3 == x / 3 && $0.y / 3 == y / 3 }
-                clicks.append(Click(x: x, y: y, classIndex: c))
-            }
+            let change = try randomStep(h, step: step, clicks: &clicks, rng: &rng, resolution: resolution)
             let mask = change.mask.mask
             #expect(mask.width == Scene.width && mask.height == Scene.height)
-            let working = clicks.map { Click(x: $0.x / 3, y: $0.y / 3, classIndex: $0.classIndex) }
+            let working = clicks.map { Click(x: resolution.working($0.x), y: resolution.working($0.y), classIndex: $0.classIndex) }
             let scratch = try pipeline.segment(prepared, clicks: working, fixed: FixedTokens(), classCount: 2)
             let expected = resolution.expand(scratch.mask)
             let differing = zip(mask.labels, expected.labels).filter { $0 != $1 }.count
