@@ -4,7 +4,8 @@ import Foundation
 /// (fields 14 and 15, in clock ticks of `sysconf(_SC_CLK_TCK)`), all the process's threads together.
 ///
 /// The daemon is the process given with `--daemon-pid`, or the local process that listens on the request endpoint:
-/// for `tcp://HOST:PORT` the socket in state LISTEN on that port in `/proc/net/tcp` and `/proc/net/tcp6`, for
+/// for `tcp://HOST:PORT` (or the HTTP gateway's `http://HOST:PORT`) the socket in state LISTEN on that port in
+/// `/proc/net/tcp` and `/proc/net/tcp6`, for
 /// `ipc://PATH` the Unix socket bound to that path in `/proc/net/unix`; the process is the one whose `/proc/PID/fd`
 /// holds that socket's inode. Both need a daemon on this machine and permission to read its `/proc` entries.
 enum DaemonCPU {
@@ -19,8 +20,8 @@ enum DaemonCPU {
         return (user + system) / (ticks > 0 ? ticks : 100)
     }
 
-    /// The pid of the local process listening on `endpoint` (`tcp://HOST:PORT` or `ipc://PATH`), nil when none is
-    /// found.
+    /// The pid of the local process listening on `endpoint` (`tcp://HOST:PORT`, `http://HOST:PORT` or
+    /// `ipc://PATH`), nil when none is found.
     static func pid(listeningOn endpoint: String) -> Int32? {
         guard let inode = socketInode(endpoint) else { return nil }
         let target = "socket:[\(inode)]"
@@ -48,7 +49,7 @@ enum DaemonCPU {
             }
             return nil
         }
-        guard endpoint.hasPrefix("tcp://"), let colon = endpoint.lastIndex(of: ":"),
+        guard endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("http://"), let colon = endpoint.lastIndex(of: ":"),
               let port = Int(endpoint[endpoint.index(after: colon)...]) else { return nil }
         let hexPort = String(format: "%04X", port)
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {

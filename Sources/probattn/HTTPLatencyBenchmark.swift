@@ -15,21 +15,15 @@ import ProbattnSession
 /// annotator sends its next click when the previous reply arrived. `publish` is the time from sending a feedback to
 /// its update arriving on the WebSocket of every other annotator of the image (its own when it works alone). Every
 /// WebSocket must receive every version of its image once, in increasing order.
-/// Unchecked `Sendable`: every `var` is touched only under `lock`; the `let`s are `Sendable`.
+/// Unchecked `Sendable`: `sentFeedback` is touched only under `lock`; the `let`s are `Sendable`.
 final class HTTPLatencyBenchmark: @unchecked Sendable {
     let settings: LatencyBenchmarkSettings
     let images: [BenchImage]
     private let runID = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+    private let tally = LatencyTally()
     private let lock = NSLock()
-    private var samples: [String: [Double]] = [:]
-    private var report = LatencyReport(samples: [:], throughputPerSecond: 0, clickPhaseSeconds: 0)
-    private var expectedVersions: [Int: Set<Int>] = [:]
     /// Feedback sent: request id → (annotator, uptime ns).
     private var sentFeedback: [String: (annotator: Int, at: UInt64)] = [:]
-    private var openFailed = false
-    private var clickPhaseStart = UInt64.max
-    private var clickPhaseEnd: UInt64 = 0
-    private var feedbackReplies = 0
 
     init(settings: LatencyBenchmarkSettings, images: [BenchImage]) {
         self.settings = settings
@@ -56,40 +50,31 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
         group.wait()
         let deadline = DispatchTime.now().uptimeNanoseconds + 3_000_000_000
         for (annotator, listener) in listeners.enumerated() {
-            let expected = lock.withLock { expectedVersions[annotator % images.count] ?? [] }
-            listener.waitFor(versions: expected, deadline: deadline)
+            listener.waitFor(versions: tally.expectedVersions(of: annotator % images.count), deadline: deadline)
         }
         listeners.forEach { $0.stop() }
 
-        return lock.withLock {
-            let perImage = Dictionary(grouping: 0..<annotators) { $0 % images.count }
-            for (annotator, listener) in listeners.enumerated() {
-                let imageIndex = annotator % images.count
-                let expected = expectedVersions[imageIndex] ?? []
-                let received = listener.received
-                let missing = expected.subtracting(received.map(\.version)).sorted()
-                report.lostUpdates += missing.count
-                report.incidents += missing.map { "lost update: version \($0) of \(imageID(imageIndex)) never reached annotator-\(annotator)'s WebSocket" }
-                report.incidents += listener.incidents.map { "\($0) (annotator-\(annotator)'s WebSocket)" }
-                report.duplicatedUpdates += listener.duplicated
-                report.outOfOrderUpdates += listener.outOfOrder
-                report.lostReplies += listener.lostReplies
-                report.incidents += listener.replyIncidents.map { "\($0) (annotator-\(annotator))" }
-                let alone = (perImage[imageIndex]?.count ?? 1) == 1
-                for update in received {
-                    guard let sent = sentFeedback[update.requestID] else { continue }
-                    if sent.annotator != annotator || alone {
-                        samples["publish", default: []].append(Double(update.receivedAt &- sent.at) / 1e6)
-                    }
+        let perImage = Dictionary(grouping: 0..<annotators) { $0 % images.count }
+        let sentFeedback = lock.withLock { self.sentFeedback }
+        for (annotator, listener) in listeners.enumerated() {
+            let imageIndex = annotator % images.count
+            let (log, lostReplies, duplicatedReplies, replyIncidents) = listener.result
+            tally.countUpdates(log, of: imageIndex, imageID: imageID(imageIndex),
+                               receiver: "annotator-\(annotator)'s WebSocket")
+            tally.amend { report in
+                report.lostReplies += lostReplies
+                report.duplicatedReplies += duplicatedReplies
+                report.incidents += replyIncidents.map { "\($0) (annotator-\(annotator))" }
+            }
+            let alone = (perImage[imageIndex]?.count ?? 1) == 1
+            for update in log.received {
+                guard let sent = sentFeedback[update.requestID] else { continue }
+                if sent.annotator != annotator || alone {
+                    tally.recordPublish(milliseconds: Double(update.receivedAt &- sent.at) / 1e6)
                 }
             }
-            report.samples = samples
-            if clickPhaseEnd > clickPhaseStart {
-                report.clickPhaseSeconds = Double(clickPhaseEnd - clickPhaseStart) / 1e9
-                report.throughputPerSecond = Double(feedbackReplies) / report.clickPhaseSeconds
-            }
-            return report
         }
+        return tally.finish()
     }
 
     private func runAnnotator(_ annotator: Int, imageIndex: Int, barrier: LatencyBenchmark.Barrier,
@@ -112,7 +97,7 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
                                  target: "/api/v1/images/\(encodedID)/ws?annotator=\(HTTPConnection.encode(name))",
                                  timeout: settings.timeout)
         } catch {
-            fail("connect \(settings.requestEndpoint): \(error)")
+            tally.fail("connect \(settings.requestEndpoint): \(error)")
             barrier.abandon()
             return
         }
@@ -125,10 +110,10 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
                                                  ("image", "application/octet-stream", image.bytes)])
             let result = call(http, "POST", "/api/v1/images", contentType: form.contentType, body: form.body)
             absorb(result, kind: "open_image", imageIndex: imageIndex)
-            if result?.json["ok"]?.boolValue != true { lock.withLock { openFailed = true } }
+            if result?.json["ok"]?.boolValue != true { tally.markOpenFailed() }
         }
         barrier.wait()
-        if lock.withLock({ openFailed }) { return }
+        if tally.hasOpenFailed { return }
 
         if !isOpener {
             let result = call(http, "GET", "/api/v1/images/\(encodedID)/mask?request_id=\(nextID())")
@@ -136,8 +121,9 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
         }
         barrier.wait()
 
-        let start = DispatchTime.now().uptimeNanoseconds
-        lock.withLock { clickPhaseStart = min(clickPhaseStart, start) }
+        // The daemon's CPU time when everyone starts clicking (read by the last annotator to arrive).
+        barrier.wait { [self] in tally.readDaemonCPUAtClickStart(pid: settings.daemonPID) }
+        tally.clickPhaseStarted(at: DispatchTime.now().uptimeNanoseconds)
         for click in 0..<settings.clicksPerAnnotator {
             let (x, y, isObject) = image.clickPosition(wantObject: click % 2 == 0, random: &random)
             let requestID = nextID()
@@ -161,9 +147,9 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
                 absorb(result, kind: "feedback", imageIndex: imageIndex, click: click + 1)
             }
         }
-        let end = DispatchTime.now().uptimeNanoseconds
-        lock.withLock { clickPhaseEnd = max(clickPhaseEnd, end) }
-        barrier.wait()
+        tally.clickPhaseEnded(at: DispatchTime.now().uptimeNanoseconds)
+        // The daemon's CPU time when the last annotator's last reply arrived.
+        barrier.wait { [self] in tally.readDaemonCPUAtClickEnd(pid: settings.daemonPID) }
 
         if isOpener {
             let result = call(http, "DELETE", "/api/v1/images/\(encodedID)?request_id=\(nextID())")
@@ -181,12 +167,12 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
                                             body: body)
             let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - sent) / 1e6
             guard let json = response.json else {
-                fail("\(method) \(target): HTTP \(response.status) without a JSON body")
+                tally.fail("\(method) \(target): HTTP \(response.status) without a JSON body")
                 return nil
             }
             return (json, milliseconds)
         } catch {
-            lock.withLock {
+            tally.amend { report in
                 report.lostReplies += 1
                 report.incidents.append("lost reply: \(method) \(target): \(error)")
             }
@@ -194,29 +180,16 @@ final class HTTPLatencyBenchmark: @unchecked Sendable {
         }
     }
 
+    /// Records a reply's round trip and the version it announces (a lost reply, nil, is counted by `call` or the
+    /// WebSocket listener). Both routes of a click count in its bucket.
     private func absorb(_ result: (json: JSONValue, milliseconds: Double)?, kind: String, imageIndex: Int,
                         recordsVersion: Bool = true, click: Int? = nil) {
         guard let (json, milliseconds) = result else { return }
-        lock.withLock {
-            samples[kind, default: []].append(milliseconds)
-            if kind == "feedback" || kind == "ws_feedback" { feedbackReplies += 1 }
-            // Both routes of a click count in its bucket.
-            if let click { report.feedbackByClick[LatencyReport.clickBucket(click), default: []].append(milliseconds) }
-            if json["ok"]?.boolValue == true {
-                if recordsVersion, let version = json["version"]?.intValue {
-                    expectedVersions[imageIndex, default: []].insert(version)
-                }
-            } else {
-                report.errors.append("\(kind): \(json["error"]?["code"]?.stringValue ?? "?"): \(json["error"]?["message"]?.stringValue ?? "")")
-            }
-        }
-    }
-
-    private func fail(_ message: String) {
-        lock.withLock {
-            report.errors.append(message)
-            openFailed = true
-        }
+        tally.record(kind: kind, milliseconds: milliseconds, imageIndex: imageIndex,
+                     ok: json["ok"]?.boolValue == true, version: json["version"]?.intValue,
+                     recordsVersion: recordsVersion,
+                     error: "\(json["error"]?["code"]?.stringValue ?? "?"): \(json["error"]?["message"]?.stringValue ?? "")",
+                     click: click)
     }
 }
 
@@ -226,19 +199,17 @@ extension HTTPLatencyBenchmark {
     /// Unchecked `Sendable`: every `var` is touched only under `condition` (an NSCondition the annotator thread waits
     /// on).
     final class WebSocketListener: @unchecked Sendable {
-        struct Update { var version: Int; var requestID: String; var receivedAt: UInt64 }
         let index: Int
         private let condition = NSCondition()
         private var socket: WebSocketConnection?
         private var joined = false
         private var stopping = false
         private var ended = false
-        private(set) var received: [Update] = []
-        private(set) var duplicated = 0, outOfOrder = 0, lostReplies = 0
-        private(set) var incidents: [String] = []
-        private(set) var replyIncidents: [String] = []
-        private var seen = Set<Int>()
-        private var highest = Int.min
+        private var log = UpdateLog()
+        /// Replies to `ws_feedback` requests that never came (or requests that could not be sent) or came twice,
+        /// and a line for each.
+        private var lostReplies = 0, duplicatedReplies = 0
+        private var replyIncidents: [String] = []
         /// Replies by request id, with their arrival time, until the annotator takes them.
         private var replies: [String: (JSONValue, UInt64)] = [:]
         private var answered = Set<String>()
@@ -281,23 +252,11 @@ extension HTTPLatencyBenchmark {
                         joined = true
                     case "mask_update":
                         guard let version = json["version"]?.intValue else { break }
-                        if seen.contains(version) {
-                            duplicated += 1
-                            incidents.append("duplicated update: version \(version)")
-                        } else {
-                            if version < highest {
-                                outOfOrder += 1
-                                incidents.append("out-of-order update: version \(version) after \(highest)")
-                            }
-                            seen.insert(version)
-                            highest = max(highest, version)
-                            received.append(Update(version: version, requestID: json["request_id"]?.stringValue ?? "",
-                                                   receivedAt: now))
-                        }
+                        log.record(version: version, requestID: json["request_id"]?.stringValue ?? "", at: now)
                     default:
                         if let id = json["request_id"]?.stringValue {
                             if answered.contains(id) || replies[id] != nil {
-                                duplicated += 1
+                                duplicatedReplies += 1
                                 replyIncidents.append("duplicated reply: \(id)")
                             } else {
                                 replies[id] = (json, now)
@@ -337,14 +296,14 @@ extension HTTPLatencyBenchmark {
             }
         }
 
+        /// Blocks until every version in `versions` was received, or until `deadline` (uptime nanoseconds).
         func waitFor(versions: Set<Int>, deadline: UInt64) {
-            condition.withLock {
-                while !versions.isSubset(of: seen), !ended {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    guard now < deadline else { return }
-                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
-                }
-            }
+            condition.withLock { condition.wait(until: { log.holds(versions) || ended }, deadline: deadline) }
+        }
+
+        /// What the WebSocket received, its lost and duplicated replies and their incidents, read after it stopped.
+        var result: (log: UpdateLog, lostReplies: Int, duplicatedReplies: Int, replyIncidents: [String]) {
+            condition.withLock { (log, lostReplies, duplicatedReplies, replyIncidents) }
         }
 
         /// Ends the reader thread (it checks every 0.2 s) and closes the WebSocket.

@@ -190,21 +190,11 @@ struct LatencyJSON: Codable {
 /// annotator sends its next click as soon as the previous reply arrives, no think time), close. Publish delays are
 /// matched by the `request_id` that mask updates carry; every subscriber must see every version of its image once,
 /// in increasing order.
-/// Unchecked `Sendable`: every `var` is touched only under `lock`; the `let`s are `Sendable`.
-final class LatencyBenchmark: @unchecked Sendable {
+final class LatencyBenchmark: Sendable {
     let settings: LatencyBenchmarkSettings
     let images: [BenchImage]
     private let runID = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
-    private let lock = NSLock()
-    private var samples: [String: [Double]] = [:]
-    private var report = LatencyReport(samples: [:], throughputPerSecond: 0, clickPhaseSeconds: 0)
-    /// Versions each image reached, from replies (what every subscriber of the image must receive).
-    private var expectedVersions: [Int: Set<Int>] = [:]
-    private var openFailed = false
-    private var clickPhaseStart = UInt64.max
-    private var clickPhaseEnd: UInt64 = 0
-    private var feedbackReplies = 0
-    private var cpuAtClickStart: Double?
+    private let tally = LatencyTally()
 
     init(settings: LatencyBenchmarkSettings, images: [BenchImage]) {
         self.settings = settings
@@ -246,37 +236,24 @@ final class LatencyBenchmark: @unchecked Sendable {
         // Let the last updates arrive: wait until every subscriber holds every version of its image, at most 3 s.
         let deadline = DispatchTime.now().uptimeNanoseconds + 3_000_000_000
         for (annotator, listener) in listeners.enumerated() {
-            let expected = lock.withLock { expectedVersions[annotator % images.count] ?? [] }
-            listener.waitFor(versions: expected, deadline: deadline)
+            listener.waitFor(versions: tally.expectedVersions(of: annotator % images.count), deadline: deadline)
         }
         listeners.forEach { $0.stop() }
         listeners.forEach { $0.waitUntilStopped() }
 
-        return lock.withLock {
-            for (annotator, listener) in listeners.enumerated() {
-                let expected = expectedVersions[annotator % images.count] ?? []
-                let received = listener.received
-                let missing = expected.subtracting(received.map(\.version)).sorted()
-                report.lostUpdates += missing.count
-                report.incidents += missing.map { "lost update: version \($0) of \(imageID(annotator % images.count)) never reached annotator-\(annotator)'s subscriber" }
-                report.incidents += listener.incidents.map { "\($0) (annotator-\(annotator)'s subscriber)" }
-                report.duplicatedUpdates += listener.duplicated
-                report.outOfOrderUpdates += listener.outOfOrder
-                // Publish delay: this annotator's own feedback, sent → update received by its own subscriber.
-                for update in received {
-                    if let sent = listener.sentFeedback[update.requestID] {
-                        samples["publish", default: []].append(Double(update.receivedAt &- sent) / 1e6)
-                    }
+        for (annotator, listener) in listeners.enumerated() {
+            let imageIndex = annotator % images.count
+            let (log, sentFeedback) = listener.result
+            tally.countUpdates(log, of: imageIndex, imageID: imageID(imageIndex),
+                               receiver: "annotator-\(annotator)'s subscriber")
+            // Publish delay: this annotator's own feedback, sent → update received by its own subscriber.
+            for update in log.received {
+                if let sent = sentFeedback[update.requestID] {
+                    tally.recordPublish(milliseconds: Double(update.receivedAt &- sent) / 1e6)
                 }
             }
-            report.samples = samples
-            if clickPhaseEnd > clickPhaseStart {
-                report.clickPhaseSeconds = Double(clickPhaseEnd - clickPhaseStart) / 1e9
-                report.throughputPerSecond = Double(feedbackReplies) / report.clickPhaseSeconds
-            }
-            report.feedbackCount = feedbackReplies
-            return report
         }
+        return tally.finish()
     }
 
     // MARK: one annotator
@@ -293,7 +270,7 @@ final class LatencyBenchmark: @unchecked Sendable {
             client = try ProbattnClient(endpoint: settings.requestEndpoint, context: context,
                                         timeout: settings.timeout, curve: settings.curve)
         } catch {
-            fail("connect \(settings.requestEndpoint): \(error)")
+            tally.fail("connect \(settings.requestEndpoint): \(error)")
             barrier.abandon()
             return
         }
@@ -302,7 +279,7 @@ final class LatencyBenchmark: @unchecked Sendable {
         defer {
             // A reply that arrives after its request timed out is out of order; collect stragglers briefly.
             requests.drainLateReplies(for: 0.2)
-            lock.withLock {
+            tally.amend { report in
                 report.lostReplies += requests.lost
                 report.duplicatedReplies += requests.duplicated
                 report.outOfOrderReplies += requests.outOfOrder
@@ -317,77 +294,49 @@ final class LatencyBenchmark: @unchecked Sendable {
         if isOpener {
             let reply = requests.call("open_image", ["image_id": .string(id), "annotator": .string(name)],
                                       payloads: [image.bytes], listener: listener)
-            absorb(reply, kind: "open_image", imageIndex: imageIndex, requests: requests)
-            if reply?.reply.ok != true { lock.withLock { openFailed = true } }
+            absorb(reply, kind: "open_image", imageIndex: imageIndex)
+            if reply?.reply.ok != true { tally.markOpenFailed() }
         }
         barrier.wait()
-        if lock.withLock({ openFailed }) { return }
+        if tally.hasOpenFailed { return }
 
         // Join: the other annotators of an image fetch its current mask.
         if !isOpener {
             let reply = requests.call("get_mask", ["image_id": .string(id)], listener: nil)
-            absorb(reply, kind: "get_mask", imageIndex: imageIndex, requests: requests, recordsVersion: false)
+            absorb(reply, kind: "get_mask", imageIndex: imageIndex, recordsVersion: false)
         }
         barrier.wait()
 
         // The daemon's CPU time when everyone starts clicking (read by the last annotator to arrive).
-        barrier.wait { [self] in
-            if let pid = settings.daemonPID { lock.withLock { cpuAtClickStart = DaemonCPU.seconds(pid: pid) } }
-        }
+        barrier.wait { [self] in tally.readDaemonCPUAtClickStart(pid: settings.daemonPID) }
 
         // Clicks, closed loop.
-        let start = DispatchTime.now().uptimeNanoseconds
-        lock.withLock { clickPhaseStart = min(clickPhaseStart, start) }
+        tally.clickPhaseStarted(at: DispatchTime.now().uptimeNanoseconds)
         for click in 0..<settings.clicksPerAnnotator {
             let wantObject = click % 2 == 0
             let (x, y, isObject) = image.clickPosition(wantObject: wantObject, random: &random)
             let fields = ProbattnClient.feedbackFields(
                 id, annotator: name, clicks: [WireClick(x: x, y: y, className: isObject ? "object" : "background")])
             let reply = requests.call("feedback", fields, listener: listener)
-            absorb(reply, kind: "feedback", imageIndex: imageIndex, requests: requests, click: click + 1)
+            absorb(reply, kind: "feedback", imageIndex: imageIndex, click: click + 1)
         }
-        let end = DispatchTime.now().uptimeNanoseconds
-        lock.withLock { clickPhaseEnd = max(clickPhaseEnd, end) }
+        tally.clickPhaseEnded(at: DispatchTime.now().uptimeNanoseconds)
         // The daemon's CPU time when the last annotator's last reply arrived.
-        barrier.wait { [self] in
-            guard let pid = settings.daemonPID, let now = DaemonCPU.seconds(pid: pid) else { return }
-            lock.withLock {
-                if let before = cpuAtClickStart {
-                    report.daemonCPUSeconds = now - before
-                    report.daemonPID = pid
-                }
-            }
-        }
+        barrier.wait { [self] in tally.readDaemonCPUAtClickEnd(pid: settings.daemonPID) }
 
         if isOpener {
             let reply = requests.call("close_image", ["image_id": .string(id)], listener: nil)
-            absorb(reply, kind: "close_image", imageIndex: imageIndex, requests: requests, recordsVersion: false)
+            absorb(reply, kind: "close_image", imageIndex: imageIndex, recordsVersion: false)
         }
     }
 
-    /// Records a reply's round trip and the version it announces.
+    /// Records a reply's round trip and the version it announces (a lost reply, nil, is counted by its tracker).
     private func absorb(_ result: (reply: ProbattnReply, milliseconds: Double)?, kind: String, imageIndex: Int,
-                        requests: RequestTracker, recordsVersion: Bool = true, click: Int? = nil) {
+                        recordsVersion: Bool = true, click: Int? = nil) {
         guard let (reply, milliseconds) = result else { return }
-        lock.withLock {
-            samples[kind, default: []].append(milliseconds)
-            if kind == "feedback" { feedbackReplies += 1 }
-            if let click { report.feedbackByClick[LatencyReport.clickBucket(click), default: []].append(milliseconds) }
-            if reply.ok {
-                if recordsVersion, let version = reply["version"]?.intValue {
-                    expectedVersions[imageIndex, default: []].insert(version)
-                }
-            } else {
-                report.errors.append("\(kind): \(reply.errorCode ?? "?"): \(reply.errorMessage ?? "")")
-            }
-        }
-    }
-
-    private func fail(_ message: String) {
-        lock.withLock {
-            report.errors.append(message)
-            openFailed = true
-        }
+        tally.record(kind: kind, milliseconds: milliseconds, imageIndex: imageIndex, ok: reply.ok,
+                     version: reply["version"]?.intValue, recordsVersion: recordsVersion,
+                     error: "\(reply.errorCode ?? "?"): \(reply.errorMessage ?? "")", click: click)
     }
 }
 
@@ -472,18 +421,13 @@ extension LatencyBenchmark {
     /// Unchecked `Sendable`: every `var` is touched only under `condition` (an NSCondition the annotator thread waits
     /// on).
     final class UpdateListener: @unchecked Sendable {
-        struct Update { var version: Int; var requestID: String; var receivedAt: UInt64 }
         let index: Int
         private let condition = NSCondition()
         private var subscribed = false
         private var stopping = false
         private var stopped = false
-        private(set) var received: [Update] = []
-        private(set) var duplicated = 0, outOfOrder = 0
-        private(set) var incidents: [String] = []
-        private var seen = Set<Int>()
-        private var highest = Int.min
-        private(set) var sentFeedback: [String: UInt64] = [:]
+        private var log = UpdateLog()
+        private var sentFeedback: [String: UInt64] = [:]
 
         init(index: Int) { self.index = index }
 
@@ -502,18 +446,7 @@ extension LatencyBenchmark {
                 guard let version = update.header["version"]?.intValue else { continue }
                 let requestID = update.header["request_id"]?.stringValue ?? ""
                 condition.withLock {
-                    if seen.contains(version) {
-                        duplicated += 1
-                        incidents.append("duplicated update: version \(version)")
-                    } else {
-                        if version < highest {
-                            outOfOrder += 1
-                            incidents.append("out-of-order update: version \(version) after \(highest)")
-                        }
-                        seen.insert(version)
-                        highest = max(highest, version)
-                        received.append(Update(version: version, requestID: requestID, receivedAt: now))
-                    }
+                    log.record(version: version, requestID: requestID, at: now)
                     condition.broadcast()
                 }
             }
@@ -525,16 +458,13 @@ extension LatencyBenchmark {
 
         /// Blocks until every version in `versions` was received, or until `deadline` (uptime nanoseconds).
         func waitFor(versions: Set<Int>, deadline: UInt64) {
-            condition.withLock {
-                while !versions.isSubset(of: seen), !stopped {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    guard now < deadline else { return }
-                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
-                }
-            }
+            condition.withLock { condition.wait(until: { log.holds(versions) || stopped }, deadline: deadline) }
         }
 
         func stop() { condition.withLock { stopping = true } }
+
+        /// What the subscriber received and the send times of its annotator's feedback, read after it stopped.
+        var result: (log: UpdateLog, sentFeedback: [String: UInt64]) { condition.withLock { (log, sentFeedback) } }
 
         func waitUntilStopped() {
             condition.withLock { while !stopped { condition.wait() } }
