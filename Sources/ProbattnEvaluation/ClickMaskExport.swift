@@ -5,7 +5,7 @@ import ProbattnStages
 
 /// The files of `probattn eval --save-click-masks`, for error analysis outside the program: under
 /// `<folder>/<name>/`, `click-NN.png` (the mask after click NN, 255 = object) and `tokens.png` (the encoder's token
-/// footprint, token index = 256 · R + G, B = 0).
+/// footprint at the mask's size, token index = 256 · R + G, B = 0).
 public enum ClickMaskExport {
     /// The folder of one instance.
     static func instanceFolder(_ folder: String, _ name: String) throws -> String {
@@ -24,24 +24,36 @@ public enum ClickMaskExport {
         return path
     }
 
-    /// The token footprint as RGB pixels: token index = 256 · R + G (at most 65536 tokens).
-    public static func tokenPixels(_ encoded: EncodedImage) throws -> RGBImage {
+    /// The token footprint as RGB pixels at the image's size: token index = 256 · R + G (at most 65536 tokens).
+    /// `encoded` is the encoding of the image's working copy under `resolution` (the image itself when it is not
+    /// reduced); every pixel of the image takes the token of its working pixel, as the masks do.
+    public static func tokenPixels(_ encoded: EncodedImage, resolution: WorkingResolution) throws -> RGBImage {
         guard encoded.tokenCount <= 65536 else {
             throw ImageError.invalidArgument("\(encoded.tokenCount) tokens do not fit 16 bits")
         }
-        var pixels = [UInt8](repeating: 0, count: encoded.tokenOfPixel.count * 3)
-        for (i, t) in encoded.tokenOfPixel.enumerated() {
-            pixels[3 * i] = UInt8(Int(t) >> 8)
-            pixels[3 * i + 1] = UInt8(Int(t) & 255)
+        guard encoded.image.width == resolution.workingWidth, encoded.image.height == resolution.workingHeight else {
+            throw ImageError.invalidArgument("an encoding of \(encoded.image.width)×\(encoded.image.height) pixels is "
+                                             + "not the working copy of a \(resolution.width)×\(resolution.height) image")
         }
-        return RGBImage(width: encoded.image.width, height: encoded.image.height, pixels: pixels)
+        let w = resolution.width, h = resolution.height, ww = resolution.workingWidth
+        var pixels = [UInt8](repeating: 0, count: w * h * 3)
+        for y in 0..<h {
+            let row = resolution.working(y) * ww
+            for x in 0..<w {
+                let t = Int(encoded.tokenOfPixel[row + resolution.working(x)]), i = y * w + x
+                pixels[3 * i] = UInt8(t >> 8)
+                pixels[3 * i + 1] = UInt8(t & 255)
+            }
+        }
+        return RGBImage(width: w, height: h, pixels: pixels)
     }
 
-    /// Writes `tokens.png` for one instance. Returns its path.
+    /// Writes `tokens.png` for one instance (see `tokenPixels`). Returns its path.
     @discardableResult
-    public static func writeTokens(_ encoded: EncodedImage, name: String, folder: String) throws -> String {
+    public static func writeTokens(_ encoded: EncodedImage, resolution: WorkingResolution, name: String,
+                                   folder: String) throws -> String {
         let path = (try instanceFolder(folder, name) as NSString).appendingPathComponent("tokens.png")
-        try ImageEncoding.write(try ImageEncoding.png(try tokenPixels(encoded)), toPath: path)
+        try ImageEncoding.write(try ImageEncoding.png(try tokenPixels(encoded, resolution: resolution)), toPath: path)
         return path
     }
 }

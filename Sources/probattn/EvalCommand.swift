@@ -143,9 +143,10 @@ struct EvalCommand: ParsableCommand {
         }
         if let limit { instances = Array(instances.prefix(limit)) }
         let clicksFolder = saveClickMasks ? report.map { ($0 as NSString).appendingPathComponent("clicks") } : nil
+        let workingPixels = daemonConfig?.limits.workingPixels ?? WorkingResolution.defaultMaxPixels
         let runner = try EvaluationRunner(
             pipeline: pipeline, maxClicks: maxClicks, maxPixels: daemonConfig?.limits.maxImagePixels,
-            workingPixels: daemonConfig?.limits.workingPixels ?? WorkingResolution.defaultMaxPixels,
+            workingPixels: workingPixels,
             conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins, budget: budgetPerJob,
             clickMaskSink: clicksFolder.map { folder in
                 { @Sendable name, click, mask in
@@ -164,8 +165,12 @@ struct EvalCommand: ParsableCommand {
                     try MaskExport.write(finalMask, objectClass: 0, name: instances[index].name, directory: masksFolder)
                 }
                 if let clicksFolder {
+                    // The footprint of the working copy the session core encodes, at the mask's size.
                     let (image, _) = try instances[index].load(maxPixels: daemonConfig?.limits.maxImagePixels)
-                    try ClickMaskExport.writeTokens(try pipeline.encoder.encode(image), name: instances[index].name,
+                    let resolution = WorkingResolution(width: image.width, height: image.height,
+                                                       maxPixels: workingPixels)
+                    try ClickMaskExport.writeTokens(try pipeline.encoder.encode(resolution.reduce(image)),
+                                                    resolution: resolution, name: instances[index].name,
                                                     folder: clicksFolder)
                 }
                 slots.set(index, .success(result))

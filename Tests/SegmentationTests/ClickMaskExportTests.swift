@@ -46,11 +46,40 @@ import Synchronization
         let encoded = EncodedImage(image: RGBImage(width: w, height: h, pixels: [UInt8](repeating: 0, count: w * h * 3)),
                                    tokenCount: 4201, featureDimension: 1, features: [Float](repeating: 0, count: 4201),
                                    grid: nil, tokenOfPixel: tokens)
-        let tokenPath = try ClickMaskExport.writeTokens(encoded, name: "img", folder: folder)
+        let tokenPath = try ClickMaskExport.writeTokens(encoded, resolution: WorkingResolution(width: w, height: h,
+                                                                                             factor: 1),
+                                                        name: "img", folder: folder)
         let back = try ImageDecoder.decodeFile(atPath: tokenPath)
         for i in 0..<(w * h) {
             #expect(Int32(back.pixels[3 * i]) * 256 + Int32(back.pixels[3 * i + 1]) == tokens[i])
         }
         #expect(throws: (any Error).self) { try ClickMaskExport.writeMask(mask, click: 1, name: "a/b", folder: folder) }
+    }
+
+    /// An image above the working budget: its click masks are at its own size, so the footprint written beside them
+    /// is too, every pixel with the token of its working pixel.
+    @Test func theFootprintOfAReducedImageIsWrittenAtTheImageSize() throws {
+        let folder = NSTemporaryDirectory() + "probattn-clickmasks-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let resolution = WorkingResolution(width: 7, height: 5, factor: 3)   // working copy 3 × 2
+        let tokens: [Int32] = [0, 1, 2, 300, 301, 302]
+        let encoded = EncodedImage(image: RGBImage(width: 3, height: 2, pixels: [UInt8](repeating: 0, count: 18)),
+                                   tokenCount: 303, featureDimension: 1, features: [Float](repeating: 0, count: 303),
+                                   grid: nil, tokenOfPixel: tokens)
+        let path = try ClickMaskExport.writeTokens(encoded, resolution: resolution, name: "big", folder: folder)
+        let back = try ImageDecoder.decodeFile(atPath: path)
+        #expect(back.width == 7 && back.height == 5)
+        for y in 0..<5 {
+            for x in 0..<7 {
+                let i = y * 7 + x
+                #expect(Int32(back.pixels[3 * i]) * 256 + Int32(back.pixels[3 * i + 1]) == tokens[(y / 3) * 3 + x / 3],
+                        "pixel \(x), \(y)")
+            }
+        }
+        // An encoding of another size is not this image's working copy.
+        #expect(throws: (any Error).self) {
+            try ClickMaskExport.writeTokens(encoded, resolution: WorkingResolution(width: 7, height: 5, factor: 1),
+                                            name: "big", folder: folder)
+        }
     }
 }
