@@ -179,30 +179,45 @@ struct BoundaryRefinement {
                              band: [Int32], bandIndex: [Int32]) -> [Int] {
         var frontier: [Int] = []
         var visited = [Bool](repeating: false, count: band.count)
-        for (i, p) in band.enumerated() {
-            let pi = Int(p), x = pi % w, y = pi / w
-            let change = (x + 1 < w && labels[pi + 1] != labels[pi]) || (y + 1 < h && labels[pi + w] != labels[pi])
-                || (x > 0 && labels[pi - 1] != labels[pi]) || (y > 0 && labels[pi - w] != labels[pi])
-            if change { visited[i] = true; frontier.append(i) }
-        }
-        var step = 0
-        while !frontier.isEmpty {
-            guard step < reach else { break }
-            step += 1
-            var next: [Int] = []
-            for i in frontier {
-                let pi = Int(band[i]), x = pi % w, y = pi / w
-                for n in Self.neighbours {
-                    let xx = x + n.dx, yy = y + n.dy
-                    guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
-                    let j = Int(bandIndex[yy * w + xx])
-                    if j >= 0, !visited[j] { visited[j] = true; next.append(j) }
-                }
+        let offsets = Self.neighbours
+        labels.withUnsafeBufferPointer { labels in
+        band.withUnsafeBufferPointer { band in
+        bandIndex.withUnsafeBufferPointer { bandIndex in
+        visited.withUnsafeMutableBufferPointer { visited in
+        offsets.withUnsafeBufferPointer { offsets in
+            for i in 0..<band.count {
+                let pi = Int(band[i]), x = pi % w, y = pi / w, own = labels[pi]
+                let change = (x + 1 < w && labels[pi + 1] != own) || (y + 1 < h && labels[pi + w] != own)
+                    || (x > 0 && labels[pi - 1] != own) || (y > 0 && labels[pi - w] != own)
+                if change { visited[i] = true; frontier.append(i) }
             }
-            frontier = next
+            var step = 0
+            var next: [Int] = []
+            while !frontier.isEmpty {
+                guard step < reach else { break }
+                step += 1
+                next.removeAll(keepingCapacity: true)
+                for i in frontier {
+                    let pi = Int(band[i]), x = pi % w, y = pi / w
+                    for n in offsets {
+                        let xx = x + n.dx, yy = y + n.dy
+                        guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
+                        let j = Int(bandIndex[yy * w + xx])
+                        if j >= 0, !visited[j] { visited[j] = true; next.append(j) }
+                    }
+                }
+                swap(&frontier, &next)
+            }
+        }
+        }
+        }
+        }
         }
         // Every visited pixel is within reach; the band's order is kept.
-        return visited.indices.filter { visited[$0] }
+        var out: [Int] = []
+        out.reserveCapacity(band.count)
+        for i in 0..<visited.count where visited[i] { out.append(i) }
+        return out
     }
 
     /// The 8-neighbourhood as (dx, dy, 1/distance), in the order of `neighbourWeights`' rows.

@@ -153,6 +153,8 @@ final class BoykovKolmogorovSolver {
         /// The arc from the node to its parent in its search tree; `terminal` for a tree root, `none` for a node in
         /// no tree (free), `orphan` while it is being re-attached.
         var parent: Int32 = BoykovKolmogorovSolver.none
+        /// The head of `parent` while it is an arc (so a walk up the tree reads one record per step).
+        var parentNode: Int32 = 0
         /// Next node in the active queue; `none` when not queued.
         var nextActive: Int32 = BoykovKolmogorovSolver.none
         var timestamp: Int32 = 0
@@ -232,14 +234,14 @@ final class BoykovKolmogorovSolver {
                     let j = Int(arcs[a].head)
                     if nodes[j].parent == Self.none {
                         nodes[j].inSinkTree = sinkSide
-                        nodes[j].parent = arcs[a].sister
+                        nodes[j].parent = arcs[a].sister; nodes[j].parentNode = i
                         nodes[j].timestamp = ts; nodes[j].distance = dist + 1
                         activate(Int32(j))
                     } else if nodes[j].inSinkTree != sinkSide {
                         joining = sinkSide ? arcs[a].sister : Int32(a)
                         break
                     } else if nodes[j].timestamp <= ts && nodes[j].distance > dist {
-                        nodes[j].parent = arcs[a].sister
+                        nodes[j].parent = arcs[a].sister; nodes[j].parentNode = i
                         nodes[j].timestamp = ts; nodes[j].distance = dist + 1
                     }
                 }
@@ -295,7 +297,7 @@ final class BoykovKolmogorovSolver {
             let a = nodes[i].parent
             if a == Self.terminal { break }
             bottleneck = min(bottleneck, arcs[Int(a)].reverseResidual)
-            i = Int(arcs[Int(a)].head)
+            i = Int(nodes[i].parentNode)
         }
         bottleneck = min(bottleneck, nodes[i].terminalResidual)
         // Sink tree: from the arc's head down to the root.
@@ -304,7 +306,7 @@ final class BoykovKolmogorovSolver {
             let a = nodes[i].parent
             if a == Self.terminal { break }
             bottleneck = min(bottleneck, arcs[Int(a)].residual)
-            i = Int(arcs[Int(a)].head)
+            i = Int(nodes[i].parentNode)
         }
         bottleneck = min(bottleneck, -nodes[i].terminalResidual)
 
@@ -315,8 +317,9 @@ final class BoykovKolmogorovSolver {
             if a == Self.terminal { break }
             let ai = Int(a)
             push(bottleneck, along: Int(arcs[ai].sister))
+            let up = Int(nodes[i].parentNode)
             if arcs[ai].reverseResidual == 0 { makeOrphan(i) }
-            i = Int(arcs[ai].head)
+            i = up
         }
         nodes[i].terminalResidual -= bottleneck
         if nodes[i].terminalResidual == 0 { makeOrphan(i) }
@@ -326,8 +329,9 @@ final class BoykovKolmogorovSolver {
             if a == Self.terminal { break }
             let ai = Int(a)
             push(bottleneck, along: ai)
+            let up = Int(nodes[i].parentNode)
             if arcs[ai].residual == 0 { makeOrphan(i) }
-            i = Int(arcs[ai].head)
+            i = up
         }
         nodes[i].terminalResidual += bottleneck
         if nodes[i].terminalResidual == 0 { makeOrphan(i) }
@@ -339,6 +343,7 @@ final class BoykovKolmogorovSolver {
     func adopt(_ node: Int, time: Int32) {
         let sinkSide = nodes[node].inSinkTree
         var bestArc = Self.none
+        var bestNode: Int32 = 0
         var bestDistance = Int32.max
         let first = Int(nodes[node].firstArc), end = Int(nodes[node].endArc)
         for ai in first..<end {
@@ -356,22 +361,23 @@ final class BoykovKolmogorovSolver {
                     steps += 1
                     if pa == Self.terminal { nodes[k].timestamp = time; nodes[k].distance = 1; attached = true; break }
                     if pa == Self.orphan || pa == Self.none { break }
-                    k = Int(arcs[Int(pa)].head)
+                    k = Int(nodes[k].parentNode)
                 }
                 if attached {
-                    if steps < bestDistance { bestArc = Int32(ai); bestDistance = steps }
+                    if steps < bestDistance { bestArc = Int32(ai); bestNode = Int32(j); bestDistance = steps }
                     // Record distances along the path for later walks.
                     var k2 = j
                     var d = steps
                     while nodes[k2].timestamp != time {
                         nodes[k2].timestamp = time; nodes[k2].distance = d; d -= 1
-                        k2 = Int(arcs[Int(nodes[k2].parent)].head)
+                        k2 = Int(nodes[k2].parentNode)
                     }
                 }
             }
         }
         if bestArc != Self.none {
             nodes[node].parent = bestArc
+            nodes[node].parentNode = bestNode
             nodes[node].timestamp = time
             nodes[node].distance = bestDistance + 1
             return
@@ -383,7 +389,7 @@ final class BoykovKolmogorovSolver {
             let pa = nodes[j].parent
             if nodes[j].inSinkTree == sinkSide, pa != Self.none {
                 if (sinkSide ? arcs[ai].residual : arcs[ai].reverseResidual) > 0 { activate(Int32(j)) }
-                if pa != Self.terminal, pa != Self.orphan, Int(arcs[Int(pa)].head) == node { makeOrphan(j) }
+                if pa != Self.terminal, pa != Self.orphan, Int(nodes[j].parentNode) == node { makeOrphan(j) }
             }
         }
     }
