@@ -45,6 +45,72 @@ struct MixturePropagation: ValuePropagation {
         self.weights = weights
     }
 
+    /// `rounds` EM rounds of two classes, each the `propagate` of the observations `observe` gives (per token: the
+    /// two values and the weight m_i, read after the previous round settled), followed by `settle` of every token's
+    /// two new values: the caller's per-token update. Each chunk of tokens gathers a token's values from the units,
+    /// settles it and at once scatters its next observation into the chunk's sums, so every round reads W's rows
+    /// once instead of twice; the sums, the means and the outputs are those of `propagate` (the same terms in the
+    /// same order, chunks added in chunk order), so the result is the same bits. `observe` and `settle` are called
+    /// for the tokens of both chunks at once (within `budget`): they must touch only their own token's data.
+    func fusedTwoClassRounds(rounds: Int, budget: ComputeBudget, observe: (Int) -> (Float, Float, Float),
+                             settle: (Int, Float, Float) -> Void) {
+        let h = weights.tokens, m = weights.units
+        let chunks = h >= Self.parallelTokens ? 2 : 1
+        let parts = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks * m * 3)
+        defer { parts.deallocate() }
+        let mu = UnsafeMutableBufferPointer<Float>.allocate(capacity: m * 2)
+        defer { mu.deallocate() }
+        weights.rowStart.withUnsafeBufferPointer { start in
+        weights.columns.withUnsafeBufferPointer { column in
+        weights.values.withUnsafeBufferPointer { value in
+            @inline(__always) func scatter(_ i: Int, into p: UnsafeMutablePointer<Float>) {
+                let (v0, v1, observed) = observe(i)
+                if observed == 0 { return }
+                for e in Int(start[i])..<Int(start[i + 1]) {
+                    let w = value[e] * observed, so = Int(column[e]) * 3
+                    p[so] += w * v0; p[so + 1] += w * v1; p[so + 2] += w
+                }
+            }
+            // The sums of the chunks' parts in chunk order, and the unit means from them.
+            func means() {
+                for j in 0..<m {
+                    var s0: Float = 0, s1: Float = 0, s2: Float = 0
+                    for c in 0..<chunks {
+                        let o = c * m * 3 + j * 3
+                        s0 += parts[o]; s1 += parts[o + 1]; s2 += parts[o + 2]
+                    }
+                    let total = s2 + Self.epsilon
+                    mu[j * 2] = s0 / total; mu[j * 2 + 1] = s1 / total
+                }
+            }
+            parts.initialize(repeating: 0)
+            budget.forEachChunk(count: chunks) { chunk in
+                let p = parts.baseAddress! + chunk * m * 3
+                for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) { scatter(i, into: p) }
+            }
+            means()
+            for round in 0..<rounds {
+                let last = round == rounds - 1
+                if !last { parts.initialize(repeating: 0) }
+                budget.forEachChunk(count: chunks) { chunk in
+                    let p = parts.baseAddress! + chunk * m * 3
+                    for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) {
+                        var a: Float = 0, b: Float = 0
+                        for e in Int(start[i])..<Int(start[i + 1]) {
+                            let w = value[e], mo = Int(column[e]) * 2
+                            a += w * mu[mo]; b += w * mu[mo + 1]
+                        }
+                        settle(i, a, b)
+                        if !last { scatter(i, into: p) }
+                    }
+                }
+                if !last { means() }
+            }
+        }
+        }
+        }
+    }
+
     /// The token values H × K for the observations `fixed` (H × (K + 1): values, then the weight m_i).
     func propagate(fixed: [Float], valueChannels k: Int, budget: ComputeBudget) -> [Float] {
         let h = weights.tokens, m = weights.units, width = k + 1

@@ -64,6 +64,39 @@ import ProbattnEvaluation
         }
     }
 
+    /// The fused EM rounds (gather and next scatter in one pass over W) give the round-by-round loop's token
+    /// posteriors and masks bit for bit, with the default click priors (the previous-posterior chain replays every
+    /// prefix), on a scene below and one above `MixturePropagation.parallelTokens` (one and two chunks), with budgets
+    /// of one and two threads.
+    @Test func fusedRoundsEqualTheRoundByRoundLoop() throws {
+        let pipeline = try PipelineFactory.make(stages: PipelineFactory.defaultStages, plugins: builtPlugins)
+        let fused = try #require(pipeline.propagator as? BeliefPropagator)
+        #expect(fused.fusesRounds && fused.previousPosteriorWeight > 0 && fused.geodesicClickWeight > 0)
+        var plain = fused
+        plain.fusesRounds = false
+        for (width, height) in [(160, 120), (480, 360)] {
+            let scene = DiscScene(width: width, height: height, seed: 11)
+            let prepared = try pipeline.prepare(scene.image)
+            #expect(prepared.adapted.weights != nil)
+            if width == 480 { #expect(prepared.encoded.tokenCount >= MixturePropagation.parallelTokens) }
+            var rng = SplitMix64(state: 5)
+            var clicks: [Click] = []
+            for step in 0..<6 {
+                let x = Int(rng.next() % UInt64(width)), y = Int(rng.next() % UInt64(height))
+                clicks.append(Click(x: x, y: y, classIndex: scene.inside[y * width + x] ? 0 : 1))
+                let context = StageContext.standalone.with(budget: ComputeBudget(threads: 1 + step % 2))
+                let a = try fused.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                            fixed: FixedTokens(), classCount: 2, context: context, previous: nil)
+                let b = try plain.propagate(encoded: prepared.encoded, adapted: prepared.adapted, clicks: clicks,
+                                            fixed: FixedTokens(), classCount: 2, context: context, previous: nil)
+                let pa = try #require(a.state as? PropagationState).probabilities
+                let pb = try #require(b.state as? PropagationState).probabilities
+                #expect(pa.map(\.bitPattern) == pb.map(\.bitPattern), "\(width)×\(height), click \(step + 1)")
+                #expect(a.mask.labels == b.mask.labels, "\(width)×\(height), click \(step + 1)")
+            }
+        }
+    }
+
     /// A prepared image and the token posteriors of a few clicks on it.
     func posteriors(classCount k: Int) throws -> (BeliefPropagator, EncodedImage, [Float]) {
         let scene = DiscScene(width: 160, height: 120, seed: 4)
