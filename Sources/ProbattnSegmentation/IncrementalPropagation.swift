@@ -400,8 +400,9 @@ extension BeliefPropagator {
         let x0 = max(0, rect.x - 1) / 4 * 4, y0 = max(0, rect.y - 1) / 4 * 4
         let x1 = min(w, rect.maxX + 1), y1 = min(h, rect.maxY + 1)
         let cw = x1 - x0, ch = y1 - y0
-        var pixels = [UInt8](repeating: 0, count: cw * ch * 3)
-        var cropLabels = [UInt8](repeating: 0, count: cw * ch)
+        // Every byte of both is written by the row copies below.
+        var pixels = [UInt8](unsafeUninitializedCapacity: cw * ch * 3) { _, count in count = cw * ch * 3 }
+        var cropLabels = [UInt8](unsafeUninitializedCapacity: cw * ch) { _, count in count = cw * ch }
         image.pixels.withUnsafeBufferPointer { src in
         labels.withUnsafeBufferPointer { labels in
         pixels.withUnsafeMutableBufferPointer { pixels in
@@ -591,7 +592,8 @@ extension BeliefPropagator {
                          clicks: [Click], positions: [Int]) {
         guard !positions.isEmpty, !rect.isEmpty else { return }
         let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
-        var distance = [Double](repeating: .infinity, count: rect.area)
+        // The nearest disc's squared distance so far, of the pixels a disc reached (the others are +∞).
+        var distance: [Int: Double] = [:]
         for position in positions {
             let click = clicks[position]
             let ys = max(rect.y, click.y - r), ye = min(rect.maxY - 1, click.y + r)
@@ -602,7 +604,7 @@ extension BeliefPropagator {
                     let dx = Double(x - click.x), dy = Double(y - click.y), d = dx * dx + dy * dy
                     guard d <= r2 else { continue }
                     let l = (y - rect.y) * rect.width + x - rect.x
-                    if d <= distance[l] {
+                    if d <= distance[l, default: .infinity] {
                         distance[l] = d
                         inDisc[l] = true
                         labels[y * w + x] = UInt8(click.classIndex)
