@@ -94,7 +94,46 @@ struct MixturePropagation: ValuePropagation {
                 if !last { parts.initialize(repeating: 0) }
                 budget.forEachChunk(count: chunks) { chunk in
                     let p = parts.baseAddress! + chunk * m * 3
-                    for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) {
+                    let range = ComputeBudget.range(ofChunk: chunk, count: chunks, total: h)
+                    var i = range.lowerBound
+                    // Four tokens' gathers side by side (four independent sums, each over its own row in order, so
+                    // each is the sum of the one-token loop below): a row's sum is a chain of dependent adds, and
+                    // four chains keep the adder busy.
+                    while i + 4 <= range.upperBound {
+                        let s0 = Int(start[i]), s1 = Int(start[i + 1]), s2 = Int(start[i + 2])
+                        let s3 = Int(start[i + 3]), s4 = Int(start[i + 4])
+                        let n = min(s1 - s0, s2 - s1, s3 - s2, s4 - s3)
+                        var a0: Float = 0, b0: Float = 0, a1: Float = 0, b1: Float = 0
+                        var a2: Float = 0, b2: Float = 0, a3: Float = 0, b3: Float = 0
+                        for q in 0..<n {
+                            let w0 = value[s0 + q], m0 = Int(column[s0 + q]) * 2
+                            let w1 = value[s1 + q], m1 = Int(column[s1 + q]) * 2
+                            let w2 = value[s2 + q], m2 = Int(column[s2 + q]) * 2
+                            let w3 = value[s3 + q], m3 = Int(column[s3 + q]) * 2
+                            a0 += w0 * mu[m0]; b0 += w0 * mu[m0 + 1]
+                            a1 += w1 * mu[m1]; b1 += w1 * mu[m1 + 1]
+                            a2 += w2 * mu[m2]; b2 += w2 * mu[m2 + 1]
+                            a3 += w3 * mu[m3]; b3 += w3 * mu[m3 + 1]
+                        }
+                        @inline(__always) func rest(_ from: Int, _ to: Int, _ a: inout Float, _ b: inout Float) {
+                            for e in from..<to {
+                                let w = value[e], mo = Int(column[e]) * 2
+                                a += w * mu[mo]; b += w * mu[mo + 1]
+                            }
+                        }
+                        rest(s0 + n, s1, &a0, &b0); rest(s1 + n, s2, &a1, &b1)
+                        rest(s2 + n, s3, &a2, &b2); rest(s3 + n, s4, &a3, &b3)
+                        settle(i, a0, b0)
+                        if !last { scatter(i, into: p) }
+                        settle(i + 1, a1, b1)
+                        if !last { scatter(i + 1, into: p) }
+                        settle(i + 2, a2, b2)
+                        if !last { scatter(i + 2, into: p) }
+                        settle(i + 3, a3, b3)
+                        if !last { scatter(i + 3, into: p) }
+                        i += 4
+                    }
+                    while i < range.upperBound {
                         var a: Float = 0, b: Float = 0
                         for e in Int(start[i])..<Int(start[i + 1]) {
                             let w = value[e], mo = Int(column[e]) * 2
@@ -102,6 +141,7 @@ struct MixturePropagation: ValuePropagation {
                         }
                         settle(i, a, b)
                         if !last { scatter(i, into: p) }
+                        i += 1
                     }
                 }
                 if !last { means() }
