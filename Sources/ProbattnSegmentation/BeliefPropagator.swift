@@ -119,6 +119,10 @@ public struct BeliefPropagator: Propagator {
     public var previousPosteriorRadius: Double = 0.1
     /// How the previous-posterior prior's d is measured (as `backgroundPriorDistance`).
     public var previousPosteriorDistance: BackgroundPrior.Distance = .euclidean
+    /// Two classes through cached weights without the neighbour coupling: each EM round's gather over W and the
+    /// next round's scatter run in one pass over W's rows (`MixturePropagation.fusedTwoClassRounds`), with the
+    /// same sums in the same order as the round-by-round loop, which `false` runs instead (the tests compare them).
+    var fusesRounds = true
 
     /// The previous-posterior prior when it is on.
     var previousPosteriorPrior: PreviousPosteriorPrior? {
@@ -317,6 +321,47 @@ public struct BeliefPropagator: Propagator {
                 .observations(encoded: encoded, features: adapted.queries ?? encoded.features,
                               channels: adapted.channels ?? encoded.featureDimension, clicked: clicked)
             : nil
+        if fusesRounds, k == 2, coupling == nil, rounds > 0, let mixture = propagation as? MixturePropagation {
+            // The loop below for two classes, token by token: `observe` is its observation of a token (the
+            // `fixed` row), `settle` its E-step normalisation and over-relaxation of a token's new values.
+            let clickedValues = (0..<h).map { t -> (Float, Float)? in
+                clicked.isFixed(t) ? (clicked.value(t, 0, classCount: 2), clicked.value(t, 1, classCount: 2)) : nil
+            }
+            posterior.withUnsafeMutableBufferPointer { buffer in
+                let post = buffer
+                mixture.fusedTwoClassRounds(rounds: rounds, budget: budget, observe: { t -> (Float, Float, Float) in
+                    if let values = clickedValues[t] { return (values.0, values.1, 1) }
+                    let b: Float = (border[t] ? wB : 0) + (prior?[t] ?? 0)
+                    let g: Float = near?.weight[t] ?? 0, gClass = Int(near?.classOf[t] ?? -1)
+                    let q: Float = previousPosterior?.weights[t] ?? 0
+                    let weight = wU + b + g + q
+                    if weight <= 0 { return (0, 0, 0) }
+                    var e0 = wU * post[2 * t] + (0 == background ? b : 0) + (0 == gClass ? g : 0)
+                    var e1 = wU * post[2 * t + 1] + (1 == background ? b : 0) + (1 == gClass ? g : 0)
+                    if let previousPosterior {
+                        e0 += q * previousPosterior.values[2 * t]
+                        e1 += q * previousPosterior.values[2 * t + 1]
+                    }
+                    return (e0 / weight, e1 / weight, min(1, weight))
+                }, settle: { t, v0, v1 in
+                    var sum: Float = 0
+                    let p0 = v0.isFinite ? max(0, v0) : 0
+                    sum += p0
+                    let p1 = v1.isFinite ? max(0, v1) : 0
+                    sum += p1
+                    var total: Float = 0
+                    let fresh0 = sum > 0 ? p0 / sum : neutral
+                    let r0 = min(1, max(0, post[2 * t] + omega * (fresh0 - post[2 * t])))
+                    total += r0
+                    let fresh1 = sum > 0 ? p1 / sum : neutral
+                    let r1 = min(1, max(0, post[2 * t + 1] + omega * (fresh1 - post[2 * t + 1])))
+                    total += r1
+                    post[2 * t] = total > 0 ? r0 / total : neutral
+                    post[2 * t + 1] = total > 0 ? r1 / total : neutral
+                })
+            }
+            return posterior
+        }
         var previous = posterior
         for _ in 0..<rounds {
             if coupling != nil { previous = posterior }

@@ -179,30 +179,45 @@ struct BoundaryRefinement {
                              band: [Int32], bandIndex: [Int32]) -> [Int] {
         var frontier: [Int] = []
         var visited = [Bool](repeating: false, count: band.count)
-        for (i, p) in band.enumerated() {
-            let pi = Int(p), x = pi % w, y = pi / w
-            let change = (x + 1 < w && labels[pi + 1] != labels[pi]) || (y + 1 < h && labels[pi + w] != labels[pi])
-                || (x > 0 && labels[pi - 1] != labels[pi]) || (y > 0 && labels[pi - w] != labels[pi])
-            if change { visited[i] = true; frontier.append(i) }
-        }
-        var step = 0
-        while !frontier.isEmpty {
-            guard step < reach else { break }
-            step += 1
-            var next: [Int] = []
-            for i in frontier {
-                let pi = Int(band[i]), x = pi % w, y = pi / w
-                for n in Self.neighbours {
-                    let xx = x + n.dx, yy = y + n.dy
-                    guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
-                    let j = Int(bandIndex[yy * w + xx])
-                    if j >= 0, !visited[j] { visited[j] = true; next.append(j) }
-                }
+        let offsets = Self.neighbours
+        labels.withUnsafeBufferPointer { labels in
+        band.withUnsafeBufferPointer { band in
+        bandIndex.withUnsafeBufferPointer { bandIndex in
+        visited.withUnsafeMutableBufferPointer { visited in
+        offsets.withUnsafeBufferPointer { offsets in
+            for i in 0..<band.count {
+                let pi = Int(band[i]), x = pi % w, y = pi / w, own = labels[pi]
+                let change = (x + 1 < w && labels[pi + 1] != own) || (y + 1 < h && labels[pi + w] != own)
+                    || (x > 0 && labels[pi - 1] != own) || (y > 0 && labels[pi - w] != own)
+                if change { visited[i] = true; frontier.append(i) }
             }
-            frontier = next
+            var step = 0
+            var next: [Int] = []
+            while !frontier.isEmpty {
+                guard step < reach else { break }
+                step += 1
+                next.removeAll(keepingCapacity: true)
+                for i in frontier {
+                    let pi = Int(band[i]), x = pi % w, y = pi / w
+                    for n in offsets {
+                        let xx = x + n.dx, yy = y + n.dy
+                        guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
+                        let j = Int(bandIndex[yy * w + xx])
+                        if j >= 0, !visited[j] { visited[j] = true; next.append(j) }
+                    }
+                }
+                swap(&frontier, &next)
+            }
+        }
+        }
+        }
+        }
         }
         // Every visited pixel is within reach; the band's order is kept.
-        return visited.indices.filter { visited[$0] }
+        var out: [Int] = []
+        out.reserveCapacity(band.count)
+        for i in 0..<visited.count where visited[i] { out.append(i) }
+        return out
     }
 
     /// The 8-neighbourhood as (dx, dy, 1/distance), in the order of `neighbourWeights`' rows.
@@ -266,16 +281,28 @@ struct BoundaryRefinement {
     /// `band.count × 8`: λ · exp(−contrast · |c_p − c_q|²) / dist(p, q) from every band pixel to each of its 8
     /// neighbours (0 off the image). `bandIndex` gives every pixel's position in `band` (-1 outside it), whose
     /// colours `lab` holds: a pair inside the band is computed once, a neighbour off the band is looked up.
-    private func neighbourWeights(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float], contrast: Float)
+    func neighbourWeights(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float], contrast: Float)
         -> [Float] {
         let w = image.width, h = image.height
         var weights = [Float](repeating: 0, count: band.count * 8)
         let exponential = NegativeExponential.table
         let table = QuantisedLab.table
+        let offsets = Self.neighbours
+        // Raw buffers throughout; each weight is computed as `squaredDistance` and `NegativeExponential.value` do,
+        // term by term.
         weights.withUnsafeMutableBufferPointer { weights in
-            for (i, p) in band.enumerated() {
-                let pi = Int(p), x = pi % w, y = pi / w
-                for (slot, neighbour) in Self.neighbours.enumerated() {
+        exponential.withUnsafeBufferPointer { exponential in
+        table.withUnsafeBufferPointer { table in
+        lab.withUnsafeBufferPointer { lab in
+        bandIndex.withUnsafeBufferPointer { bandIndex in
+        band.withUnsafeBufferPointer { band in
+        image.pixels.withUnsafeBufferPointer { px in
+        offsets.withUnsafeBufferPointer { offsets in
+            for i in 0..<band.count {
+                let pi = Int(band[i]), x = pi % w, y = pi / w
+                let l1 = lab[3 * i], a1 = lab[3 * i + 1], b1 = lab[3 * i + 2]
+                for slot in 0..<8 {
+                    let neighbour = offsets[slot]
                     let xx = x + neighbour.dx, yy = y + neighbour.dy
                     guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
                     let q = yy * w + xx
@@ -283,13 +310,35 @@ struct BoundaryRefinement {
                     // Slot 7 − s is the opposite direction of slot s: a pair inside the band is computed from its
                     // earlier pixel (forward slots 4–7) and mirrored.
                     if j >= 0, slot < 4 { continue }
-                    let squared = Self.squaredDistance(i, q, image: image, bandIndex: bandIndex, lab: lab, table: table)
-                    let weight = smoothness * neighbour.inverseDistance
-                        * NegativeExponential.value(contrast * squared, table: exponential)
+                    let l2, a2, b2: Float
+                    if j >= 0 {
+                        (l2, a2, b2) = (lab[3 * j], lab[3 * j + 1], lab[3 * j + 2])
+                    } else {
+                        let t = QuantisedLab.index(px[3 * q], px[3 * q + 1], px[3 * q + 2])
+                        (l2, a2, b2) = (table[t], table[t + 1], table[t + 2])
+                    }
+                    let dl = l1 - l2, da = a1 - a2, db = b1 - b2
+                    let squared = dl * dl + da * da + db * db
+                    let argument = contrast * squared
+                    var factor: Float = 0
+                    if argument < 16 {
+                        let position = max(0, argument) * 256
+                        let e = Int(position)
+                        let f = position - Float(e)
+                        factor = exponential[e] + f * (exponential[e + 1] - exponential[e])
+                    }
+                    let weight = smoothness * neighbour.inverseDistance * factor
                     weights[i * 8 + slot] = weight
                     if j >= 0 { weights[j * 8 + 7 - slot] = weight }
                 }
             }
+        }
+        }
+        }
+        }
+        }
+        }
+        }
         }
         return weights
     }
@@ -368,7 +417,7 @@ private struct MoveContext {
         var source = [UInt8](repeating: 0, count: band.count)
         for (i, p) in band.enumerated() where node[i] >= 0 { source[i] = sourceLabel(p) }
         var graph = MaxFlowGraph(expectedNodes: nodeCount, expectedEdges: 4 * nodeCount)
-        for _ in 0..<nodeCount { graph.addNode() }
+        graph.addNodes(nodeCount)
         var sourceCapacity = [Float](repeating: 0, count: nodeCount)
         var sinkCapacity = [Float](repeating: 0, count: nodeCount)
         // Symmetric pair terms between two nodes are summed per node pair before they become an edge (a block

@@ -400,16 +400,23 @@ extension BeliefPropagator {
         let x0 = max(0, rect.x - 1) / 4 * 4, y0 = max(0, rect.y - 1) / 4 * 4
         let x1 = min(w, rect.maxX + 1), y1 = min(h, rect.maxY + 1)
         let cw = x1 - x0, ch = y1 - y0
-        var pixels = [UInt8](repeating: 0, count: cw * ch * 3)
-        var cropLabels = [UInt8](repeating: 0, count: cw * ch)
+        // Every byte of both is written by the row copies below.
+        var pixels = [UInt8](unsafeUninitializedCapacity: cw * ch * 3) { _, count in count = cw * ch * 3 }
+        var cropLabels = [UInt8](unsafeUninitializedCapacity: cw * ch) { _, count in count = cw * ch }
         image.pixels.withUnsafeBufferPointer { src in
+        labels.withUnsafeBufferPointer { labels in
+        pixels.withUnsafeMutableBufferPointer { pixels in
+        cropLabels.withUnsafeMutableBufferPointer { cropLabels in
             for y in 0..<ch {
-                for x in 0..<cw {
-                    let g = (y0 + y) * w + x0 + x, l = y * cw + x
-                    pixels[3 * l] = src[3 * g]; pixels[3 * l + 1] = src[3 * g + 1]; pixels[3 * l + 2] = src[3 * g + 2]
-                    cropLabels[l] = labels[g]
-                }
+                let g = (y0 + y) * w + x0, l = y * cw
+                UnsafeMutableRawPointer(pixels.baseAddress! + 3 * l)
+                    .copyMemory(from: src.baseAddress! + 3 * g, byteCount: 3 * cw)
+                UnsafeMutableRawPointer(cropLabels.baseAddress! + l).copyMemory(from: labels.baseAddress! + g,
+                                                                                 byteCount: cw)
             }
+        }
+        }
+        }
         }
         let crop = RGBImage(width: cw, height: ch, pixels: pixels)
         let band = upsampled.band.map { p -> Int32 in
@@ -419,8 +426,13 @@ extension BeliefPropagator {
         refiner.refine(labels: &cropLabels, image: crop, band: band, probabilities: upsampled.bandProbabilities,
                        fixedInBand: fixed, colours: upsampled.bandColours, classCount: k, budget: budget,
                        contrast: contrast)
-        for y in rect.y..<rect.maxY {
-            for x in rect.x..<rect.maxX { labels[y * w + x] = cropLabels[(y - y0) * cw + x - x0] }
+        labels.withUnsafeMutableBufferPointer { labels in
+        cropLabels.withUnsafeBufferPointer { cropLabels in
+            for y in rect.y..<rect.maxY {
+                UnsafeMutableRawPointer(labels.baseAddress! + y * w + rect.x)
+                    .copyMemory(from: cropLabels.baseAddress! + (y - y0) * cw + rect.x - x0, byteCount: rect.width)
+            }
+        }
         }
     }
 
@@ -475,30 +487,43 @@ extension BeliefPropagator {
         }
         let weights = BilateralMix(self, encoded: encoded, grid: grid)
         let labTable = QuantisedLab.table
+        let exponential = NegativeExponential.table
         // The rows are cut into chunks of about `pixelsPerChunk` pixels (a number that depends on the rectangle
         // alone), classified within `budget` (a pixel depends only on its own token's neighbourhood); each chunk
         // collects its own part of the band, joined in chunk (row) order afterwards, so the output is the same for
-        // every budget.
+        // every budget. The loop reads everything through raw buffers and computes each pixel's mix as
+        // `BilateralMix.mix` does, term by term in the same order (`BilateralMix.mixUnchecked`).
         let chunks = max(1, min(rect.height, rect.area / Self.pixelsPerChunk))
         var parts = [UpsampledBand](repeating: UpsampledBand(), count: chunks)
         labels.withUnsafeMutableBufferPointer { labelsOut in
         parts.withUnsafeMutableBufferPointer { partsOut in
         labTable.withUnsafeBufferPointer { lab in
         image.pixels.withUnsafeBufferPointer { px in
+        encoded.tokenOfPixel.withUnsafeBufferPointer { tokenOf in
+        settled.withUnsafeBufferPointer { settled in
+        tokenClass.withUnsafeBufferPointer { tokenClass in
+        p.withUnsafeBufferPointer { p in
+        weights.colours.withUnsafeBufferPointer { colours in
+        weights.centres.withUnsafeBufferPointer { centres in
+        exponential.withUnsafeBufferPointer { exponential in
+            let kernel = BilateralMix.Unchecked(mix: weights, colours: colours.baseAddress!,
+                                                centres: centres.baseAddress!, probabilities: p.baseAddress!,
+                                                exponential: exponential.baseAddress!)
             budget.forEachChunk(count: chunks) { chunk in
             var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
-            var mix = [Float](repeating: 0, count: k)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { mixBuffer in
+            let mix = mixBuffer.baseAddress!
             let rows = ComputeBudget.range(ofChunk: chunk, count: chunks, total: rect.height)
             for y in (rect.y + rows.lowerBound)..<(rect.y + rows.upperBound) {
                 for x in rect.x..<rect.maxX {
-                    let i = y * w + x, t = Int(encoded.tokenOfPixel[i])
+                    let i = y * w + x, t = Int(tokenOf[i])
                     if settled[t] {
                         labelsOut[i] = UInt8(tokenClass[t])
                         continue
                     }
                     let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
                     let l = lab[q], a = lab[q + 1], b = lab[q + 2]
-                    weights.mix(x: x, y: y, token: t, l: l, a: a, b: b, probabilities: p, classCount: k, into: &mix)
+                    kernel.mix(x: x, y: y, token: t, l: l, a: a, b: b, classCount: k, into: mix)
                     var best = 0
                     for j in 1..<k where mix[j] >= mix[best] { best = j }
                     // All weights underflowed (an outlier colour): fall back to the pixel's own token.
@@ -512,9 +537,17 @@ extension BeliefPropagator {
                     }
                 }
             }
+            }
             partsOut[chunk] = UpsampledBand(band: band, bandProbabilities: bandProbabilities,
                                             bandColours: bandColours)
             }
+        }
+        }
+        }
+        }
+        }
+        }
+        }
         }
         }
         }
@@ -559,7 +592,8 @@ extension BeliefPropagator {
                          clicks: [Click], positions: [Int]) {
         guard !positions.isEmpty, !rect.isEmpty else { return }
         let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
-        var distance = [Double](repeating: .infinity, count: rect.area)
+        // The nearest disc's squared distance so far, of the pixels a disc reached (the others are +∞).
+        var distance: [Int: Double] = [:]
         for position in positions {
             let click = clicks[position]
             let ys = max(rect.y, click.y - r), ye = min(rect.maxY - 1, click.y + r)
@@ -570,7 +604,7 @@ extension BeliefPropagator {
                     let dx = Double(x - click.x), dy = Double(y - click.y), d = dx * dx + dy * dy
                     guard d <= r2 else { continue }
                     let l = (y - rect.y) * rect.width + x - rect.x
-                    if d <= distance[l] {
+                    if d <= distance[l, default: .infinity] {
                         distance[l] = d
                         inDisc[l] = true
                         labels[y * w + x] = UInt8(click.classIndex)
@@ -606,6 +640,65 @@ struct BilateralMix {
         let stride = (Double(encoded.image.width * encoded.image.height) / Double(tokens)).squareRoot()
         spatial = Float(1 / (2 * pow(propagator.upsampleSpatialSigma * stride, 2)))
         colour = Float(1 / (2 * propagator.upsampleColourSigma * propagator.upsampleColourSigma))
+    }
+
+    /// `mix` over raw buffers of the same arrays (and `NegativeExponential.table`), for the upsampling loop: the
+    /// same terms in the same order, so the same bits, without per-element checks. Valid while the buffers are.
+    struct Unchecked {
+        let rows: Int, cols: Int
+        let spatial: Float, colour: Float
+        let colours: UnsafePointer<Float>, centres: UnsafePointer<Float>, probabilities: UnsafePointer<Float>
+        let exponential: UnsafePointer<Float>
+
+        init(mix: BilateralMix, colours: UnsafePointer<Float>, centres: UnsafePointer<Float>,
+             probabilities: UnsafePointer<Float>, exponential: UnsafePointer<Float>) {
+            rows = mix.grid.rows; cols = mix.grid.cols
+            spatial = mix.spatial; colour = mix.colour
+            self.colours = colours; self.centres = centres; self.probabilities = probabilities
+            self.exponential = exponential
+        }
+
+        /// `BilateralMix.mix` into the K floats at `mix`.
+        @inline(__always)
+        func mix(x: Int, y: Int, token t: Int, l: Float, a: Float, b: Float, classCount k: Int,
+                 into mix: UnsafeMutablePointer<Float>) {
+            let r = t / cols, c = t % cols
+            let fx = Float(x), fy = Float(y)
+            if k == 2 {
+                var m0: Float = 0, m1: Float = 0
+                for rr in max(0, r - 1)...min(rows - 1, r + 1) {
+                    for cc in max(0, c - 1)...min(cols - 1, c + 1) {
+                        let u = rr * cols + cc
+                        let weight = self.weight(u, fx, fy, l, a, b)
+                        m0 += weight * probabilities[u * 2]; m1 += weight * probabilities[u * 2 + 1]
+                    }
+                }
+                mix[0] = m0; mix[1] = m1
+                return
+            }
+            for j in 0..<k { mix[j] = 0 }
+            for rr in max(0, r - 1)...min(rows - 1, r + 1) {
+                for cc in max(0, c - 1)...min(cols - 1, c + 1) {
+                    let u = rr * cols + cc
+                    let weight = self.weight(u, fx, fy, l, a, b)
+                    for j in 0..<k { mix[j] += weight * probabilities[u * k + j] }
+                }
+            }
+        }
+
+        /// The weight of token `u` for a pixel at (fx, fy) of colour (l, a, b): `NegativeExponential.value` of
+        /// the same argument.
+        @inline(__always)
+        private func weight(_ u: Int, _ fx: Float, _ fy: Float, _ l: Float, _ a: Float, _ b: Float) -> Float {
+            let dx = fx - centres[2 * u], dy = fy - centres[2 * u + 1]
+            let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
+            let x = spatial * (dx * dx + dy * dy) + colour * (dl * dl + da * da + db * db)
+            guard x < 16 else { return 0 }
+            let position = max(0, x) * 256
+            let i = Int(position)
+            let f = position - Float(i)
+            return exponential[i] + f * (exponential[i + 1] - exponential[i])
+        }
     }
 
     /// Overwrites `mix` (K values) with the unnormalised mix for pixel (x, y) of token `t` and CIELAB colour

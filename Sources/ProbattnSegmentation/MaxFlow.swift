@@ -15,10 +15,14 @@ struct MaxFlowGraph {
     typealias Node = BoykovKolmogorovSolver.Node
     typealias Arc = BoykovKolmogorovSolver.Arc
 
-    // Built directly in the solver's records (no copy before solving). Arcs come in sister pairs: arc `a` and
-    // `a ^ 1` are the two directions of one edge.
-    private var nodes: [Node] = []
-    private var arcs: [Arc] = []
+    /// One edge as added: its two nodes and its two capacities (quantised).
+    private struct Edge {
+        var a: Int32, b: Int32, forward: Capacity, backward: Capacity
+    }
+
+    /// Per node: the terminal residual (> 0 toward the source, < 0 toward the sink).
+    private var terminals: [Capacity] = []
+    private var edges: [Edge] = []
     private var flowValue: Int64 = 0
     /// Capacity units per unit of the callers' weights.
     let resolution: Float
@@ -27,12 +31,12 @@ struct MaxFlowGraph {
 
     init(expectedNodes: Int = 0, expectedEdges: Int = 0, resolution: Float = 4096) {
         self.resolution = resolution
-        nodes.reserveCapacity(expectedNodes)
-        arcs.reserveCapacity(2 * expectedEdges)
+        terminals.reserveCapacity(expectedNodes)
+        edges.reserveCapacity(expectedEdges)
     }
 
     /// The number of nodes added so far.
-    var nodeCount: Int { nodes.count }
+    var nodeCount: Int { terminals.count }
 
     /// The value of the maximum flow (= the minimum cut's capacity, including the constant part of terminal
     /// weights that both sides paid), valid after `maximumFlow()`.
@@ -41,8 +45,13 @@ struct MaxFlowGraph {
     /// Adds a node and returns its index.
     @discardableResult
     mutating func addNode() -> Int {
-        nodes.append(Node(firstArc: BoykovKolmogorovSolver.none, terminalResidual: 0))
-        return nodes.count - 1
+        terminals.append(0)
+        return terminals.count - 1
+    }
+
+    /// Adds `count` nodes at once (indices `nodeCount ..< nodeCount + count`).
+    mutating func addNodes(_ count: Int) {
+        terminals.append(contentsOf: repeatElement(0, count: count))
     }
 
     /// Adds capacity `source` on the edge source → node and `sink` on node → sink. In energy terms: the node pays
@@ -51,18 +60,15 @@ struct MaxFlowGraph {
         precondition(source >= 0 && sink >= 0, "terminal capacities must be non-negative")
         let s = quantised(source), t = quantised(sink)
         flowValue += Int64(min(s, t))
-        nodes[node].terminalResidual += s - t
+        terminals[node] += s - t
     }
 
     /// Adds an edge with capacity `forward` from `a` to `b` and `backward` from `b` to `a` (both ≥ 0).
     mutating func addEdge(_ a: Int, _ b: Int, forward: Float, backward: Float) {
         precondition(a != b, "an edge needs two distinct nodes")
+        precondition(a >= 0 && a < terminals.count && b >= 0 && b < terminals.count, "an edge needs existing nodes")
         precondition(forward >= 0 && backward >= 0, "edge capacities must be non-negative")
-        let ab = Int32(arcs.count)
-        arcs.append(Arc(head: Int32(b), next: nodes[a].firstArc, residual: quantised(forward)))
-        nodes[a].firstArc = ab
-        arcs.append(Arc(head: Int32(a), next: nodes[b].firstArc, residual: quantised(backward)))
-        nodes[b].firstArc = ab + 1
+        edges.append(Edge(a: Int32(a), b: Int32(b), forward: quantised(forward), backward: quantised(backward)))
     }
 
     private func quantised(_ capacity: Float) -> Capacity {
@@ -78,21 +84,49 @@ struct MaxFlowGraph {
     }
 
     /// Computes the maximum flow; returns its value. Call once, after building the graph.
+    ///
+    /// The arcs are laid out node by node (each node's arcs contiguous, both residuals in every arc), each node's
+    /// arcs in the reverse of the order they were added: the order in which a linked list of arcs, each new arc put
+    /// at its head, would give them, so the search visits arcs as that classic layout would.
     @discardableResult
     mutating func maximumFlow() -> Float {
-        let count = nodes.count
+        let count = terminals.count
+        guard !edges.isEmpty else {
+            // No edges: each node sides with its larger terminal capacity (ties: the sink).
+            sourceSide = terminals.map { $0 > 0 }
+            return flow
+        }
+        var nodes = [Node](unsafeUninitializedCapacity: count) { buffer, initialised in
+            for i in 0..<count { (buffer.baseAddress! + i).initialize(to: Node(firstArc: 0, endArc: 0,
+                                                                            terminalResidual: terminals[i])) }
+            initialised = count
+        }
+        var arcs = [Arc](repeating: Arc(head: 0, sister: 0, residual: 0, reverseResidual: 0), count: 2 * edges.count)
         var sides: [Bool] = []
         let pushed = nodes.withUnsafeMutableBufferPointer { nodes -> Int64 in
             arcs.withUnsafeMutableBufferPointer { arcs -> Int64 in
-                guard let n = nodes.baseAddress, let a = arcs.baseAddress else {
-                    // No edges: each node sides with its larger terminal capacity (ties: the sink).
-                    sides = nodes.map { $0.terminalResidual > 0 }
-                    return 0
+                edges.withUnsafeBufferPointer { edges -> Int64 in
+                    let n = nodes.baseAddress!, arc = arcs.baseAddress!
+                    // Degrees, then each node's first slot; edges placed last to first.
+                    for e in edges { n[Int(e.a)].endArc += 1; n[Int(e.b)].endArc += 1 }
+                    var next: Int32 = 0
+                    for i in 0..<count {
+                        let degree = n[i].endArc
+                        n[i].firstArc = next
+                        n[i].endArc = next      // the fill cursor until every arc is placed
+                        next += degree
+                    }
+                    for e in edges.reversed() {
+                        let ab = n[Int(e.a)].endArc, ba = n[Int(e.b)].endArc
+                        n[Int(e.a)].endArc += 1; n[Int(e.b)].endArc += 1
+                        arc[Int(ab)] = Arc(head: e.b, sister: ba, residual: e.forward, reverseResidual: e.backward)
+                        arc[Int(ba)] = Arc(head: e.a, sister: ab, residual: e.backward, reverseResidual: e.forward)
+                    }
+                    let solver = BoykovKolmogorovSolver(nodes: n, nodeCount: count, arcs: arc)
+                    let pushed = solver.run()
+                    sides = solver.sides()
+                    return pushed
                 }
-                let solver = BoykovKolmogorovSolver(nodes: n, nodeCount: count, arcs: a)
-                let pushed = solver.run()
-                sides = solver.sides()
-                return pushed
             }
         }
         flowValue += pushed
@@ -101,9 +135,9 @@ struct MaxFlowGraph {
     }
 }
 
-/// The search-tree state of one max-flow computation, in raw buffers of per-node and per-arc records (one cache
-/// line holds everything the inner loops read about a node; no bounds or uniqueness checks: every index they use
-/// comes from the graph's own arcs).
+/// The search-tree state of one max-flow computation, in raw buffers of per-node and per-arc records (a node's arcs
+/// lie side by side and hold their reverse arc's residual too, so the inner loops read one node's arcs from
+/// consecutive memory; no bounds or uniqueness checks: every index they use comes from the graph's own arcs).
 final class BoykovKolmogorovSolver {
     typealias Capacity = MaxFlowGraph.Capacity
 
@@ -113,10 +147,14 @@ final class BoykovKolmogorovSolver {
     static let endOfQueue: Int32 = -4
 
     struct Node {
+        /// The node's arcs are `firstArc ..< endArc`.
         var firstArc: Int32
+        var endArc: Int32
         /// The arc from the node to its parent in its search tree; `terminal` for a tree root, `none` for a node in
         /// no tree (free), `orphan` while it is being re-attached.
         var parent: Int32 = BoykovKolmogorovSolver.none
+        /// The head of `parent` while it is an arc (so a walk up the tree reads one record per step).
+        var parentNode: Int32 = 0
         /// Next node in the active queue; `none` when not queued.
         var nextActive: Int32 = BoykovKolmogorovSolver.none
         var timestamp: Int32 = 0
@@ -128,12 +166,15 @@ final class BoykovKolmogorovSolver {
 
     struct Arc {
         var head: Int32
-        var next: Int32
+        /// The reverse arc (head → tail).
+        var sister: Int32
         var residual: Capacity
+        /// The sister's residual (kept equal to `arcs[sister].residual`).
+        var reverseResidual: Capacity
     }
 
     let nodeCount: Int
-    /// The graph's own records (owned by `MaxFlowGraph`), updated in place.
+    /// The graph's records (owned by `MaxFlowGraph.maximumFlow`), updated in place.
     let nodes: UnsafeMutablePointer<Node>
     let arcs: UnsafeMutablePointer<Arc>
     // Unchecked: these are touched in every step of the inner loops, only by this object's own methods, one call at
@@ -152,6 +193,13 @@ final class BoykovKolmogorovSolver {
     /// The side of every node after `run()`: source when it is in the source tree.
     func sides() -> [Bool] {
         (0..<nodeCount).map { nodes[$0].parent != Self.none && !nodes[$0].inSinkTree }
+    }
+
+    /// `bottleneck` pushed along arc `a` (and taken back on its sister).
+    @inline(__always) private func push(_ bottleneck: Capacity, along a: Int) {
+        let s = Int(arcs[a].sister)
+        arcs[a].residual -= bottleneck; arcs[a].reverseResidual += bottleneck
+        arcs[s].residual += bottleneck; arcs[s].reverseResidual -= bottleneck
     }
 
     /// Runs the algorithm; returns the flow pushed through non-terminal paths.
@@ -178,26 +226,26 @@ final class BoykovKolmogorovSolver {
             let sinkSide = nodes[ni].inSinkTree
             let ts = nodes[ni].timestamp, dist = nodes[ni].distance
             var joining = Self.none
-            var a = nodes[ni].firstArc
-            while a != Self.none {
-                let ai = Int(a)
+            var a = Int(nodes[ni].firstArc)
+            let end = Int(nodes[ni].endArc)
+            while a < end {
                 // Source tree: the arc i → j must have residual capacity; sink tree: the arc j → i.
-                if arcs[sinkSide ? ai ^ 1 : ai].residual > 0 {
-                    let j = Int(arcs[ai].head)
+                if (sinkSide ? arcs[a].reverseResidual : arcs[a].residual) > 0 {
+                    let j = Int(arcs[a].head)
                     if nodes[j].parent == Self.none {
                         nodes[j].inSinkTree = sinkSide
-                        nodes[j].parent = a ^ 1
+                        nodes[j].parent = arcs[a].sister; nodes[j].parentNode = i
                         nodes[j].timestamp = ts; nodes[j].distance = dist + 1
                         activate(Int32(j))
                     } else if nodes[j].inSinkTree != sinkSide {
-                        joining = sinkSide ? a ^ 1 : a
+                        joining = sinkSide ? arcs[a].sister : Int32(a)
                         break
                     } else if nodes[j].timestamp <= ts && nodes[j].distance > dist {
-                        nodes[j].parent = a ^ 1
+                        nodes[j].parent = arcs[a].sister; nodes[j].parentNode = i
                         nodes[j].timestamp = ts; nodes[j].distance = dist + 1
                     }
                 }
-                a = arcs[ai].next
+                a += 1
             }
             guard joining != Self.none else { continue }
             time += 1
@@ -241,13 +289,15 @@ final class BoykovKolmogorovSolver {
     /// nodes whose link to their parent became saturated as orphans.
     func augment(through joining: Int) {
         var bottleneck = arcs[joining].residual
-        // Source tree: from the arc's tail up to the root.
-        var i = Int(arcs[joining ^ 1].head)
+        let tail = Int(arcs[Int(arcs[joining].sister)].head)
+        // Source tree: from the arc's tail up to the root (a parent arc points child → parent; the flow runs
+        // parent → child, on its sister).
+        var i = tail
         while true {
             let a = nodes[i].parent
             if a == Self.terminal { break }
-            bottleneck = min(bottleneck, arcs[Int(a) ^ 1].residual)
-            i = Int(arcs[Int(a)].head)
+            bottleneck = min(bottleneck, arcs[Int(a)].reverseResidual)
+            i = Int(nodes[i].parentNode)
         }
         bottleneck = min(bottleneck, nodes[i].terminalResidual)
         // Sink tree: from the arc's head down to the root.
@@ -256,21 +306,20 @@ final class BoykovKolmogorovSolver {
             let a = nodes[i].parent
             if a == Self.terminal { break }
             bottleneck = min(bottleneck, arcs[Int(a)].residual)
-            i = Int(arcs[Int(a)].head)
+            i = Int(nodes[i].parentNode)
         }
         bottleneck = min(bottleneck, -nodes[i].terminalResidual)
 
-        arcs[joining ^ 1].residual += bottleneck
-        arcs[joining].residual -= bottleneck
-        i = Int(arcs[joining ^ 1].head)
+        push(bottleneck, along: joining)
+        i = tail
         while true {
             let a = nodes[i].parent
             if a == Self.terminal { break }
             let ai = Int(a)
-            arcs[ai].residual += bottleneck
-            arcs[ai ^ 1].residual -= bottleneck
-            if arcs[ai ^ 1].residual == 0 { makeOrphan(i) }
-            i = Int(arcs[ai].head)
+            push(bottleneck, along: Int(arcs[ai].sister))
+            let up = Int(nodes[i].parentNode)
+            if arcs[ai].reverseResidual == 0 { makeOrphan(i) }
+            i = up
         }
         nodes[i].terminalResidual -= bottleneck
         if nodes[i].terminalResidual == 0 { makeOrphan(i) }
@@ -279,10 +328,10 @@ final class BoykovKolmogorovSolver {
             let a = nodes[i].parent
             if a == Self.terminal { break }
             let ai = Int(a)
-            arcs[ai ^ 1].residual += bottleneck
-            arcs[ai].residual -= bottleneck
+            push(bottleneck, along: ai)
+            let up = Int(nodes[i].parentNode)
             if arcs[ai].residual == 0 { makeOrphan(i) }
-            i = Int(arcs[ai].head)
+            i = up
         }
         nodes[i].terminalResidual += bottleneck
         if nodes[i].terminalResidual == 0 { makeOrphan(i) }
@@ -294,13 +343,13 @@ final class BoykovKolmogorovSolver {
     func adopt(_ node: Int, time: Int32) {
         let sinkSide = nodes[node].inSinkTree
         var bestArc = Self.none
+        var bestNode: Int32 = 0
         var bestDistance = Int32.max
-        var a = nodes[node].firstArc
-        while a != Self.none {
-            let ai = Int(a)
+        let first = Int(nodes[node].firstArc), end = Int(nodes[node].endArc)
+        for ai in first..<end {
             // The residual edge must point toward the node for the source tree, away from it for the sink tree.
             let j = Int(arcs[ai].head)
-            if arcs[sinkSide ? ai : ai ^ 1].residual > 0, nodes[j].inSinkTree == sinkSide,
+            if (sinkSide ? arcs[ai].residual : arcs[ai].reverseResidual) > 0, nodes[j].inSinkTree == sinkSide,
                nodes[j].parent != Self.none {
                 // Walk up to the root, checking the path is still attached to a terminal.
                 var k = j
@@ -312,39 +361,36 @@ final class BoykovKolmogorovSolver {
                     steps += 1
                     if pa == Self.terminal { nodes[k].timestamp = time; nodes[k].distance = 1; attached = true; break }
                     if pa == Self.orphan || pa == Self.none { break }
-                    k = Int(arcs[Int(pa)].head)
+                    k = Int(nodes[k].parentNode)
                 }
                 if attached {
-                    if steps < bestDistance { bestArc = a; bestDistance = steps }
+                    if steps < bestDistance { bestArc = Int32(ai); bestNode = Int32(j); bestDistance = steps }
                     // Record distances along the path for later walks.
                     var k2 = j
                     var d = steps
                     while nodes[k2].timestamp != time {
                         nodes[k2].timestamp = time; nodes[k2].distance = d; d -= 1
-                        k2 = Int(arcs[Int(nodes[k2].parent)].head)
+                        k2 = Int(nodes[k2].parentNode)
                     }
                 }
             }
-            a = arcs[ai].next
         }
         if bestArc != Self.none {
             nodes[node].parent = bestArc
+            nodes[node].parentNode = bestNode
             nodes[node].timestamp = time
             nodes[node].distance = bestDistance + 1
             return
         }
         // No valid parent: the node becomes free.
         nodes[node].parent = Self.none
-        a = nodes[node].firstArc
-        while a != Self.none {
-            let ai = Int(a)
+        for ai in first..<end {
             let j = Int(arcs[ai].head)
             let pa = nodes[j].parent
             if nodes[j].inSinkTree == sinkSide, pa != Self.none {
-                if arcs[sinkSide ? ai : ai ^ 1].residual > 0 { activate(Int32(j)) }
-                if pa != Self.terminal, pa != Self.orphan, Int(arcs[Int(pa)].head) == node { makeOrphan(j) }
+                if (sinkSide ? arcs[ai].residual : arcs[ai].reverseResidual) > 0 { activate(Int32(j)) }
+                if pa != Self.terminal, pa != Self.orphan, Int(nodes[j].parentNode) == node { makeOrphan(j) }
             }
-            a = arcs[ai].next
         }
     }
 }

@@ -45,6 +45,112 @@ struct MixturePropagation: ValuePropagation {
         self.weights = weights
     }
 
+    /// `rounds` EM rounds of two classes, each the `propagate` of the observations `observe` gives (per token: the
+    /// two values and the weight m_i, read after the previous round settled), followed by `settle` of every token's
+    /// two new values: the caller's per-token update. Each chunk of tokens gathers a token's values from the units,
+    /// settles it and at once scatters its next observation into the chunk's sums, so every round reads W's rows
+    /// once instead of twice; the sums, the means and the outputs are those of `propagate` (the same terms in the
+    /// same order, chunks added in chunk order), so the result is the same bits. `observe` and `settle` are called
+    /// for the tokens of both chunks at once (within `budget`): they must touch only their own token's data.
+    func fusedTwoClassRounds(rounds: Int, budget: ComputeBudget, observe: (Int) -> (Float, Float, Float),
+                             settle: (Int, Float, Float) -> Void) {
+        let h = weights.tokens, m = weights.units
+        let chunks = h >= Self.parallelTokens ? 2 : 1
+        let parts = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks * m * 3)
+        defer { parts.deallocate() }
+        let mu = UnsafeMutableBufferPointer<Float>.allocate(capacity: m * 2)
+        defer { mu.deallocate() }
+        weights.rowStart.withUnsafeBufferPointer { start in
+        weights.columns.withUnsafeBufferPointer { column in
+        weights.values.withUnsafeBufferPointer { value in
+            @inline(__always) func scatter(_ i: Int, into p: UnsafeMutablePointer<Float>) {
+                let (v0, v1, observed) = observe(i)
+                if observed == 0 { return }
+                for e in Int(start[i])..<Int(start[i + 1]) {
+                    let w = value[e] * observed, so = Int(column[e]) * 3
+                    p[so] += w * v0; p[so + 1] += w * v1; p[so + 2] += w
+                }
+            }
+            // The sums of the chunks' parts in chunk order, and the unit means from them.
+            func means() {
+                for j in 0..<m {
+                    var s0: Float = 0, s1: Float = 0, s2: Float = 0
+                    for c in 0..<chunks {
+                        let o = c * m * 3 + j * 3
+                        s0 += parts[o]; s1 += parts[o + 1]; s2 += parts[o + 2]
+                    }
+                    let total = s2 + Self.epsilon
+                    mu[j * 2] = s0 / total; mu[j * 2 + 1] = s1 / total
+                }
+            }
+            parts.initialize(repeating: 0)
+            budget.forEachChunk(count: chunks) { chunk in
+                let p = parts.baseAddress! + chunk * m * 3
+                for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: h) { scatter(i, into: p) }
+            }
+            means()
+            for round in 0..<rounds {
+                let last = round == rounds - 1
+                if !last { parts.initialize(repeating: 0) }
+                budget.forEachChunk(count: chunks) { chunk in
+                    let p = parts.baseAddress! + chunk * m * 3
+                    let range = ComputeBudget.range(ofChunk: chunk, count: chunks, total: h)
+                    var i = range.lowerBound
+                    // Four tokens' gathers side by side (four independent sums, each over its own row in order, so
+                    // each is the sum of the one-token loop below): a row's sum is a chain of dependent adds, and
+                    // four chains keep the adder busy.
+                    while i + 4 <= range.upperBound {
+                        let s0 = Int(start[i]), s1 = Int(start[i + 1]), s2 = Int(start[i + 2])
+                        let s3 = Int(start[i + 3]), s4 = Int(start[i + 4])
+                        let n = min(s1 - s0, s2 - s1, s3 - s2, s4 - s3)
+                        var a0: Float = 0, b0: Float = 0, a1: Float = 0, b1: Float = 0
+                        var a2: Float = 0, b2: Float = 0, a3: Float = 0, b3: Float = 0
+                        for q in 0..<n {
+                            let w0 = value[s0 + q], m0 = Int(column[s0 + q]) * 2
+                            let w1 = value[s1 + q], m1 = Int(column[s1 + q]) * 2
+                            let w2 = value[s2 + q], m2 = Int(column[s2 + q]) * 2
+                            let w3 = value[s3 + q], m3 = Int(column[s3 + q]) * 2
+                            a0 += w0 * mu[m0]; b0 += w0 * mu[m0 + 1]
+                            a1 += w1 * mu[m1]; b1 += w1 * mu[m1 + 1]
+                            a2 += w2 * mu[m2]; b2 += w2 * mu[m2 + 1]
+                            a3 += w3 * mu[m3]; b3 += w3 * mu[m3 + 1]
+                        }
+                        @inline(__always) func rest(_ from: Int, _ to: Int, _ a: inout Float, _ b: inout Float) {
+                            for e in from..<to {
+                                let w = value[e], mo = Int(column[e]) * 2
+                                a += w * mu[mo]; b += w * mu[mo + 1]
+                            }
+                        }
+                        rest(s0 + n, s1, &a0, &b0); rest(s1 + n, s2, &a1, &b1)
+                        rest(s2 + n, s3, &a2, &b2); rest(s3 + n, s4, &a3, &b3)
+                        settle(i, a0, b0)
+                        if !last { scatter(i, into: p) }
+                        settle(i + 1, a1, b1)
+                        if !last { scatter(i + 1, into: p) }
+                        settle(i + 2, a2, b2)
+                        if !last { scatter(i + 2, into: p) }
+                        settle(i + 3, a3, b3)
+                        if !last { scatter(i + 3, into: p) }
+                        i += 4
+                    }
+                    while i < range.upperBound {
+                        var a: Float = 0, b: Float = 0
+                        for e in Int(start[i])..<Int(start[i + 1]) {
+                            let w = value[e], mo = Int(column[e]) * 2
+                            a += w * mu[mo]; b += w * mu[mo + 1]
+                        }
+                        settle(i, a, b)
+                        if !last { scatter(i, into: p) }
+                        i += 1
+                    }
+                }
+                if !last { means() }
+            }
+        }
+        }
+        }
+    }
+
     /// The token values H × K for the observations `fixed` (H × (K + 1): values, then the weight m_i).
     func propagate(fixed: [Float], valueChannels k: Int, budget: ComputeBudget) -> [Float] {
         let h = weights.tokens, m = weights.units, width = k + 1
