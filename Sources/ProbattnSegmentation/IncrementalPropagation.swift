@@ -475,7 +475,7 @@ extension BeliefPropagator {
                      settled: [Bool], rect: PixelRect, into labels: inout [UInt8], collectingBand: Bool,
                      budget: ComputeBudget = .single) -> UpsampledBand {
         let image = encoded.image
-        let w = image.width, h = image.height, tokens = encoded.tokenCount
+        let w = image.width, tokens = encoded.tokenCount
         guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
             for y in rect.y..<rect.maxY {
                 for x in rect.x..<rect.maxX {
