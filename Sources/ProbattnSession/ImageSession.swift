@@ -52,11 +52,10 @@ final class ImageSession: @unchecked Sendable {
     var mask: LabelMask
     /// `mask`'s encodings, from which the next version's are built (nil after a restart until the next change).
     var encoded: EncodedMask?
-    /// Of a reduced image (`resolution.isReduced`), the working pixels (`y · workingWidth + x`) of the clicks in
-    /// force when `mask` was computed, whose blocks `BoundaryUpsampler` left unrelabelled: the next version
-    /// relabels the blocks whose membership changes (nil at the image's own resolution, and after a restart until
-    /// the next change).
-    var protectedBlocks: Set<Int>?
+    /// Of a reduced image (`resolution.isReduced`), the working mask and the working pixels (`y · workingWidth + x`)
+    /// of the clicks in force that `mask` was written from (`BoundaryUpsampler.write`'s `previous` for the next
+    /// version; nil at the image's own resolution, and after a restart until the next change).
+    var boundaryInputs: (working: LabelMask, protected: Set<Int>)?
     var maskAnnotator: String?
     /// Everyone who opened or clicked in this session (for listings).
     var participants: Set<String>

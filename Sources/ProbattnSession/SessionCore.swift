@@ -259,8 +259,8 @@ public final class SessionCore: @unchecked Sendable {
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
-        let (result, protected) = try segment(pipeline: pipeline, prepared: prepared, resolved: [],
-                                              classCount: classes.count)
+        let (result, inputs) = try segment(pipeline: pipeline, prepared: prepared, resolved: [],
+                                           classCount: classes.count)
         let encodedMask = EncodedMask(result.mask, classes: classes)
         let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -284,7 +284,7 @@ public final class SessionCore: @unchecked Sendable {
                                    resolution: resolution, clicks: [],
                                    version: 0, mask: result.mask, maskAnnotator: annotator)
         session.encoded = encodedMask
-        session.protectedBlocks = protected
+        session.boundaryInputs = inputs
         lock.withLock { sessions[imageID] = session }
         let timings = ["decode": decodeSeconds, "encode": prepared.encodeSeconds, "adapt": prepared.adaptSeconds,
                        "propagate": result.seconds, "commit": commitSeconds, "total": Self.seconds(since: received)]
@@ -364,15 +364,15 @@ public final class SessionCore: @unchecked Sendable {
         let policy = currentSettings.conflictPolicy
         let prepared = try prepared(session)
         let resolved = ConflictResolution.resolve(clicks, resolution: session.resolution, policy: policy)
-        let (known, previousMask, previousProtected) = lock.withLock {
-            (session.encoded, session.mask, session.protectedBlocks)
+        let (known, previousMask, previousInputs) = lock.withLock {
+            (session.encoded, session.mask, session.boundaryInputs)
         }
         // The propagator recomputes only where the mask can change from the state of the session's newest mask
         // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
-        let (result, protected) = try segment(pipeline: session.pipeline, prepared: prepared,
-                                              resolved: resolved.inForce, classCount: session.classes.count,
-                                              previous: cache.state(session.storeID), previousMask: previousMask,
-                                              previousProtected: previousProtected)
+        let (result, inputs) = try segment(pipeline: session.pipeline, prepared: prepared,
+                                           resolved: resolved.inForce, classCount: session.classes.count,
+                                           previous: cache.state(session.storeID), previousMask: previousMask,
+                                           previousInputs: previousInputs)
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle (of a reduced image, looked for only
         // inside the rectangle `segment` rewrote).
@@ -401,7 +401,7 @@ public final class SessionCore: @unchecked Sendable {
             session.version = version
             session.mask = result.mask
             session.encoded = encodedMask
-            session.protectedBlocks = protected
+            session.boundaryInputs = inputs
             session.maskAnnotator = annotator
             session.participants.insert(annotator)
         }
@@ -599,18 +599,18 @@ public final class SessionCore: @unchecked Sendable {
 
     /// Runs the propagator on clicks already resolved by `ConflictResolution` (working coordinates; and, for
     /// `predict`, tokens a box fixes), checks the mask's size, records the stage time and gives the mask at the
-    /// image's resolution. Of a reduced image the working mask is expanded block-wise (stage `mask_expand`) and its
-    /// boundary blocks relabelled at full resolution (`BoundaryUpsampler`, stage `mask_upsample`), leaving the
-    /// blocks of the clicks in force (`protected`, returned for the next call) as they are. With `previous`, the
-    /// mask of the version it belongs to (`previousMask`) and that version's `previousProtected`, both steps run
-    /// only on the propagator's changed rectangle and the blocks whose protection changed, grown by the
-    /// upsampler's reach, written into a copy of `previousMask`; the result's `changed` is that image rectangle
-    /// (every pixel outside it equals `previousMask`'s), and the mask equals the from-scratch one exactly.
+    /// image's resolution. Of a reduced image that is the working mask expanded block-wise with its boundary blocks
+    /// relabelled at full resolution, the blocks of the clicks in force kept (`BoundaryUpsampler.write`, stage
+    /// `mask_upsample`); `inputs` (the working mask and those blocks) is returned for the next call. With
+    /// `previous`, the mask of the version it belongs to (`previousMask`) and that version's `previousInputs`, only
+    /// the propagator's changed rectangle and the blocks whose click membership changed, grown by the upsampler's
+    /// reach, are rewritten, in a copy of `previousMask`; the result's `changed` is that image rectangle (every pixel
+    /// outside it equals `previousMask`'s), and the mask equals the from-scratch one exactly.
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
                          fixed: FixedTokens = FixedTokens(), classCount: Int,
                          previous: (any PropagatorState)? = nil, previousMask: LabelMask? = nil,
-                         previousProtected: Set<Int>? = nil) throws
-        -> (result: SegmentationResult, protected: Set<Int>?) {
+                         previousInputs: (working: LabelMask, protected: Set<Int>)? = nil) throws
+        -> (result: SegmentationResult, inputs: (working: LabelMask, protected: Set<Int>)?) {
         let resolution = prepared.resolution
         let result = try stage("propagator") {
             try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0,
@@ -626,31 +626,30 @@ public final class SessionCore: @unchecked Sendable {
         let t0 = DispatchTime.now().uptimeNanoseconds
         var mask: LabelMask
         let region: PixelRect
-        if let changed = result.changed, let previousMask, let previousProtected,
+        var incremental: (working: LabelMask, protected: Set<Int>)?
+        if let changed = result.changed, let previousMask, let previousInputs,
            previousMask.width == resolution.width, previousMask.height == resolution.height {
             var grown = changed
-            for block in protected.symmetricDifference(previousProtected) {
+            for block in protected.symmetricDifference(previousInputs.protected) {
                 grown = grown.union(PixelRect(x: block % ww, y: block / ww, width: 1, height: 1))
             }
             region = grown.expanded(by: BoundaryUpsampler.reach, clippedTo: ww, wh)
             mask = previousMask
-            resolution.expand(result.mask, rect: region, into: &mask)
+            incremental = previousInputs
         } else {
             region = PixelRect(x: 0, y: 0, width: ww, height: wh)
-            mask = resolution.expand(result.mask)
+            mask = LabelMask(width: resolution.width, height: resolution.height, filledWith: 0)
         }
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        let expandSeconds = Double(t1 - t0) / 1e9
-        statistics.record("mask_expand", seconds: expandSeconds)
-        let written = BoundaryUpsampler.standard.relabel(result.mask, rect: region, image: image,
-                                                         workingImage: prepared.encoded.image,
-                                                         resolution: resolution, protected: protected, into: &mask)
-        let upsampleSeconds = Self.seconds(since: t1)
-        statistics.record("mask_upsample", seconds: upsampleSeconds)
-        let changed: PixelRect? = result.changed == nil || previousMask == nil || previousProtected == nil
-            ? nil : written
-        return (SegmentationResult(mask: mask, seconds: result.seconds + expandSeconds + upsampleSeconds,
-                                   state: result.state, changed: changed), protected)
+        let written = try stage("mask_upsample") { context in
+            BoundaryUpsampler.standard.write(result.mask, rect: region, image: image,
+                                             workingImage: prepared.encoded.image, resolution: resolution,
+                                             protected: protected, previous: incremental, into: &mask,
+                                             budget: context.budget)
+        }
+        let seconds = Self.seconds(since: t0)
+        statistics.record("mask_upsample", seconds: seconds)
+        return (SegmentationResult(mask: mask, seconds: result.seconds + seconds, state: result.state,
+                                   changed: incremental == nil ? nil : written), (result.mask, protected))
     }
 
     /// The version as the store gets it: with its delta, except on every `StoredMask.fullVersionInterval`-th
