@@ -43,33 +43,26 @@ public struct PixelRect: Sendable, Equatable, CustomStringConvertible {
 /// Where two class maps of the same size differ.
 public enum MaskDifference {
     /// The smallest rectangle holding every pixel whose label differs between `previous` and `current`, or
-    /// `PixelRect.empty` when they are equal. With `within`, a rectangle outside which the caller knows them to be
-    /// equal, only its pixels are compared. Compares row by row (`memcmp`), and within a differing row byte by
-    /// byte from both ends, so equal rows cost what copying them would.
-    public static func changedRectangle(previous: LabelMask, current: LabelMask,
-                                        within: PixelRect? = nil) -> PixelRect {
+    /// `PixelRect.empty` when they are equal. Compares row by row (`memcmp`), and within a differing row eight bytes
+    /// at a time, so equal rows cost what copying them would.
+    public static func changedRectangle(previous: LabelMask, current: LabelMask) -> PixelRect {
         precondition(previous.width == current.width && previous.height == current.height,
                      "MaskDifference: the masks differ in size")
         let w = current.width, h = current.height
-        let area = within.map {
-            PixelRect(x: max(0, $0.x), y: max(0, $0.y), width: min(w, $0.maxX) - max(0, $0.x),
-                      height: min(h, $0.maxY) - max(0, $0.y))
-        } ?? PixelRect(x: 0, y: 0, width: w, height: h)
-        guard !area.isEmpty else { return .empty }
-        var x0 = area.maxX, x1 = area.x - 1, y0 = h, y1 = -1
+        var x0 = w, x1 = -1, y0 = h, y1 = -1
         previous.labels.withUnsafeBufferPointer { old in
             current.labels.withUnsafeBufferPointer { new in
                 let a = old.baseAddress!, b = new.baseAddress!
-                for y in area.y..<area.maxY {
+                for y in 0..<h {
                     let rowA = a + y * w, rowB = b + y * w
-                    if memcmp(rowA + area.x, rowB + area.x, area.width) == 0 { continue }
+                    if memcmp(rowA, rowB, w) == 0 { continue }
                     if y < y0 { y0 = y }
                     y1 = y
                     // The first differing byte from the left, skipping what is already inside [x0, x1].
-                    var left = area.x
-                    while left < x0 && rowA[left] == rowB[left] { left += 1 }
+                    var left = 0
+                    while left < min(x0, w) && rowA[left] == rowB[left] { left += 1 }
                     if left < x0 { x0 = left }
-                    var right = area.maxX - 1
+                    var right = w - 1
                     while right > x1 && rowA[right] == rowB[right] { right -= 1 }
                     if right > x1 { x1 = right }
                 }
@@ -114,6 +107,53 @@ public struct ColumnRuns: Sendable, Equatable {
                               rect: PixelRect(x: rect.x, y: 0, width: rect.width, height: height))
         copy.columns.replaceSubrange(rect.x..<(rect.x + rect.width), with: fresh)
         return copy
+    }
+
+    /// These runs with the image columns of `workingRect`'s blocks recomputed, for a mask that is `working`
+    /// expanded by `resolution` (every f × f block its working pixel's label; `WorkingResolution.expand`): computed
+    /// from the working pixels alone, so the cost is that of the working rectangle, not of its image rectangle.
+    public func updated(withExpanded working: LabelMask, resolution: WorkingResolution,
+                        columnsOf workingRect: PixelRect) -> ColumnRuns {
+        precondition(resolution.width == width && resolution.height == height, "ColumnRuns: the mask changed size")
+        guard !workingRect.isEmpty else { return self }
+        var copy = self
+        let rect = PixelRect(x: workingRect.x, y: 0, width: workingRect.width, height: resolution.workingHeight)
+        let fresh = Self.runs(ofExpanded: working, resolution: resolution, objectClass: objectClass, workingRect: rect)
+        let image = resolution.imageRect(rect)
+        copy.columns.replaceSubrange(image.x..<image.maxX, with: fresh)
+        return copy
+    }
+
+    /// The COCO RLE of the image rectangle of `workingRect` (size `[height, width]` of that image rectangle) in the
+    /// mask that is `working` expanded by `resolution`, for pixels of `objectClass`; `workingRect` must be non-empty
+    /// and inside the working mask.
+    public static func rle(ofExpanded working: LabelMask, resolution: WorkingResolution, objectClass: UInt8,
+                           workingRect: PixelRect) -> COCORLE {
+        let image = resolution.imageRect(workingRect)
+        return COCORLE(size: [image.height, image.width], counts: COCORLE.compress(merge(
+            runs(ofExpanded: working, resolution: resolution, objectClass: objectClass, workingRect: workingRect))))
+    }
+
+    /// The runs of the image columns of `workingRect`'s blocks, over the image rows of its blocks, in the expanded
+    /// mask: each working column's runs times the factor (the bottom run less the rows the image's edge cuts off),
+    /// once for every image column of its block.
+    static func runs(ofExpanded working: LabelMask, resolution: WorkingResolution, objectClass: UInt8,
+                     workingRect: PixelRect) -> [[Int32]] {
+        precondition(working.width == resolution.workingWidth && working.height == resolution.workingHeight,
+                     "ColumnRuns: the working mask has another size")
+        let small = runs(of: working, objectClass: objectClass, rect: workingRect)
+        let f = resolution.factor
+        let image = resolution.imageRect(workingRect)
+        let clip = Int32(workingRect.maxY * f - image.maxY)
+        var out: [[Int32]] = []
+        out.reserveCapacity(image.width)
+        for (offset, column) in small.enumerated() {
+            var scaled = column.map { $0 * Int32(f) }
+            scaled[scaled.count - 1] -= clip
+            let x0 = (workingRect.x + offset) * f
+            for _ in x0..<min(resolution.width, x0 + f) { out.append(scaled) }
+        }
+        return out
     }
 
     /// The whole mask's COCO RLE (the same string `COCORLE(mask:objectClass:)` writes).

@@ -13,14 +13,10 @@ public struct PreparedImage: Sendable {
     public var adaptSeconds: Double
     /// The image's own size and the factor of the working copy the stages saw (factor 1: the image itself).
     public var resolution: WorkingResolution
-    /// The image at its own size when the stages saw a reduced copy (nil at factor 1): the guide of the mask's
-    /// full-resolution boundary (`BoundaryUpsampler`).
-    public var fullImage: RGBImage?
 
     public init(encoded: EncodedImage, adapted: AdaptedImage, encodeSeconds: Double, adaptSeconds: Double,
-                resolution: WorkingResolution? = nil, fullImage: RGBImage? = nil) {
+                resolution: WorkingResolution? = nil) {
         self.encoded = encoded
-        self.fullImage = fullImage
         self.resolution = resolution ?? WorkingResolution(width: encoded.image.width, height: encoded.image.height,
                                                           factor: 1)
         self.adapted = adapted
@@ -29,7 +25,7 @@ public struct PreparedImage: Sendable {
     }
 
     /// Bytes held, for the cache's memory budget.
-    public var memoryBytes: Int { encoded.memoryBytes + adapted.memoryBytes + (fullImage?.pixels.count ?? 0) }
+    public var memoryBytes: Int { encoded.memoryBytes + adapted.memoryBytes }
 }
 
 /// The encoder → adapter → propagator chain of one configured pipeline. Immutable and thread-safe: the daemon calls
@@ -58,7 +54,7 @@ public struct SegmentationPipeline: Sendable {
         let t2 = DispatchTime.now().uptimeNanoseconds
         return PreparedImage(encoded: encoded, adapted: adapted,
                              encodeSeconds: Double(t1 - t0) / 1e9, adaptSeconds: Double(t2 - t1) / 1e9,
-                             resolution: resolution, fullImage: resolution?.isReduced == true ? image : nil)
+                             resolution: resolution)
     }
 
     /// Runs what depends on feedback: called after every click (or undo) with all current clicks of the image and

@@ -52,10 +52,9 @@ final class ImageSession: @unchecked Sendable {
     var mask: LabelMask
     /// `mask`'s encodings, from which the next version's are built (nil after a restart until the next change).
     var encoded: EncodedMask?
-    /// Of a reduced image (`resolution.isReduced`), the working mask and the working pixels (`y · workingWidth + x`)
-    /// of the clicks in force that `mask` was written from (`BoundaryUpsampler.write`'s `previous` for the next
-    /// version; nil at the image's own resolution, and after a restart until the next change).
-    var boundaryInputs: (working: LabelMask, protected: Set<Int>)?
+    /// Of a reduced image (`resolution.isReduced`), the working mask `mask` is the expansion of, from which the next
+    /// version is encoded (nil at the image's own resolution, and after a restart until the next change).
+    var workingMask: LabelMask?
     var maskAnnotator: String?
     /// Everyone who opened or clicked in this session (for listings).
     var participants: Set<String>

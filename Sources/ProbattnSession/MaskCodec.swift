@@ -84,18 +84,37 @@ public struct EncodedMask: Sendable {
     }
 
     /// Encodes `mask` from `previous` (the same image's previous version, same classes): only the columns inside
-    /// the rectangle where the two masks differ are recomputed, and `delta` holds that rectangle. With
-    /// `changedWithin`, an image rectangle outside which the masks are known to be equal (the session core's
-    /// `mask_upsample` rectangle of a reduced image), only that rectangle is compared.
-    public init(_ mask: LabelMask, classes: [String], previous: EncodedMask, changedWithin: PixelRect? = nil) {
+    /// the rectangle where the two masks differ are recomputed, and `delta` holds that rectangle.
+    public init(_ mask: LabelMask, classes: [String], previous: EncodedMask) {
         guard previous.mask.width == mask.width, previous.mask.height == mask.height,
               previous.runs.count == (classes.count > 2 ? classes.count : 1) else {
             self.init(mask, classes: classes)
             return
         }
-        let rect = MaskDifference.changedRectangle(previous: previous.mask, current: mask, within: changedWithin)
+        let rect = MaskDifference.changedRectangle(previous: previous.mask, current: mask)
         let runs = previous.runs.map { $0.updated(with: mask, columnsOf: rect) }
         self.init(mask, classes: classes, runs: runs, delta: MaskDelta(mask, classes: classes, rect: rect, runs: runs))
+    }
+
+    /// Encodes `mask`, which is `working` expanded by `resolution` (`WorkingResolution.expand`), from `previous`,
+    /// whose mask is `previousWorking` expanded: the changed rectangle, the changed columns' runs and the delta are
+    /// all computed from the working masks, so the cost is that of the working image.
+    public init(_ mask: LabelMask, classes: [String], previous: EncodedMask, working: LabelMask,
+                previousWorking: LabelMask, resolution: WorkingResolution) {
+        guard previous.mask.width == mask.width, previous.mask.height == mask.height,
+              mask.width == resolution.width, mask.height == resolution.height,
+              previousWorking.width == working.width, previousWorking.height == working.height,
+              previous.runs.count == (classes.count > 2 ? classes.count : 1) else {
+            self.init(mask, classes: classes, previous: previous)
+            return
+        }
+        let changed = MaskDifference.changedRectangle(previous: previousWorking, current: working)
+        let runs = previous.runs.map { $0.updated(withExpanded: working, resolution: resolution, columnsOf: changed) }
+        let delta = MaskDelta(rect: resolution.imageRect(changed), classes: classes, imageHeight: mask.height,
+                              runs: runs) {
+            ColumnRuns.rle(ofExpanded: working, resolution: resolution, objectClass: $0, workingRect: changed)
+        }
+        self.init(mask, classes: classes, runs: runs, delta: delta)
     }
 
     private init(_ mask: LabelMask, classes: [String], runs: [ColumnRuns], delta: MaskDelta?) {

@@ -259,8 +259,8 @@ public final class SessionCore: @unchecked Sendable {
         statistics.record("encode", seconds: prepared.encodeSeconds)
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
-        let (result, inputs) = try segment(pipeline: pipeline, prepared: prepared, resolved: [],
-                                           classCount: classes.count)
+        let (result, working) = try segment(pipeline: pipeline, prepared: prepared, resolved: [],
+                                            classCount: classes.count)
         let encodedMask = EncodedMask(result.mask, classes: classes)
         let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -284,7 +284,7 @@ public final class SessionCore: @unchecked Sendable {
                                    resolution: resolution, clicks: [],
                                    version: 0, mask: result.mask, maskAnnotator: annotator)
         session.encoded = encodedMask
-        session.boundaryInputs = inputs
+        session.workingMask = working
         lock.withLock { sessions[imageID] = session }
         let timings = ["decode": decodeSeconds, "encode": prepared.encodeSeconds, "adapt": prepared.adaptSeconds,
                        "propagate": result.seconds, "commit": commitSeconds, "total": Self.seconds(since: received)]
@@ -364,22 +364,25 @@ public final class SessionCore: @unchecked Sendable {
         let policy = currentSettings.conflictPolicy
         let prepared = try prepared(session)
         let resolved = ConflictResolution.resolve(clicks, resolution: session.resolution, policy: policy)
-        let (known, previousMask, previousInputs) = lock.withLock {
-            (session.encoded, session.mask, session.boundaryInputs)
+        let (known, previousMask, previousWorking) = lock.withLock {
+            (session.encoded, session.mask, session.workingMask)
         }
         // The propagator recomputes only where the mask can change from the state of the session's newest mask
         // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
-        let (result, inputs) = try segment(pipeline: session.pipeline, prepared: prepared,
-                                           resolved: resolved.inForce, classCount: session.classes.count,
-                                           previous: cache.state(session.storeID), previousMask: previousMask,
-                                           previousInputs: previousInputs)
+        let (result, working) = try segment(pipeline: session.pipeline, prepared: prepared,
+                                            resolved: resolved.inForce, classCount: session.classes.count,
+                                            previous: cache.state(session.storeID), previousMask: previousMask)
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
-        // re-encoded, and the update and the store get the changed rectangle (of a reduced image, looked for only
-        // inside the rectangle `segment` rewrote).
+        // re-encoded, and the update and the store get the changed rectangle.
         let t0 = DispatchTime.now().uptimeNanoseconds
         let previous = known ?? EncodedMask(previousMask, classes: session.classes)
-        let encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous,
-                                      changedWithin: session.resolution.isReduced ? result.changed : nil)
+        let encodedMask: EncodedMask
+        if let working, let previousWorking, known != nil {
+            encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous, working: working,
+                                      previousWorking: previousWorking, resolution: session.resolution)
+        } else {
+            encodedMask = EncodedMask(result.mask, classes: session.classes, previous: previous)
+        }
         statistics.record("mask_rle", seconds: Self.seconds(since: t0))
         let png = session.publishPNG ? try pngFrame(encodedMask.mask, classCount: session.classes.count) : nil
         let version = lock.withLock { session.version } + 1
@@ -401,7 +404,7 @@ public final class SessionCore: @unchecked Sendable {
             session.version = version
             session.mask = result.mask
             session.encoded = encodedMask
-            session.boundaryInputs = inputs
+            session.workingMask = working
             session.maskAnnotator = annotator
             session.participants.insert(annotator)
         }
@@ -599,18 +602,14 @@ public final class SessionCore: @unchecked Sendable {
 
     /// Runs the propagator on clicks already resolved by `ConflictResolution` (working coordinates; and, for
     /// `predict`, tokens a box fixes), checks the mask's size, records the stage time and gives the mask at the
-    /// image's resolution. Of a reduced image that is the working mask expanded block-wise with its boundary blocks
-    /// relabelled at full resolution, the blocks of the clicks in force kept (`BoundaryUpsampler.write`, stage
-    /// `mask_upsample`); `inputs` (the working mask and those blocks) is returned for the next call. With
-    /// `previous`, the mask of the version it belongs to (`previousMask`) and that version's `previousInputs`, only
-    /// the propagator's changed rectangle and the blocks whose click membership changed, grown by the upsampler's
-    /// reach, are rewritten, in a copy of `previousMask`; the result's `changed` is that image rectangle (every pixel
-    /// outside it equals `previousMask`'s), and the mask equals the from-scratch one exactly.
+    /// image's resolution. Of a reduced image, with `previous` and the mask of the version it belongs to
+    /// (`previousMask`), only the image rectangle of the propagator's changed rectangle is written into a copy of
+    /// that mask (stage `mask_expand`); the result's `changed` is that image rectangle. `working` is the
+    /// propagator's own mask of a reduced image (nil at the image's own resolution).
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
                          fixed: FixedTokens = FixedTokens(), classCount: Int,
-                         previous: (any PropagatorState)? = nil, previousMask: LabelMask? = nil,
-                         previousInputs: (working: LabelMask, protected: Set<Int>)? = nil) throws
-        -> (result: SegmentationResult, inputs: (working: LabelMask, protected: Set<Int>)?) {
+                         previous: (any PropagatorState)? = nil, previousMask: LabelMask? = nil) throws
+        -> (result: SegmentationResult, working: LabelMask?) {
         let resolution = prepared.resolution
         let result = try stage("propagator") {
             try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0,
@@ -620,36 +619,21 @@ public final class SessionCore: @unchecked Sendable {
             throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(resolution.workingWidth)x\(resolution.workingHeight) working image")
         }
         statistics.record("propagate", seconds: result.seconds)
-        guard resolution.isReduced, let image = prepared.fullImage else { return (result, nil) }
-        let ww = resolution.workingWidth, wh = resolution.workingHeight
-        let protected = Set(resolved.map { $0.y * ww + $0.x })
+        guard resolution.isReduced else { return (result, nil) }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        var mask: LabelMask
-        let region: PixelRect
-        var incremental: (working: LabelMask, protected: Set<Int>)?
-        if let changed = result.changed, let previousMask, let previousInputs,
-           previousMask.width == resolution.width, previousMask.height == resolution.height {
-            var grown = changed
-            for block in protected.symmetricDifference(previousInputs.protected) {
-                grown = grown.union(PixelRect(x: block % ww, y: block / ww, width: 1, height: 1))
-            }
-            region = grown.expanded(by: BoundaryUpsampler.reach, clippedTo: ww, wh)
-            mask = previousMask
-            incremental = previousInputs
+        var expanded: SegmentationResult
+        if let changed = result.changed, var mask = previousMask, mask.width == resolution.width,
+           mask.height == resolution.height {
+            let rect = resolution.expand(result.mask, rect: changed, into: &mask)
+            expanded = SegmentationResult(mask: mask, seconds: result.seconds, state: result.state, changed: rect)
         } else {
-            region = PixelRect(x: 0, y: 0, width: ww, height: wh)
-            mask = LabelMask(width: resolution.width, height: resolution.height, filledWith: 0)
-        }
-        let written = try stage("mask_upsample") { context in
-            BoundaryUpsampler.standard.write(result.mask, rect: region, image: image,
-                                             workingImage: prepared.encoded.image, resolution: resolution,
-                                             protected: protected, previous: incremental, into: &mask,
-                                             budget: context.budget)
+            expanded = SegmentationResult(mask: resolution.expand(result.mask), seconds: result.seconds,
+                                          state: result.state)
         }
         let seconds = Self.seconds(since: t0)
-        statistics.record("mask_upsample", seconds: seconds)
-        return (SegmentationResult(mask: mask, seconds: result.seconds + seconds, state: result.state,
-                                   changed: incremental == nil ? nil : written), (result.mask, protected))
+        statistics.record("mask_expand", seconds: seconds)
+        expanded.seconds += seconds
+        return (expanded, result.mask)
     }
 
     /// The version as the store gets it: with its delta, except on every `StoredMask.fullVersionInterval`-th

@@ -5,8 +5,7 @@ import Synchronization
 /// Recent latencies per stage (the last 1024 samples each), for the `health` reply; the `StageMetrics` of every
 /// stage call the session core makes. Thread-safe.
 public final class StageStatistics: StageMetrics, Sendable {
-    public static let stages = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total", "mask_rle",
-                                "mask_upsample"]
+    public static let stages = ["decode", "encode", "adapt", "propagate", "commit", "feedback_total", "mask_rle"]
     private static let window = 1024
     private struct State {
         var samples: [String: [Double]] = [:]

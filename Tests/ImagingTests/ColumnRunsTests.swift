@@ -123,31 +123,31 @@ import Testing
         #expect(MaskDifference.changedRectangle(previous: before, current: before).isEmpty)
     }
 
-    /// Compared only inside a rectangle holding every change, the masks give the same changed rectangle as compared
-    /// whole, for random changes of random rectangles (and a rectangle reaching past the mask, which is clipped).
-    @Test func theChangedRectangleWithinAKnownRectangleIsTheWholeComparison() throws {
-        var state: UInt64 = 7
+    /// The runs of an expanded mask computed from its working mask equal the runs of the expanded mask itself, for
+    /// several factors, sizes the factor does not divide, and random changes of random rectangles.
+    @Test(arguments: [(2, 37, 23), (3, 31, 29), (7, 64, 50)])
+    func runsOfAnExpandedMaskComeFromItsWorkingMask(factor: Int, width: Int, height: Int) throws {
+        let resolution = WorkingResolution(width: width, height: height, factor: factor)
+        let ww = resolution.workingWidth, wh = resolution.workingHeight
+        var state: UInt64 = UInt64(factor * 1000 + width)
         func next(_ n: Int) -> Int {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return Int((state >> 33) % UInt64(n))
         }
-        let w = 53, h = 41
-        var before = LabelMask(width: w, height: h, filledWith: 1)
-        for step in 0..<40 {
-            var after = before
-            let x = next(w), y = next(h)
-            let rect = PixelRect(x: x, y: y, width: 1 + next(w - x), height: 1 + next(h - y))
-            for _ in 0..<next(6) {
-                after.labels[(rect.y + next(rect.height)) * w + rect.x + next(rect.width)] ^= 1
+        var working = LabelMask(width: ww, height: wh, filledWith: 1)
+        var runs = ColumnRuns(mask: resolution.expand(working), objectClass: 0)
+        for step in 0..<20 {
+            let x = next(ww), y = next(wh)
+            let rect = PixelRect(x: x, y: y, width: 1 + next(ww - x), height: 1 + next(wh - y))
+            for yy in rect.y..<rect.maxY {
+                for xx in rect.x..<rect.maxX { working.labels[yy * ww + xx] = UInt8(next(2)) }
             }
-            let whole = MaskDifference.changedRectangle(previous: before, current: after)
-            #expect(MaskDifference.changedRectangle(previous: before, current: after, within: rect) == whole,
-                    "step \(step)")
-            let past = PixelRect(x: rect.x - 3, y: rect.y - 2, width: rect.width + 9, height: rect.height + 7)
-            #expect(MaskDifference.changedRectangle(previous: before, current: after, within: past) == whole,
-                    "step \(step)")
-            before = after
+            let expanded = resolution.expand(working)
+            runs = runs.updated(withExpanded: working, resolution: resolution, columnsOf: rect)
+            #expect(runs == ColumnRuns(mask: expanded, objectClass: 0), "factor \(factor), step \(step)")
+            let image = resolution.imageRect(rect)
+            #expect(ColumnRuns.rle(ofExpanded: working, resolution: resolution, objectClass: 0, workingRect: rect)
+                    == ColumnRuns.rle(of: expanded, objectClass: 0, rect: image), "factor \(factor), step \(step)")
         }
-        #expect(MaskDifference.changedRectangle(previous: before, current: before, within: .empty).isEmpty)
     }
 }
