@@ -27,6 +27,9 @@ extension BeliefPropagator {
         public var previousPosteriorWeight: Double
         public var previousPosteriorRadius: Double
         public var previousPosteriorDistance: BackgroundPrior.Distance
+        public var pixelClickWeight: Double
+        public var pixelClickRadius: Double
+        public var pixelClickColourScale: Double
 
         /// Reads every option with its default and range; unknown options are an error naming the valid ones.
         public init(options: [String: ConfigValue]) throws {
@@ -70,6 +73,10 @@ extension BeliefPropagator {
             previousPosteriorDistance = BackgroundPrior.Distance(rawValue: try r.choice(
                 "previous_posterior_distance", default: d.previousPosteriorDistance.rawValue,
                 from: BackgroundPrior.Distance.allCases.map(\.rawValue))) ?? .euclidean
+            pixelClickWeight = try r.double("pixel_click_weight", default: d.pixelClickWeight, in: 0...100)
+            pixelClickRadius = try r.double("pixel_click_radius", default: d.pixelClickRadius, in: 0.1...1000)
+            pixelClickColourScale = try r.double("pixel_click_colour_scale", default: d.pixelClickColourScale,
+                                                 in: 0.01...1000)
             try r.finish()
         }
 
@@ -100,6 +107,9 @@ extension BeliefPropagator {
         previousPosteriorWeight = c.previousPosteriorWeight
         previousPosteriorRadius = c.previousPosteriorRadius
         previousPosteriorDistance = c.previousPosteriorDistance
+        pixelClickWeight = c.pixelClickWeight
+        pixelClickRadius = c.pixelClickRadius
+        pixelClickColourScale = c.pixelClickColourScale
     }
 
     /// Builds the stage from its config options (strict: unknown options are an error).

@@ -119,6 +119,20 @@ public struct BeliefPropagator: Propagator {
     public var previousPosteriorRadius: Double = 0.1
     /// How the previous-posterior prior's d is measured (as `backgroundPriorDistance`).
     public var previousPosteriorDistance: BackgroundPrior.Distance = .euclidean
+    /// w of the pixel-level click prior of the refinement (0 = off): the unary cost of the other classes grows by
+    /// w·exp(−D²/(2ρ²)) at a pixel whose geodesic pixel distance D from a click is small (`PixelClickPrior`).
+    public var pixelClickWeight: Double = 0
+    /// ρ of the pixel-level click prior, in pixels of a path of constant colour.
+    public var pixelClickRadius: Double = 8
+    /// The ΔE that costs one pixel of path in the pixel-level click prior's distance.
+    public var pixelClickColourScale: Double = 1
+
+    /// The pixel-level click prior when it is on (it acts in the refinement).
+    var pixelClickPrior: PixelClickPrior? {
+        pixelClickWeight > 0 && refinement == .graphCut
+            ? PixelClickPrior(weight: Float(pixelClickWeight), radius: Float(pixelClickRadius),
+                              colourScale: Float(pixelClickColourScale)) : nil
+    }
 
     /// The previous-posterior prior when it is on.
     var previousPosteriorPrior: PreviousPosteriorPrior? {

@@ -51,9 +51,10 @@ struct BoundaryRefinement {
     ///     caller has it at hand; computed here otherwise.
     ///   - contrast: the contrast normaliser 1 / (2 ⟨|c_p − c_q|²⟩) when the caller computed it over a wider band
     ///     (the propagator, which refines a crop of the image, passes the whole band's); computed over `band` otherwise.
+    ///   - unaryOffsets: `band.count × classCount` costs added to the unary terms (`PixelClickPrior`), or nil.
     func refine(labels: inout [UInt8], image: RGBImage, band wideBand: [Int32], probabilities wideProbabilities: [Float],
                 fixedInBand wideFixed: [Bool], colours wideColours: [Float]? = nil, classCount k: Int,
-                budget: ComputeBudget = .single, contrast givenContrast: Float? = nil) {
+                budget: ComputeBudget = .single, contrast givenContrast: Float? = nil, unaryOffsets: [Float]? = nil) {
         guard k >= 2, smoothness > 0, !wideBand.isEmpty else { return }
         let w = image.width, h = image.height
         let wideLab = wideColours?.count == wideBand.count * 3 ? wideColours! : Self.colours(of: wideBand, in: image)
@@ -69,6 +70,7 @@ struct BoundaryRefinement {
         let floor = max(probabilityFloor, Float.leastNormalMagnitude)
         var lab = [Float](repeating: 0, count: near.count * 3)
         var unary = [Float](repeating: 0, count: near.count * k)
+        let offsets = unaryOffsets?.count == wideBand.count * k ? unaryOffsets : nil
         lab.withUnsafeMutableBufferPointer { lab in
         unary.withUnsafeMutableBufferPointer { unary in
         wideLab.withUnsafeBufferPointer { wideLab in
@@ -76,6 +78,7 @@ struct BoundaryRefinement {
             for (j, i) in near.enumerated() {
                 for c in 0..<3 { lab[j * 3 + c] = wideLab[i * 3 + c] }
                 for c in 0..<k { unary[j * k + c] = -logf(max(wideProbabilities[i * k + c], floor)) }
+                if let offsets { for c in 0..<k { unary[j * k + c] += offsets[i * k + c] } }
             }
         }
         }

@@ -26,12 +26,13 @@ extension BeliefPropagator {
     struct PixelSettings: Sendable, Equatable {
         var clickRadius: Double, clickDiscRadius: Double, upsampling: Upsampling, spatialSigma: Double
         var colourSigma: Double, refinement: Refinement, smoothness: Double, reach: Int
+        var pixelClickPrior: PixelClickPrior?
     }
 
     var pixelSettings: PixelSettings {
         PixelSettings(clickRadius: clickRadius, clickDiscRadius: clickDiscRadius, upsampling: upsampling,
                       spatialSigma: upsampleSpatialSigma, colourSigma: upsampleColourSigma, refinement: refinement,
-                      smoothness: refinementSmoothness, reach: refinementReach)
+                      smoothness: refinementSmoothness, reach: refinementReach, pixelClickPrior: pixelClickPrior)
     }
 
     /// A token whose class distribution moves by at most this much (in every class) between two propagations keeps
@@ -353,7 +354,8 @@ extension BeliefPropagator {
     private func finish(_ changedTokens: PixelRect, encoded: EncodedImage, changedClicks: [Click]) -> PixelRect {
         let w = encoded.image.width, h = encoded.image.height, tokens = encoded.tokenCount
         var rect = changedTokens
-        let r = Int(clickDiscRadius.rounded(.down))
+        // A changed click changes its disc and, with the pixel-level click prior, the unary costs within its reach.
+        let r = max(Int(clickDiscRadius.rounded(.down)), pixelClickPrior?.reach ?? 0)
         for click in changedClicks {
             rect = rect.union(PixelRect(x: click.x - r, y: click.y - r, width: 2 * r + 1, height: 2 * r + 1))
         }
@@ -389,10 +391,14 @@ extension BeliefPropagator {
             let pi = Int(p)
             return inDisc[(pi / w - rect.y) * rect.width + pi % w - rect.x]
         }
+        // Computed on the whole image (the distances near `rect` need only the pixels within the prior's reach).
+        let offsets = pixelClickPrior?.unaryOffsets(image: image, band: upsampled.band, rect: rect, clicks: clicks,
+                                                    classCount: k)
         if rect == PixelRect(x: 0, y: 0, width: w, height: h) {
             refiner.refine(labels: &labels, image: image, band: upsampled.band,
                            probabilities: upsampled.bandProbabilities, fixedInBand: fixed,
-                           colours: upsampled.bandColours, classCount: k, budget: budget, contrast: contrast)
+                           colours: upsampled.bandColours, classCount: k, budget: budget, contrast: contrast,
+                           unaryOffsets: offsets)
             return
         }
         // A crop of the rectangle and a one-pixel ring around it (the band's fixed neighbours), its origin on a
@@ -418,7 +424,7 @@ extension BeliefPropagator {
         }
         refiner.refine(labels: &cropLabels, image: crop, band: band, probabilities: upsampled.bandProbabilities,
                        fixedInBand: fixed, colours: upsampled.bandColours, classCount: k, budget: budget,
-                       contrast: contrast)
+                       contrast: contrast, unaryOffsets: offsets)
         for y in rect.y..<rect.maxY {
             for x in rect.x..<rect.maxX { labels[y * w + x] = cropLabels[(y - y0) * cw + x - x0] }
         }
