@@ -2,36 +2,81 @@ import ProbattnPluginHost
 import ProbattnStages
 
 extension BeliefPropagator {
-    /// The `belief_propagation` stage's options, decoded strictly (`StageDescriptor` checks them before the
-    /// factory builds the stage; `probattnd validate` prints the first error).
+    /// The `belief_propagation` stage's options with their defaults, decoded strictly from the config
+    /// (`StageDescriptor` checks them before the factory builds the stage; `probattnd validate` prints the first
+    /// error). The stage holds one (`BeliefPropagator.configuration`).
     public struct Configuration: StageConfiguration, Equatable {
-        public var clickRadius: Double
-        public var clickDiscRadius: Double
-        public var emIterations: Int
-        public var unlabelledWeight: Double
-        public var borderWeight: Double
-        public var relaxation: Double
-        public var borderClass: Int
-        public var upsampling: Upsampling
-        public var upsampleSpatialSigma: Double
-        public var upsampleColourSigma: Double
-        public var refinement: Refinement
-        public var refinementSmoothness: Double
-        public var refinementReach: Int
-        public var neighbourWeight: Double
-        public var backgroundPriorWeight: Double
-        public var backgroundPriorRadius: Double
-        public var backgroundPriorDistance: BackgroundPrior.Distance
-        public var geodesicClickWeight: Double
-        public var geodesicClickRadius: Double
-        public var previousPosteriorWeight: Double
-        public var previousPosteriorRadius: Double
-        public var previousPosteriorDistance: BackgroundPrior.Distance
+        /// Step 1: a click fixes the tokens whose footprint comes within this many pixels of it (`click_radius`).
+        public var clickRadius: Double = 3
+        /// Step 4: the radius in pixels of the disc forced to a click's class (`click_disc_radius`).
+        public var clickDiscRadius: Double = 3
+        /// Step 2: the number of EM rounds (`em_iterations`; 0 = no propagation).
+        public var emIterations: Int = 20
+        /// Step 2: the weight of an unclicked token's own posterior among its observations (`unlabelled_weight`).
+        public var unlabelledWeight: Double = 0.02
+        /// Step 2: the weight of the border class for tokens on the image border (`border_weight`).
+        public var borderWeight: Double = 0.02
+        /// Over-relaxation factor ω of the EM rounds (1 = plain EM; in (1, 2) it extrapolates each round's change,
+        /// which speeds up the slow, diffusion-like modes of the fixed-point iteration).
+        public var relaxation: Double = 1.9
+        /// The class the image border is weak evidence for; -1 = the last class (background in the default class
+        /// list).
+        public var borderClass: Int = -1
+        /// Step 3: how token distributions become pixel labels (`upsampling`).
+        public var upsampling: Upsampling = .bilateral
+        /// Spatial sigma of the bilateral upsampling, in token strides.
+        public var upsampleSpatialSigma: Double = 1.2
+        /// Colour sigma of the bilateral upsampling, in ΔE (CIELAB).
+        public var upsampleColourSigma: Double = 8
+        /// Pixel-level refinement of the upsampled mask in the band where token classes change (needs bilateral
+        /// upsampling, whose band it refines).
+        public var refinement: Refinement = .graphCut
+        /// λ of the refinement: the weight of a colour edge-aware smoothness term against the pixels' class
+        /// log-probabilities.
+        public var refinementSmoothness: Double = 6
+        /// How far from the upsampled boundary the refinement may move it, in pixels.
+        public var refinementReach: Int = 6
+        /// κ of the neighbour coupling (0 = off, the default): each EM round's E-step is multiplied by
+        /// exp(κ Σ_n s_tn p_n(c)) over the token's 8 grid neighbours n, s_tn = exp(−½‖f_t − f_n‖²) (mean-field Potts
+        /// prior along the image's own adjacency, contrast-sensitive through the features; `NeighbourCoupling`).
+        public var neighbourWeight: Double = 0
+        /// w₀ of the background prior on tokens without evidence (0 = off, the default): in every EM round each
+        /// unclicked token also observes the border class (background) at weight w₀·g(d), the border prior extended
+        /// to the whole image (objects are a minority of it), so an undecided region holds background unless a
+        /// click's evidence reaches it (`BackgroundPrior`).
+        public var backgroundPriorWeight: Double = 0
+        /// ρ of the prior's fall-off near the positive clicks (0 = none, g = 1): g(d) = 1 − exp(−d²/(2ρ²)), d the
+        /// token's distance from the nearest token fixed to a class other than the border class
+        /// (`backgroundPriorDistance`).
+        public var backgroundPriorRadius: Double = 0
+        /// How d is measured: `euclidean` (between footprint centres, as a fraction of the image diagonal) or
+        /// `geodesic` (the shortest path over the 8-connected token grid, each step costing the feature distance
+        /// ‖f_t − f_n‖ of the mixture's own metric, so a step across a colour edge is long and one inside a flat
+        /// region short).
+        public var backgroundPriorDistance: BackgroundPrior.Distance = .euclidean
+        /// w of the geodesic click prior (0 = off): every unclicked token also observes the class of the geodesically
+        /// nearest clicked token at weight w·exp(−d²/(2ρ²)) (`GeodesicClickPrior`). On by default with the
+        /// previous-posterior prior: the two are one model of a click (docs/SEGMENTATION.md, step 2).
+        public var geodesicClickWeight: Double = 0.0075
+        /// ρ of the geodesic click prior, in feature units (one sigma of colour, position or texture per unit).
+        public var geodesicClickRadius: Double = 4
+        /// w of the previous-posterior prior (0 = off): every token not fixed by a click also observes its class
+        /// distribution under the propagation for the click list without its last click, at weight
+        /// w·(1 − exp(−d²/(2ρ²))), d the distance from the last click (`PreviousPosteriorPrior`).
+        public var previousPosteriorWeight: Double = 0.075
+        /// ρ of the previous-posterior prior: a fraction of the image diagonal (`euclidean`) or feature units
+        /// (`geodesic`).
+        public var previousPosteriorRadius: Double = 0.1
+        /// How the previous-posterior prior's d is measured (as `backgroundPriorDistance`).
+        public var previousPosteriorDistance: BackgroundPrior.Distance = .euclidean
+
+        /// The defaults.
+        public init() {}
 
         /// Reads every option with its default and range; unknown options are an error naming the valid ones.
         public init(options: [String: ConfigValue]) throws {
             var r = StageOptionReader(stage: "propagator '\(BeliefPropagator.typeName)'", options: options)
-            let d = BeliefPropagator(attention: NoAttention())
+            let d = Configuration()
             upsampling = Upsampling(rawValue: try r.choice("upsampling", default: d.upsampling.rawValue,
                                                            from: Upsampling.allCases.map(\.rawValue))) ?? .bilateral
             // The refinement works on the bilateral upsampling's band: on by default with it, off with `nearest`.
@@ -83,25 +128,6 @@ extension BeliefPropagator {
         }
     }
 
-    /// The stage for `configuration`, calling `attention` in its propagation rounds.
-    public init(attention: any TokenAttention, configuration c: Configuration) {
-        self.init(attention: attention, clickRadius: c.clickRadius, clickDiscRadius: c.clickDiscRadius,
-                  emIterations: c.emIterations, unlabelledWeight: c.unlabelledWeight, borderWeight: c.borderWeight,
-                  relaxation: c.relaxation, borderClass: c.borderClass, upsampling: c.upsampling,
-                  upsampleSpatialSigma: c.upsampleSpatialSigma, upsampleColourSigma: c.upsampleColourSigma,
-                  refinement: c.refinement, refinementSmoothness: c.refinementSmoothness,
-                  refinementReach: c.refinementReach)
-        neighbourWeight = c.neighbourWeight
-        backgroundPriorWeight = c.backgroundPriorWeight
-        backgroundPriorRadius = c.backgroundPriorRadius
-        backgroundPriorDistance = c.backgroundPriorDistance
-        geodesicClickWeight = c.geodesicClickWeight
-        geodesicClickRadius = c.geodesicClickRadius
-        previousPosteriorWeight = c.previousPosteriorWeight
-        previousPosteriorRadius = c.previousPosteriorRadius
-        previousPosteriorDistance = c.previousPosteriorDistance
-    }
-
     /// Builds the stage from its config options (strict: unknown options are an error).
     public init(attention: any TokenAttention, options: [String: ConfigValue]) throws {
         let configuration = try Configuration(options: options)
@@ -116,15 +142,5 @@ extension BeliefPropagator {
         configuration: Configuration.self
     ) { configuration, environment in
         BeliefPropagator(attention: environment.attention, configuration: configuration)
-    }
-}
-
-/// Stands in for the attention where only the propagator's default settings are read.
-private struct NoAttention: TokenAttention {
-    var name: String { "none" }
-    var needsGrid: Bool { false }
-    var needsUnitsEqualTokens: Bool { false }
-    func attend(_ input: AttentionInput) throws -> AttentionOutput {
-        throw SegmentationError(.attention, "no attention")
     }
 }

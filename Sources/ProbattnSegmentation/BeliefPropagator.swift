@@ -36,9 +36,9 @@ import ProbattnPluginHost
 /// `PropagationState` of an earlier propagation of the same prepared image, steps 1 and 2 run as above (step 1 only
 /// for appended clicks, with the earlier clicks' tokens and split shares kept), and steps 3–5 only on the rectangle
 /// where the mask can change: tokens whose class flipped and their neighbours, unsettled tokens next to a token whose
-/// distribution moved by more than 1e-4, the discs of added or removed clicks, plus the refinement's halo
-/// (`refinement_reach` + 2 token strides). Outside it the previous mask is kept, and the click discs inside it are
-/// found through an index of the clicks by cell. Without a usable state the whole image is the rectangle (the
+/// distribution moved by more than `changeEpsilon` (1e-3), the discs of added or removed clicks, plus the
+/// refinement's halo (`refinement_reach` + 2 token strides). Outside it the previous mask is kept, and the click discs
+/// inside it are found through an index of the clicks by cell. Without a usable state the whole image is the rectangle (the
 /// from-scratch path). The two paths agree except at few pixels (`IncrementalPropagationTests`: without the
 /// refinement none on GrabCut images; with it at most 0.01 % of the pixels, where the minimum cut inside the
 /// rectangle ends differently from the whole image's); docs/PERFORMANCE.md has the figures.
@@ -46,6 +46,7 @@ import ProbattnPluginHost
 /// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
 /// clicks in force, in ascending priority (the session core resolves clicks on the same pixel before, and orders the
 /// list by its conflict policy); holds no state of its own (the state travels in the result) and is thread-safe.
+@dynamicMemberLookup
 public struct BeliefPropagator: Propagator {
     /// The stage type name in the config.
     public static let typeName = "belief_propagation"
@@ -65,92 +66,33 @@ public struct BeliefPropagator: Propagator {
     }
 
     public let attention: any TokenAttention
-    public var clickRadius: Double
-    public var clickDiscRadius: Double
-    public var emIterations: Int
-    public var unlabelledWeight: Double
-    public var borderWeight: Double
-    /// Over-relaxation factor ω of the EM rounds (1 = plain EM; in (1, 2) it extrapolates each round's change, which
-    /// speeds up the slow, diffusion-like modes of the fixed-point iteration).
-    public var relaxation: Double
-    /// The class the image border is weak evidence for; -1 = the last class (background in the default class list).
-    public var borderClass: Int
-    public var upsampling: Upsampling
-    /// Spatial sigma of the bilateral upsampling, in token strides.
-    public var upsampleSpatialSigma: Double
-    /// Colour sigma of the bilateral upsampling, in ΔE (CIELAB).
-    public var upsampleColourSigma: Double
-    /// Pixel-level refinement of the upsampled mask in the band where token classes change (needs bilateral
-    /// upsampling, whose band it refines).
-    public var refinement: Refinement
-    /// λ of the refinement: the weight of a colour edge-aware smoothness term against the pixels' class
-    /// log-probabilities.
-    public var refinementSmoothness: Double
-    /// How far from the upsampled boundary the refinement may move it, in pixels.
-    public var refinementReach: Int
-    /// κ of the neighbour coupling (0 = off, the default): each EM round's E-step is multiplied by
-    /// exp(κ Σ_n s_tn p_n(c)) over the token's 8 grid neighbours n, s_tn = exp(−½‖f_t − f_n‖²) (mean-field Potts
-    /// prior along the image's own adjacency, contrast-sensitive through the features; `NeighbourCoupling`).
-    public var neighbourWeight: Double = 0
-    /// w₀ of the background prior on tokens without evidence (0 = off, the default): in every EM round each unclicked
-    /// token also observes the border class (background) at weight w₀·g(d), the border prior extended to the whole
-    /// image (objects are a minority of it), so an undecided region holds background unless a click's evidence
-    /// reaches it (`BackgroundPrior`).
-    public var backgroundPriorWeight: Double = 0
-    /// ρ of the prior's fall-off near the positive clicks (0 = none, g = 1): g(d) = 1 − exp(−d²/(2ρ²)), d the token's
-    /// distance from the nearest token fixed to a class other than the border class (`backgroundPriorDistance`).
-    public var backgroundPriorRadius: Double = 0
-    /// How d is measured: `euclidean` (between footprint centres, as a fraction of the image diagonal) or `geodesic`
-    /// (the shortest path over the 8-connected token grid, each step costing the feature distance ‖f_t − f_n‖ of
-    /// the mixture's own metric, so a step across a colour edge is long and one inside a flat region short).
-    public var backgroundPriorDistance: BackgroundPrior.Distance = .euclidean
-    /// w of the geodesic click prior (0 = off): every unclicked token also observes the class of the geodesically
-    /// nearest clicked token at weight w·exp(−d²/(2ρ²)) (`GeodesicClickPrior`). On by default with the
-    /// previous-posterior prior: the two are one model of a click (docs/SEGMENTATION.md, step 2).
-    public var geodesicClickWeight: Double = 0.0075
-    /// ρ of the geodesic click prior, in feature units (one sigma of colour, position or texture per unit).
-    public var geodesicClickRadius: Double = 4
-    /// w of the previous-posterior prior (0 = off): every token not fixed by a click also observes its class
-    /// distribution under the propagation for the click list without its last click, at weight
-    /// w·(1 − exp(−d²/(2ρ²))), d the distance from the last click (`PreviousPosteriorPrior`).
-    public var previousPosteriorWeight: Double = 0.075
-    /// ρ of the previous-posterior prior: a fraction of the image diagonal (`euclidean`) or feature units
-    /// (`geodesic`).
-    public var previousPosteriorRadius: Double = 0.1
-    /// How the previous-posterior prior's d is measured (as `backgroundPriorDistance`).
-    public var previousPosteriorDistance: BackgroundPrior.Distance = .euclidean
+    /// The stage's settings, its config options (`Configuration`, with their defaults and meanings);
+    /// `propagator.clickRadius` and the like read and write them (`subscript(dynamicMember:)`).
+    public var configuration: Configuration
     /// Two classes through cached weights without the neighbour coupling: each EM round's gather over W and the
     /// next round's scatter run in one pass over W's rows (`MixturePropagation.fusedTwoClassRounds`), with the
     /// same sums in the same order as the round-by-round loop, which `false` runs instead (the tests compare them).
     var fusesRounds = true
 
+    /// `propagator.option` for `propagator.configuration.option`.
+    public subscript<Value>(dynamicMember keyPath: WritableKeyPath<Configuration, Value>) -> Value {
+        get { configuration[keyPath: keyPath] }
+        set { configuration[keyPath: keyPath] = newValue }
+    }
+
     /// The previous-posterior prior when it is on.
     var previousPosteriorPrior: PreviousPosteriorPrior? {
-        previousPosteriorWeight > 0
-            ? PreviousPosteriorPrior(weight: Float(previousPosteriorWeight), radius: previousPosteriorRadius,
-                                     distance: previousPosteriorDistance)
+        let c = configuration
+        return c.previousPosteriorWeight > 0
+            ? PreviousPosteriorPrior(weight: Float(c.previousPosteriorWeight), radius: c.previousPosteriorRadius,
+                                     distance: c.previousPosteriorDistance)
             : nil
     }
 
-    public init(attention: any TokenAttention, clickRadius: Double = 3, clickDiscRadius: Double = 3,
-                emIterations: Int = 20, unlabelledWeight: Double = 0.02, borderWeight: Double = 0.02,
-                relaxation: Double = 1.9, borderClass: Int = -1, upsampling: Upsampling = .bilateral, upsampleSpatialSigma: Double = 1.2,
-                upsampleColourSigma: Double = 8, refinement: Refinement = .graphCut,
-                refinementSmoothness: Double = 6, refinementReach: Int = 6) {
+    /// The stage with `configuration` (the defaults when not given), calling `attention` in its propagation rounds.
+    public init(attention: any TokenAttention, configuration: Configuration = Configuration()) {
         self.attention = attention
-        self.clickRadius = clickRadius
-        self.clickDiscRadius = clickDiscRadius
-        self.emIterations = emIterations
-        self.unlabelledWeight = unlabelledWeight
-        self.borderWeight = borderWeight
-        self.relaxation = relaxation
-        self.borderClass = borderClass
-        self.upsampling = upsampling
-        self.upsampleSpatialSigma = upsampleSpatialSigma
-        self.upsampleColourSigma = upsampleColourSigma
-        self.refinement = refinement
-        self.refinementSmoothness = refinementSmoothness
-        self.refinementReach = refinementReach
+        self.configuration = configuration
     }
 
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,
@@ -208,7 +150,8 @@ public struct BeliefPropagator: Propagator {
     func addClickedTokens(_ clicked: inout ClickedTokens, reaching: inout [Int32: [Int]], encoded: EncodedImage,
                           clicks: [Click], from start: Int, classCount k: Int) {
         let w = encoded.image.width, h = encoded.image.height
-        let r = Int(clickRadius.rounded(.down)), r2 = clickRadius * clickRadius
+        let radius = configuration.clickRadius
+        let r = Int(radius.rounded(.down)), r2 = radius * radius
         var touched = Set<Int32>()
         for index in start..<clicks.count {
             let click = clicks[index]
@@ -289,9 +232,10 @@ public struct BeliefPropagator: Propagator {
         let h = encoded.tokenCount, m = adapted.unitCount
         let neutral = 1 / Float(k)
         var posterior = [Float](repeating: neutral, count: h * k)
-        let border = borderWeight > 0 && k > 1 ? borderTokens(encoded: encoded) : [Bool](repeating: false, count: h)
-        let background = borderClass < 0 ? k - 1 : min(borderClass, k - 1)
-        let wU = Float(unlabelledWeight), wB = Float(borderWeight)
+        let c = configuration
+        let border = c.borderWeight > 0 && k > 1 ? borderTokens(encoded: encoded) : [Bool](repeating: false, count: h)
+        let background = c.borderClass < 0 ? k - 1 : min(c.borderClass, k - 1)
+        let wU = Float(c.unlabelledWeight), wB = Float(c.borderWeight)
         // Each round's propagation: through W cached by the adapter (the variant's output is then the two-hop
         // propagation through it: two sparse passes here), else a call of the variant, with the queries the adapter
         // prepared for it (re-embedded for a dot-product variant) or the encoder's features.
@@ -301,23 +245,23 @@ public struct BeliefPropagator: Propagator {
                 queries: adapted.queries ?? encoded.features, keys: adapted.keys,
                 values: [Float](repeating: neutral, count: m * k), fixed: nil, grid: encoded.grid,
                 keysAlreadyAdapted: adapted.keysAdapted))
-        let rounds = emIterations
+        let rounds = c.emIterations
         var fixed = [Float](repeating: 0, count: h * (k + 1))
         var update = [Float](repeating: 0, count: k)
-        let omega = Float(relaxation)
-        let coupling = neighbourWeight > 0
+        let omega = Float(c.relaxation)
+        let coupling = c.neighbourWeight > 0
             ? NeighbourCoupling(encoded: encoded, features: adapted.queries ?? encoded.features,
-                                channels: adapted.channels ?? encoded.featureDimension, kappa: Float(neighbourWeight))
+                                channels: adapted.channels ?? encoded.featureDimension, kappa: Float(c.neighbourWeight))
             : nil
-        let prior = backgroundPriorWeight > 0 && k > 1
-            ? BackgroundPrior(weight: Float(backgroundPriorWeight), radius: backgroundPriorRadius,
-                              distance: backgroundPriorDistance)
+        let prior = c.backgroundPriorWeight > 0 && k > 1
+            ? BackgroundPrior(weight: Float(c.backgroundPriorWeight), radius: c.backgroundPriorRadius,
+                              distance: c.backgroundPriorDistance)
                 .weights(encoded: encoded, features: adapted.queries ?? encoded.features,
                          channels: adapted.channels ?? encoded.featureDimension, clicked: clicked,
                          backgroundClass: background)
             : nil
-        let near = geodesicClickWeight > 0 && k > 1
-            ? GeodesicClickPrior(weight: Float(geodesicClickWeight), radius: geodesicClickRadius)
+        let near = c.geodesicClickWeight > 0 && k > 1
+            ? GeodesicClickPrior(weight: Float(c.geodesicClickWeight), radius: c.geodesicClickRadius)
                 .observations(encoded: encoded, features: adapted.queries ?? encoded.features,
                               channels: adapted.channels ?? encoded.featureDimension, clicked: clicked)
             : nil

@@ -29,9 +29,10 @@ extension BeliefPropagator {
     }
 
     var pixelSettings: PixelSettings {
-        PixelSettings(clickRadius: clickRadius, clickDiscRadius: clickDiscRadius, upsampling: upsampling,
-                      spatialSigma: upsampleSpatialSigma, colourSigma: upsampleColourSigma, refinement: refinement,
-                      smoothness: refinementSmoothness, reach: refinementReach)
+        let c = configuration
+        return PixelSettings(clickRadius: c.clickRadius, clickDiscRadius: c.clickDiscRadius, upsampling: c.upsampling,
+                             spatialSigma: c.upsampleSpatialSigma, colourSigma: c.upsampleColourSigma,
+                             refinement: c.refinement, smoothness: c.refinementSmoothness, reach: c.refinementReach)
     }
 
     /// A token whose class distribution moves by at most this much (in every class) between two propagations keeps
@@ -94,7 +95,7 @@ extension BeliefPropagator {
             reaching = [:]
             addClickedTokens(&clickedByClicks, reaching: &reaching, encoded: encoded, clicks: clicks, from: 0,
                              classCount: k)
-            index = ClickIndex(radius: Int(clickDiscRadius.rounded(.down)), width: w)
+            index = ClickIndex(radius: Int(configuration.clickDiscRadius.rounded(.down)), width: w)
             for (position, click) in clicks.enumerated() { index.insert(click, at: position) }
         }
         var clicked = clickedByClicks
@@ -106,7 +107,7 @@ extension BeliefPropagator {
         var probabilities: [Float]
         var prefixPosteriors: [Int: [Float]] = [:]
         let chain = previousPosteriorPrior.map { _ in valueSettings }
-        if (clicks.isEmpty && fixed.isEmpty) || k == 1 || emIterations == 0 {
+        if (clicks.isEmpty && fixed.isEmpty) || k == 1 || configuration.emIterations == 0 {
             // No propagation (no clicks, one class, or propagation switched off): unclicked tokens keep the
             // neutral distribution, whose ties go to the last class (background).
             probabilities = [Float](repeating: 1 / Float(k), count: tokens * k)
@@ -177,11 +178,14 @@ extension BeliefPropagator {
     }
 
     var valueSettings: ValueSettings {
-        ValueSettings(emIterations: emIterations, unlabelledWeight: unlabelledWeight, borderWeight: borderWeight,
-                      relaxation: relaxation, borderClass: borderClass, neighbourWeight: neighbourWeight,
-                      backgroundPriorWeight: backgroundPriorWeight, backgroundPriorRadius: backgroundPriorRadius,
-                      backgroundPriorDistance: backgroundPriorDistance, geodesicClickWeight: geodesicClickWeight,
-                      geodesicClickRadius: geodesicClickRadius, previousPosterior: previousPosteriorPrior)
+        let c = configuration
+        return ValueSettings(emIterations: c.emIterations, unlabelledWeight: c.unlabelledWeight,
+                             borderWeight: c.borderWeight, relaxation: c.relaxation, borderClass: c.borderClass,
+                             neighbourWeight: c.neighbourWeight, backgroundPriorWeight: c.backgroundPriorWeight,
+                             backgroundPriorRadius: c.backgroundPriorRadius,
+                             backgroundPriorDistance: c.backgroundPriorDistance,
+                             geodesicClickWeight: c.geodesicClickWeight, geodesicClickRadius: c.geodesicClickRadius,
+                             previousPosterior: previousPosteriorPrior)
     }
 
     /// How many of the most recent prefixes' posteriors a state keeps for the previous-posterior prior (an undo of up
@@ -314,7 +318,7 @@ extension BeliefPropagator {
         -> PixelRect {
         let tokens = encoded.tokenCount
         var rect = PixelRect(x: 0, y: 0, width: 0, height: 0)
-        let bilateral = upsampling == .bilateral && encoded.grid.map { $0.rows * $0.cols == tokens } == true
+        let bilateral = configuration.upsampling == .bilateral && encoded.grid.map { $0.rows * $0.cols == tokens } == true
         guard bilateral, let grid = encoded.grid else {
             // Every pixel takes its token's class: only tokens whose class changed change pixels.
             for t in 0..<tokens where oldClass[t] != newClass[t] { rect = rect.union(geometry.box(t)) }
@@ -353,15 +357,15 @@ extension BeliefPropagator {
     private func finish(_ changedTokens: PixelRect, encoded: EncodedImage, changedClicks: [Click]) -> PixelRect {
         let w = encoded.image.width, h = encoded.image.height, tokens = encoded.tokenCount
         var rect = changedTokens
-        let r = Int(clickDiscRadius.rounded(.down))
+        let r = Int(configuration.clickDiscRadius.rounded(.down))
         for click in changedClicks {
             rect = rect.union(PixelRect(x: click.x - r, y: click.y - r, width: 2 * r + 1, height: 2 * r + 1))
         }
         if rect.isEmpty { return rect }
         rect = rect.expanded(by: 0, clippedTo: w, h)
-        if refinement == .graphCut {
+        if configuration.refinement == .graphCut {
             let stride = Int((Double(w * h) / Double(max(1, tokens))).squareRoot().rounded(.up))
-            rect = rect.expanded(by: refinementReach + 2 * stride, clippedTo: w, h)
+            rect = rect.expanded(by: configuration.refinementReach + 2 * stride, clippedTo: w, h)
         }
         return rect
     }
@@ -375,7 +379,7 @@ extension BeliefPropagator {
                 tokenClass: [Int], clicks: [Click], discClicks: [Int], geometry: TokenGeometry, classCount k: Int,
                 budget: ComputeBudget = .single) {
         let image = encoded.image, w = image.width, h = image.height
-        let refining = refinement == .graphCut
+        let refining = configuration.refinement == .graphCut
         let settled = settledTokens(encoded: encoded, tokenClass: tokenClass)
         let upsampled = pixelLabels(encoded: encoded, probabilities: probabilities, classCount: k,
                                     tokenClass: tokenClass, settled: settled, rect: rect, into: &labels,
@@ -384,7 +388,8 @@ extension BeliefPropagator {
         forceClickDiscs(&labels, inDisc: &inDisc, rect: rect, width: w, clicks: clicks, positions: discClicks)
         guard refining, !upsampled.band.isEmpty else { return }
         let contrast = geometry.contrastScale(inBand: settled.map { !$0 })
-        let refiner = BoundaryRefinement(smoothness: Float(refinementSmoothness), reach: refinementReach)
+        let refiner = BoundaryRefinement(smoothness: Float(configuration.refinementSmoothness),
+                                         reach: configuration.refinementReach)
         let fixed = upsampled.band.map { p -> Bool in
             let pi = Int(p)
             return inDisc[(pi / w - rect.y) * rect.width + pi % w - rect.x]
@@ -476,7 +481,7 @@ extension BeliefPropagator {
                      budget: ComputeBudget = .single) -> UpsampledBand {
         let image = encoded.image
         let w = image.width, tokens = encoded.tokenCount
-        guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
+        guard configuration.upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
             for y in rect.y..<rect.maxY {
                 for x in rect.x..<rect.maxX {
                     let i = y * w + x
@@ -570,7 +575,7 @@ extension BeliefPropagator {
         let p = state.probabilities
         let t = Int(encoded.tokenOfPixel[y * w + x])
         let tokenClass = Self.tokenClasses(p, tokens: tokens, classCount: k)
-        guard upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1,
+        guard configuration.upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1,
               !settledTokens(encoded: encoded, tokenClass: tokenClass)[t] else { return p[t * k + classIndex] }
         let i = y * w + x, px = encoded.image.pixels, lab = QuantisedLab.table
         let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
@@ -591,7 +596,8 @@ extension BeliefPropagator {
     func forceClickDiscs(_ labels: inout [UInt8], inDisc: inout [Bool], rect: PixelRect, width w: Int,
                          clicks: [Click], positions: [Int]) {
         guard !positions.isEmpty, !rect.isEmpty else { return }
-        let r = Int(clickDiscRadius.rounded(.down)), r2 = clickDiscRadius * clickDiscRadius
+        let radius = configuration.clickDiscRadius
+        let r = Int(radius.rounded(.down)), r2 = radius * radius
         // The nearest disc's squared distance so far, of the pixels a disc reached (the others are +∞).
         var distance: [Int: Double] = [:]
         for position in positions {

@@ -50,12 +50,12 @@ import Testing
         let attention = ReferenceAttention(keyIterations: 0)
         let pipeline = SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
                                             adapter: VariantAttentionAdapter(attention: attention),
-                                            propagator: BeliefPropagator(attention: attention, refinement: .none))
+                                            propagator: BeliefPropagator(attention: attention) { $0.refinement = .none })
         let prepared = try pipeline.prepare(scene.image)
-        var with = BeliefPropagator(attention: attention, refinement: .none)
+        var with = BeliefPropagator(attention: attention) { $0.refinement = .none }
         with.backgroundPriorWeight = 0.01
         let clicks = [Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0)]
-        let plain = BeliefPropagator(attention: attention, refinement: .none)
+        let plain = BeliefPropagator(attention: attention) { $0.refinement = .none }
         let clickedTokens = plain.clickedTokens(encoded: prepared.encoded, clicks: clicks, classCount: 2)
         let p0 = try plain.propagateValues(encoded: prepared.encoded, adapted: prepared.adapted,
                                            clicked: clickedTokens, classCount: 2)

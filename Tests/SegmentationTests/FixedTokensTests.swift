@@ -20,7 +20,7 @@ import Testing
     @Test func fixedTokensActLikeClicksButClicksWin() throws {
         let attention = ReferenceAttention(keyIterations: 0)
         let p = SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8), adapter: VariantAttentionAdapter(attention: attention),
-                                     propagator: BeliefPropagator(attention: attention, refinement: .none))
+                                     propagator: BeliefPropagator(attention: attention) { $0.refinement = .none })
         let prepared = try p.prepare(scene.image)
         let click = Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0)
         // Every token fixed to background, the clicked one included: the click still keeps its token and pixel.

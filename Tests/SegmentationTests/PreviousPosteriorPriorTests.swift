@@ -50,7 +50,7 @@ import Testing
         // weights around the newest click.
         let scene = DiscScene(width: 96, height: 72)
         let attention = ReferenceAttention(keyIterations: 0)
-        var with = BeliefPropagator(attention: attention, refinement: .none)
+        var with = BeliefPropagator(attention: attention) { $0.refinement = .none }
         with.previousPosteriorWeight = 0.05
         with.previousPosteriorRadius = 0.2
         let (pipeline, _) = discPipeline(with)
@@ -94,9 +94,9 @@ import Testing
         // the prior replays the clicks instead, and gives the from-scratch posteriors.
         let scene = DiscScene(width: 96, height: 72)
         let attention = ReferenceAttention(keyIterations: 0)
-        var with = BeliefPropagator(attention: attention, refinement: .none)
+        var with = BeliefPropagator(attention: attention) { $0.refinement = .none }
         with.previousPosteriorWeight = 0.05
-        var plain = BeliefPropagator(attention: attention, refinement: .none)
+        var plain = BeliefPropagator(attention: attention) { $0.refinement = .none }
         plain.previousPosteriorWeight = 0
         let (pipeline, _) = discPipeline(with)
         let prepared = try pipeline.prepare(scene.image)
@@ -119,7 +119,7 @@ import Testing
         // keeps the posteriors of its most recent prefixes, so an undo of the newest click needs no replay.
         let scene = DiscScene(width: 96, height: 72)
         let attention = ReferenceAttention(keyIterations: 0)
-        var with = BeliefPropagator(attention: attention, refinement: .none)
+        var with = BeliefPropagator(attention: attention) { $0.refinement = .none }
         with.previousPosteriorWeight = 0.075
         let (pipeline, _) = discPipeline(with)
         let prepared = try pipeline.prepare(scene.image)
@@ -158,7 +158,7 @@ import Testing
         // The prior's term enters every round's evidence; at weight 0 the posteriors are the same bits as without.
         let scene = DiscScene(width: 96, height: 72)
         let attention = ReferenceAttention(keyIterations: 0)
-        let plain = BeliefPropagator(attention: attention, refinement: .none)
+        let plain = BeliefPropagator(attention: attention) { $0.refinement = .none }
         let (pipeline, _) = discPipeline(plain)
         let prepared = try pipeline.prepare(scene.image)
         let e = prepared.encoded

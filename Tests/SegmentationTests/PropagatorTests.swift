@@ -13,7 +13,7 @@ import ProbattnJSON
         let attention = ReferenceAttention(keyIterations: keyIterations)
         return SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
                                     adapter: VariantAttentionAdapter(attention: attention),
-                                    propagator: BeliefPropagator(attention: attention, refinement: refinement))
+                                    propagator: BeliefPropagator(attention: attention) { $0.refinement = refinement })
     }
 
     @Test func oneClickInTheDiscSegmentsIt() throws {
@@ -64,7 +64,7 @@ import ProbattnJSON
 
     @Test func clicksMarkTheTokensWithinTheRadius() throws {
         let encoded = try GridFeatureEncoder(stride: 8, superpixelIterations: 0).encode(scene.image)
-        let propagator = BeliefPropagator(attention: ReferenceAttention(), clickRadius: 5)
+        let propagator = BeliefPropagator(attention: ReferenceAttention()) { $0.clickRadius = 5 }
         // The 5 px disc around (12, 12) spans x, y in 7...17: it reaches the cell (1, 1) holding the click and its
         // four edge neighbours, but no diagonal cell (the nearest diagonal pixels, e.g. (16, 16), are 5.66 px away).
         let fixed = propagator.clickedTokens(encoded: encoded, clicks: [Click(x: 12, y: 12, classIndex: 1)],
@@ -124,7 +124,7 @@ import ProbattnJSON
         let attention = ReferenceAttention()
         let p = SegmentationPipeline(encoder: GridFeatureEncoder(stride: 8),
                                      adapter: VariantAttentionAdapter(attention: attention),
-                                     propagator: BeliefPropagator(attention: attention, emIterations: 0))
+                                     propagator: BeliefPropagator(attention: attention) { $0.emIterations = 0 })
         let prepared = try p.prepare(scene.image)
         let mask = try p.segment(prepared, clicks: [Click(x: scene.centre.x, y: scene.centre.y, classIndex: 0)],
                                  classCount: 2).mask
