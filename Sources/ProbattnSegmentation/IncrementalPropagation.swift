@@ -318,7 +318,8 @@ extension BeliefPropagator {
         -> PixelRect {
         let tokens = encoded.tokenCount
         var rect = PixelRect(x: 0, y: 0, width: 0, height: 0)
-        let bilateral = configuration.upsampling == .bilateral && encoded.grid.map { $0.rows * $0.cols == tokens } == true
+        let bilateral = configuration.upsampling == .bilateral
+            && encoded.grid.map { $0.rows * $0.cols == tokens } == true
         guard bilateral, let grid = encoded.grid else {
             // Every pixel takes its token's class: only tokens whose class changed change pixels.
             for t in 0..<tokens where oldClass[t] != newClass[t] { rect = rect.union(geometry.box(t)) }
@@ -481,7 +482,8 @@ extension BeliefPropagator {
                      budget: ComputeBudget = .single) -> UpsampledBand {
         let image = encoded.image
         let w = image.width, tokens = encoded.tokenCount
-        guard configuration.upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1 else {
+        guard configuration.upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens,
+              k > 1 else {
             for y in rect.y..<rect.maxY {
                 for x in rect.x..<rect.maxX {
                     let i = y * w + x
@@ -575,7 +577,8 @@ extension BeliefPropagator {
         let p = state.probabilities
         let t = Int(encoded.tokenOfPixel[y * w + x])
         let tokenClass = Self.tokenClasses(p, tokens: tokens, classCount: k)
-        guard configuration.upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens, k > 1,
+        guard configuration.upsampling == .bilateral, let grid = encoded.grid, grid.rows * grid.cols == tokens,
+              k > 1,
               !settledTokens(encoded: encoded, tokenClass: tokenClass)[t] else { return p[t * k + classIndex] }
         let i = y * w + x, px = encoded.image.pixels, lab = QuantisedLab.table
         let q = QuantisedLab.index(px[3 * i], px[3 * i + 1], px[3 * i + 2])
