@@ -52,7 +52,7 @@ public struct KernelBenchmarkSettings: Sendable {
 
 /// The `probattn bench kernel` measurement: times the operator and the same-shape sgemm, reads peak RSS.
 public enum KernelBenchmark {
-    public static var processorCount: Int { ProcessInfo.processInfo.activeProcessorCount }
+    public static var processorCount: Int { UsableCores.count() }
 
     /// FLOPs of one (n, g) slice by the formula: U = 1 + KA + VBP weight updates;
     /// F = U·2HMC (+ U·2HMCv with v_init) + KA·2HMC + VBP·(2HMCv + 2HM) + 2HMCv.

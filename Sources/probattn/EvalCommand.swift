@@ -116,7 +116,7 @@ struct EvalCommand: ParsableCommand {
 
     /// The threads each job's stage calls get: max(1, cores / jobs).
     var budgetPerJob: ComputeBudget {
-        ComputeBudget(threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs))
+        ComputeBudget(threads: max(1, UsableCores.count() / jobs))
     }
 
     func run() throws {

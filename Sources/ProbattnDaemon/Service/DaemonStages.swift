@@ -14,10 +14,10 @@ public enum DaemonStages {
                                                                InMemorySessionStore.descriptor])
 
     /// Sets OpenBLAS's threads once (`BLAS.configureThreadsAtStart`) and returns the cores the core pool shares
-    /// between the stage calls (the machine's active processors). Logs both.
+    /// between the stage calls (the cores this process may use, `UsableCores`). Logs both.
     static func configureThreads(logger: Logger) -> (cores: Int, blasThreads: Int) {
         let blas = BLAS.configureThreadsAtStart(environment: ProcessInfo.processInfo.environment)
-        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let cores = UsableCores.count()
         logger.info("Threads", metadata: [
             "cores": "\(cores)", "blas_threads": "\(blas.threads)",
             "blas_threads_from": "\(blas.fromEnvironment ? BLAS.threadsEnvironmentVariable : "default (1)")",
