@@ -288,8 +288,7 @@ struct BoundaryRefinement {
         let exponential = NegativeExponential.table
         let table = QuantisedLab.table
         let offsets = Self.neighbours
-        // Raw buffers throughout; each weight is computed as `squaredDistance` and `NegativeExponential.value` do,
-        // term by term.
+        // Raw buffers throughout; each colour distance is computed as `squaredDistance` does, term by term.
         weights.withUnsafeMutableBufferPointer { weights in
         exponential.withUnsafeBufferPointer { exponential in
         table.withUnsafeBufferPointer { table in
@@ -319,15 +318,8 @@ struct BoundaryRefinement {
                     }
                     let dl = l1 - l2, da = a1 - a2, db = b1 - b2
                     let squared = dl * dl + da * da + db * db
-                    let argument = contrast * squared
-                    var factor: Float = 0
-                    if argument < 16 {
-                        let position = max(0, argument) * 256
-                        let e = Int(position)
-                        let f = position - Float(e)
-                        factor = exponential[e] + f * (exponential[e + 1] - exponential[e])
-                    }
-                    let weight = smoothness * neighbour.inverseDistance * factor
+                    let weight = smoothness * neighbour.inverseDistance
+                        * NegativeExponential.value(contrast * squared, table: exponential)
                     weights[i * 8 + slot] = weight
                     if j >= 0 { weights[j * 8 + 7 - slot] = weight }
                 }

@@ -75,8 +75,10 @@ enum NegativeExponential {
 
     @inline(__always) static func value(_ x: Float) -> Float { value(x, table: table) }
 
-    /// `value(x)` with the table passed in (hoists the lazy global's access out of a hot loop).
-    @inline(__always) static func value(_ x: Float, table: [Float]) -> Float {
+    /// `value(x)` with the table passed in (hoists the lazy global's access out of a hot loop): the array itself, or
+    /// a raw buffer of it for loops that read everything through raw buffers.
+    @inline(__always) static func value<Table: RandomAccessCollection>(_ x: Float, table: Table) -> Float
+        where Table.Element == Float, Table.Index == Int {
         guard x < 16 else { return 0 }
         let position = max(0, x) * 256
         let i = Int(position)

@@ -515,7 +515,7 @@ extension BeliefPropagator {
         exponential.withUnsafeBufferPointer { exponential in
             let kernel = BilateralMix.Unchecked(mix: weights, colours: colours.baseAddress!,
                                                 centres: centres.baseAddress!, probabilities: p.baseAddress!,
-                                                exponential: exponential.baseAddress!)
+                                                exponential: exponential)
             budget.forEachChunk(count: chunks) { chunk in
             var band: [Int32] = [], bandProbabilities: [Float] = [], bandColours: [Float] = []
             withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { mixBuffer in
@@ -657,10 +657,10 @@ struct BilateralMix {
         let rows: Int, cols: Int
         let spatial: Float, colour: Float
         let colours: UnsafePointer<Float>, centres: UnsafePointer<Float>, probabilities: UnsafePointer<Float>
-        let exponential: UnsafePointer<Float>
+        let exponential: UnsafeBufferPointer<Float>
 
         init(mix: BilateralMix, colours: UnsafePointer<Float>, centres: UnsafePointer<Float>,
-             probabilities: UnsafePointer<Float>, exponential: UnsafePointer<Float>) {
+             probabilities: UnsafePointer<Float>, exponential: UnsafeBufferPointer<Float>) {
             rows = mix.grid.rows; cols = mix.grid.cols
             spatial = mix.spatial; colour = mix.colour
             self.colours = colours; self.centres = centres; self.probabilities = probabilities
@@ -701,12 +701,8 @@ struct BilateralMix {
         private func weight(_ u: Int, _ fx: Float, _ fy: Float, _ l: Float, _ a: Float, _ b: Float) -> Float {
             let dx = fx - centres[2 * u], dy = fy - centres[2 * u + 1]
             let dl = l - colours[3 * u], da = a - colours[3 * u + 1], db = b - colours[3 * u + 2]
-            let x = spatial * (dx * dx + dy * dy) + colour * (dl * dl + da * da + db * db)
-            guard x < 16 else { return 0 }
-            let position = max(0, x) * 256
-            let i = Int(position)
-            let f = position - Float(i)
-            return exponential[i] + f * (exponential[i + 1] - exponential[i])
+            return NegativeExponential.value(spatial * (dx * dx + dy * dy) + colour * (dl * dl + da * da + db * db),
+                                             table: exponential)
         }
     }
 

@@ -144,10 +144,11 @@ struct EvalCommand: ParsableCommand {
         if let limit { instances = Array(instances.prefix(limit)) }
         let clicksFolder = saveClickMasks ? report.map { ($0 as NSString).appendingPathComponent("clicks") } : nil
         let workingPixels = daemonConfig?.limits.workingPixels ?? WorkingResolution.defaultMaxPixels
+        let budget = budgetPerJob
         let runner = try EvaluationRunner(
             pipeline: pipeline, maxClicks: maxClicks, maxPixels: daemonConfig?.limits.maxImagePixels,
             workingPixels: workingPixels,
-            conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins, budget: budgetPerJob,
+            conflictPolicy: daemonConfig?.sessions.conflictPolicy ?? .latestWins, budget: budget,
             clickMaskSink: clicksFolder.map { folder in
                 { @Sendable name, click, mask in
                     try ClickMaskExport.writeMask(mask, click: click, name: name, folder: folder)
@@ -197,7 +198,8 @@ struct EvalCommand: ParsableCommand {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 
         let summary = EvaluationSummary(dataset: dataset.rawValue, split: split.rawValue, results: results,
-                                        maxClicks: maxClicks, config: configJSON(stages: stages, pluginFolder: pluginFolder),
+                                        maxClicks: maxClicks,
+                                        config: configJSON(stages: stages, pluginFolder: pluginFolder, budget: budget),
                                         secondsTotal: seconds)
         print(summary.text)
         if let report {
@@ -206,8 +208,8 @@ struct EvalCommand: ParsableCommand {
         }
     }
 
-    /// `summary.json`'s `config`: the stages as run and the protocol's settings.
-    private func configJSON(stages: [StageSpec], pluginFolder: String) -> JSONValue {
+    /// `summary.json`'s `config`: the stages as run, the protocol's settings and the jobs' `budget`.
+    private func configJSON(stages: [StageSpec], pluginFolder: String, budget: ComputeBudget) -> JSONValue {
         .object([
             "stages": JSONValue.stages(stages),
             "config_file": config.map(JSONValue.string) ?? .null,
@@ -225,7 +227,7 @@ struct EvalCommand: ParsableCommand {
             "limit": limit.map(JSONValue.int) ?? .null,
             "max_clicks": .int(maxClicks),
             "jobs": .int(jobs),
-            "threads_per_job": .int(budgetPerJob.threads),
+            "threads_per_job": .int(budget.threads),
             "save_click_masks": .bool(saveClickMasks),
             "protocol": .string("RITM isegm clicker and NoC (evaluation.md section 1); all clicks run (target_iou 1.01)"),
             "prediction": .string("pipeline class map, object = class 0 (RITM: prob > 0.49)"),
