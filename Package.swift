@@ -204,7 +204,7 @@ let package = Package(
 
         .testTarget(name: "ProbattnCoreTests", dependencies: ["ProbattnCore", "ProbattnReferenceCases", "ProbattnKernelBench"]),
         .testTarget(name: "PluginTests", dependencies: ["ProbattnPluginHost", "ProbattnCore", "CProbattnPlugin"]),
-        .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging"]),
+        .testTarget(name: "ImagingTests", dependencies: ["ProbattnImaging", "ProbattnCore"]),
         .testTarget(name: "SegmentationTests",
                     dependencies: ["ProbattnStages", "ProbattnSegmentation", "ProbattnEvaluation", "ProbattnImaging", "ProbattnPluginHost",
                                    "ProbattnJSON"]),

@@ -92,6 +92,49 @@ public struct WorkingResolution: Sendable, Equatable {
         return target
     }
 
+    /// The next version of the mask at image resolution: `previous` (left as it is) with the image rectangle of the
+    /// working rectangle `rect` expanded from `working`, as `expand(_:rect:into:)` writes it into a copy of
+    /// `previous`, byte for byte. Built afresh in bands of block rows (about `pixelsPerBand` image pixels each) that
+    /// `forEachChunk(count, body)` runs, each band copying its rows of `previous` and expanding its part of the
+    /// rectangle, so the copy and the expansion of a large image share the caller's cores. Returns the mask and the
+    /// image rectangle written.
+    public func expanded(_ working: LabelMask, rect: PixelRect, over previous: LabelMask,
+                         pixelsPerBand: Int = 1 << 20,
+                         forEachChunk: (Int, (Int) -> Void) -> Void) -> (mask: LabelMask, rect: PixelRect) {
+        precondition(working.width == workingWidth && working.height == workingHeight
+                     && previous.width == width && previous.height == height, "WorkingResolution: mask size mismatch")
+        let target = imageRect(rect)
+        guard !target.isEmpty else { return (previous, .empty) }
+        let f = factor, w = width, h = height, ww = workingWidth, wh = workingHeight
+        let bands = max(1, min(wh, w * h / max(1, pixelsPerBand)))
+        var labels = [UInt8](unsafeUninitializedCapacity: w * h) { _, count in count = w * h }
+        working.labels.withUnsafeBufferPointer { source in
+        previous.labels.withUnsafeBufferPointer { old in
+        labels.withUnsafeMutableBufferPointer { out in
+            let source = source.baseAddress!, old = old.baseAddress!, out = out.baseAddress!
+            forEachChunk(bands) { band in
+                let blockRows = (band * wh / bands)..<((band + 1) * wh / bands)
+                for wy in blockRows {
+                    let y0 = wy * f, y1 = min(h, y0 + f)
+                    // Every row of the block as it was; then, inside the rectangle, the expanded working row.
+                    (out + y0 * w).update(from: old + y0 * w, count: (y1 - y0) * w)
+                    guard wy >= rect.y, wy < rect.maxY else { continue }
+                    let first = y0 * w
+                    for wx in rect.x..<rect.maxX {
+                        let x0 = wx * f, x1 = min(w, x0 + f), label = source[wy * ww + wx]
+                        for x in x0..<x1 { out[first + x] = label }
+                    }
+                    for y in (y0 + 1)..<max(y0 + 1, y1) {
+                        (out + y * w + target.x).update(from: out + first + target.x, count: target.width)
+                    }
+                }
+            }
+        }
+        }
+        }
+        return (LabelMask(width: w, height: h, labels: labels), target)
+    }
+
     /// The whole mask at image resolution from a mask at working resolution.
     public func expand(_ working: LabelMask) -> LabelMask {
         guard factor > 1 else { return working }

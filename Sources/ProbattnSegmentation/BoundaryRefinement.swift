@@ -14,9 +14,9 @@ import ProbattnStages
 /// `P_p` is the pixel's class distribution from the joint-bilateral mix of its neighbouring tokens, `c` the CIELAB
 /// colour, `p ~ q` the 8-neighbourhood, and the contrast normaliser ⟨·⟩ the mean over the band (GrabCut's choice), so
 /// the cut follows colour edges and does not cross flat regions. Two classes: one minimum cut. More classes: one
-/// cycle of α-expansion moves (each a minimum cut over "keep or take α"). Two approximations make it affordable per
-/// click, each measured not to cost clicks (docs/RESULTS.md): flat blocks of pixels move as one node, and a large
-/// two-class cut is split into two halves (run within the call's budget) with its seam cut again (`splitMove`).
+/// cycle of α-expansion moves (each a minimum cut over "keep or take α"). One approximation makes it affordable per
+/// click, measured not to cost clicks (docs/RESULTS.md): flat blocks of pixels move as one node. A large two-class cut
+/// is found in two halves side by side (within the call's budget) and merged into the exact cut (`splitMove`).
 ///
 /// Called by `BeliefPropagator.propagate` once per click, after the click discs are painted, on the whole image or on
 /// a crop around the rectangle the click can change (with the whole band's contrast normaliser); stateless.
@@ -36,12 +36,13 @@ struct BoundaryRefinement {
     /// A block is flat when every pair of 8-neighbours inside it has a contrast factor exp(−|Δc|²/(2⟨|Δc|²⟩)) of at
     /// least this; nil: every pixel is its own node (the exact minimum of the energy).
     var flatBlockThreshold: Float? = 0.5
-    /// Two-class moves with at least this many graph nodes are split into two halves (`splitMove`), whatever the
-    /// budget (which decides only whether the halves run on one thread or two).
+    /// Two-class moves with at least this many graph nodes cut their graph in two halves whose flows are found side
+    /// by side and then merged (`splitMove`), whatever the budget (which decides only whether the halves run on one
+    /// thread or two); the labels are those of one cut either way.
     var splitNodes = 4000
-    /// Rows on each side of the split that are cut again after the halves (8 and 16 cost 0.06–0.08 click on
-    /// GrabCut; 32 gave the single cut's NoC on GrabCut and Berkeley).
-    var seamRows = 32
+    /// Band pixels per chunk of the searches that run within the call's budget (the pixels within reach, the
+    /// neighbour weights): the chunk count depends on the band alone, and the result on neither.
+    var chunkPixels = 16_384
 
     /// Relabels the pixels of `band` (indices into the image) in `labels`.
     /// - Parameters:
@@ -61,7 +62,7 @@ struct BoundaryRefinement {
         var bandIndex = [Int32](repeating: -1, count: w * h)
         for (i, p) in wideBand.enumerated() { bandIndex[Int(p)] = Int32(i) }
         let near = withinReach(reach, ofLabelChangeIn: labels, width: w, height: h, band: wideBand,
-                               bandIndex: bandIndex)
+                               bandIndex: bandIndex, budget: budget)
         let contrast = givenContrast ?? contrastScale(image: image, band: wideBand, bandIndex: bandIndex, lab: wideLab)
         // The band from here on: the pixels within reach, with their fixedness, colours and unary costs.
         let band = near.map { wideBand[$0] }
@@ -73,17 +74,24 @@ struct BoundaryRefinement {
         unary.withUnsafeMutableBufferPointer { unary in
         wideLab.withUnsafeBufferPointer { wideLab in
         wideProbabilities.withUnsafeBufferPointer { wideProbabilities in
-            for (j, i) in near.enumerated() {
-                for c in 0..<3 { lab[j * 3 + c] = wideLab[i * 3 + c] }
-                for c in 0..<k { unary[j * k + c] = -logf(max(wideProbabilities[i * k + c], floor)) }
+        near.withUnsafeBufferPointer { near in
+            let chunks = max(1, near.count / chunkPixels)
+            budget.forEachChunk(count: chunks) { chunk in
+                for j in ComputeBudget.range(ofChunk: chunk, count: chunks, total: near.count) {
+                    let i = near[j]
+                    for c in 0..<3 { lab[j * 3 + c] = wideLab[i * 3 + c] }
+                    for c in 0..<k { unary[j * k + c] = -logf(max(wideProbabilities[i * k + c], floor)) }
+                }
             }
+        }
         }
         }
         }
         }
         for p in wideBand { bandIndex[Int(p)] = -1 }
         for (i, p) in band.enumerated() { bandIndex[Int(p)] = Int32(i) }
-        let weights = neighbourWeights(image: image, band: band, bandIndex: bandIndex, lab: lab, contrast: contrast)
+        let weights = neighbourWeights(image: image, band: band, bandIndex: bandIndex, lab: lab, contrast: contrast,
+                                       budget: budget)
 
         let context = MoveContext(width: w, height: h, band: band, bandIndex: bandIndex, weights: weights,
                                   unary: unary, classCount: k)
@@ -123,40 +131,28 @@ struct BoundaryRefinement {
         }
     }
 
-    /// The two-class move of a large band in two halves: the band's upper and lower halves (split at a row that is a
-    /// multiple of 4, so no block is cut) are each cut (two chunks within `budget`) with the other half held at its
-    /// current labels,
-    /// then the nodes within `seamRows` rows of the split are cut again with everything else held at the halves'
-    /// results, which mends the cut where the halves met. Not the exact minimum of the energy, but it differs from
-    /// it only where the two halves disagree about the seam; the NoC is measured in docs/RESULTS.md.
+    /// The two-class move of a large band, its graph cut in two parts: the nodes above a row that is a multiple of 4
+    /// (so no block straddles it) and those below, numbered in that order, whose flows are found side by side
+    /// within `budget` and then merged into the maximum flow of the whole graph (`MaxFlowGraph.maximumFlow(parts:
+    /// budget:)`): the exact minimum cut, the same labels as one cut of the whole band, found in about half the time
+    /// on two cores.
     private func splitMove(_ context: MoveContext, labels: inout [UInt8], node: [Int32], nodeCount: Int,
                            budget: ComputeBudget) {
         let w = context.width, band = context.band
         let middle = (Int(band[band.count / 2]) / w) / 4 * 4
-        let sourceLabel: (Int32) -> UInt8 = { _ in 0 }
         let row = { (i: Int) -> Int in Int(band[i]) / w }
-        let halves = [Self.restrict(node, count: nodeCount) { row($0) < middle },
-                      Self.restrict(node, count: nodeCount) { row($0) >= middle }]
-        guard halves[0].count > 0, halves[1].count > 0 else {
-            context.move(labels: &labels, node: node, nodeCount: nodeCount, sourceLabel: sourceLabel, sinkLabel: 1)
-            return
-        }
-        var results = [[UInt8]](repeating: [], count: 2)
-        let start = labels
-        results.withUnsafeMutableBufferPointer { results in
-            budget.forEachChunk(count: 2) { half in
-                var out = start
-                context.move(labels: &out, node: halves[half].node, nodeCount: halves[half].count,
-                             sourceLabel: sourceLabel, sinkLabel: 1)
-                results[half] = out
+        var renumbered = [Int32](repeating: -1, count: nodeCount)
+        var next: Int32 = 0
+        var upperCount = 0
+        for upper in [true, false] {
+            for i in band.indices where node[i] >= 0 && (row(i) < middle) == upper && renumbered[Int(node[i])] < 0 {
+                renumbered[Int(node[i])] = next; next += 1
             }
+            if upper { upperCount = Int(next) }
         }
-        for i in 0..<band.count where node[i] >= 0 {
-            let p = Int(band[i])
-            labels[p] = results[row(i) < middle ? 0 : 1][p]
-        }
-        let seam = Self.restrict(node, count: nodeCount) { row($0) >= middle - seamRows && row($0) < middle + seamRows }
-        context.move(labels: &labels, node: seam.node, nodeCount: seam.count, sourceLabel: sourceLabel, sinkLabel: 1)
+        let parts = node.map { $0 >= 0 ? renumbered[Int($0)] : -1 }
+        context.move(labels: &labels, node: parts, nodeCount: nodeCount, sourceLabel: { _ in 0 }, sinkLabel: 1,
+                     parts: upperCount, budget: budget)
     }
 
     /// `node` with only the band pixels accepted by `keep` left in the graph (the others -1), renumbered densely.
@@ -175,49 +171,69 @@ struct BoundaryRefinement {
     /// The positions in `band` of its pixels within `reach` 8-connected steps of a label change (a pixel with a
     /// 4-neighbour of another label), by breadth-first search inside the band, in increasing order. `bandIndex`
     /// gives every pixel's position in `band` (-1 outside it).
+    ///
+    /// A band in raster order is searched in chunks within `budget`: each chunk of band positions searches the
+    /// window of band pixels within `reach` rows of its own (a path of at most `reach` steps never leaves it, so its
+    /// own pixels get the distances of a search of the whole band) and keeps its own pixels; the chunks are joined in
+    /// order, so the result is the same for every budget.
     private func withinReach(_ reach: Int, ofLabelChangeIn labels: [UInt8], width w: Int, height h: Int,
-                             band: [Int32], bandIndex: [Int32]) -> [Int] {
-        var frontier: [Int] = []
-        var visited = [Bool](repeating: false, count: band.count)
+                             band: [Int32], bandIndex: [Int32], budget: ComputeBudget) -> [Int] {
+        let ascending = zip(band, band.dropFirst()).allSatisfy { $0 < $1 }
+        let chunks = ascending ? max(1, band.count / chunkPixels) : 1
         let offsets = Self.neighbours
-        labels.withUnsafeBufferPointer { labels in
-        band.withUnsafeBufferPointer { band in
-        bandIndex.withUnsafeBufferPointer { bandIndex in
-        visited.withUnsafeMutableBufferPointer { visited in
-        offsets.withUnsafeBufferPointer { offsets in
-            for i in 0..<band.count {
-                let pi = Int(band[i]), x = pi % w, y = pi / w, own = labels[pi]
-                let change = (x + 1 < w && labels[pi + 1] != own) || (y + 1 < h && labels[pi + w] != own)
-                    || (x > 0 && labels[pi - 1] != own) || (y > 0 && labels[pi - w] != own)
-                if change { visited[i] = true; frontier.append(i) }
+        let parts = budget.mapChunks(count: chunks) { chunk -> [Int] in
+            let own = ComputeBudget.range(ofChunk: chunk, count: chunks, total: band.count)
+            guard !own.isEmpty else { return [] }
+            var lo = own.lowerBound, hi = own.upperBound
+            if chunks > 1 {
+                let firstRow = Int(band[own.lowerBound]) / w - reach, lastRow = Int(band[own.upperBound - 1]) / w + reach
+                while lo > 0 && Int(band[lo - 1]) / w >= firstRow { lo -= 1 }
+                while hi < band.count && Int(band[hi]) / w <= lastRow { hi += 1 }
+            } else {
+                lo = 0; hi = band.count
             }
-            var step = 0
-            var next: [Int] = []
-            while !frontier.isEmpty {
-                guard step < reach else { break }
-                step += 1
-                next.removeAll(keepingCapacity: true)
-                for i in frontier {
-                    let pi = Int(band[i]), x = pi % w, y = pi / w
-                    for n in offsets {
-                        let xx = x + n.dx, yy = y + n.dy
-                        guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
-                        let j = Int(bandIndex[yy * w + xx])
-                        if j >= 0, !visited[j] { visited[j] = true; next.append(j) }
-                    }
+            var frontier: [Int] = []
+            var visited = [Bool](repeating: false, count: hi - lo)
+            labels.withUnsafeBufferPointer { labels in
+            band.withUnsafeBufferPointer { band in
+            bandIndex.withUnsafeBufferPointer { bandIndex in
+            visited.withUnsafeMutableBufferPointer { visited in
+            offsets.withUnsafeBufferPointer { offsets in
+                for i in lo..<hi {
+                    let pi = Int(band[i]), x = pi % w, y = pi / w, label = labels[pi]
+                    let change = (x + 1 < w && labels[pi + 1] != label) || (y + 1 < h && labels[pi + w] != label)
+                        || (x > 0 && labels[pi - 1] != label) || (y > 0 && labels[pi - w] != label)
+                    if change { visited[i - lo] = true; frontier.append(i) }
                 }
-                swap(&frontier, &next)
+                var step = 0
+                var next: [Int] = []
+                while !frontier.isEmpty {
+                    guard step < reach else { break }
+                    step += 1
+                    next.removeAll(keepingCapacity: true)
+                    for i in frontier {
+                        let pi = Int(band[i]), x = pi % w, y = pi / w
+                        for n in offsets {
+                            let xx = x + n.dx, yy = y + n.dy
+                            guard xx >= 0, xx < w, yy >= 0, yy < h else { continue }
+                            let j = Int(bandIndex[yy * w + xx])
+                            if j >= lo, j < hi, !visited[j - lo] { visited[j - lo] = true; next.append(j) }
+                        }
+                    }
+                    swap(&frontier, &next)
+                }
             }
+            }
+            }
+            }
+            }
+            // Every visited pixel of the chunk's own is within reach; the band's order is kept.
+            var out: [Int] = []
+            out.reserveCapacity(own.count)
+            for i in own where visited[i - lo] { out.append(i) }
+            return out
         }
-        }
-        }
-        }
-        }
-        // Every visited pixel is within reach; the band's order is kept.
-        var out: [Int] = []
-        out.reserveCapacity(band.count)
-        for i in 0..<visited.count where visited[i] { out.append(i) }
-        return out
+        return parts.count == 1 ? parts[0] : Array(parts.joined())
     }
 
     /// The 8-neighbourhood as (dx, dy, 1/distance), in the order of `neighbourWeights`' rows.
@@ -281,8 +297,10 @@ struct BoundaryRefinement {
     /// `band.count × 8`: λ · exp(−contrast · |c_p − c_q|²) / dist(p, q) from every band pixel to each of its 8
     /// neighbours (0 off the image). `bandIndex` gives every pixel's position in `band` (-1 outside it), whose
     /// colours `lab` holds: a pair inside the band is computed once, a neighbour off the band is looked up.
-    func neighbourWeights(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float], contrast: Float)
-        -> [Float] {
+    /// Chunks of the band run within `budget`: a pair inside the band is written by its earlier pixel only (into
+    /// both pixels' slots), so no two chunks write the same slot, and every weight has the same bits for every budget.
+    func neighbourWeights(image: RGBImage, band: [Int32], bandIndex: [Int32], lab: [Float], contrast: Float,
+                          budget: ComputeBudget = .single) -> [Float] {
         let w = image.width, h = image.height
         var weights = [Float](repeating: 0, count: band.count * 8)
         let exponential = NegativeExponential.table
@@ -297,7 +315,9 @@ struct BoundaryRefinement {
         band.withUnsafeBufferPointer { band in
         image.pixels.withUnsafeBufferPointer { px in
         offsets.withUnsafeBufferPointer { offsets in
-            for i in 0..<band.count {
+            let chunks = max(1, band.count / chunkPixels)
+            budget.forEachChunk(count: chunks) { chunk in
+            for i in ComputeBudget.range(ofChunk: chunk, count: chunks, total: band.count) {
                 let pi = Int(band[i]), x = pi % w, y = pi / w
                 let l1 = lab[3 * i], a1 = lab[3 * i + 1], b1 = lab[3 * i + 2]
                 for slot in 0..<8 {
@@ -323,6 +343,7 @@ struct BoundaryRefinement {
                     weights[i * 8 + slot] = weight
                     if j >= 0 { weights[j * 8 + 7 - slot] = weight }
                 }
+            }
             }
         }
         }
@@ -402,8 +423,10 @@ private struct MoveContext {
 
     /// Builds the graph of the move over `node` (a node per band pixel, -1 for a pixel that keeps its label), cuts
     /// it, and writes the chosen labels.
+    /// `parts`: the nodes `0 ..< parts` and the rest are cut side by side within `budget` and then merged (see
+    /// `MaxFlowGraph.maximumFlow(parts:budget:)`; the same labels as one cut); nil: one cut.
     func move(labels: inout [UInt8], node: [Int32], nodeCount: Int, sourceLabel: (Int32) -> UInt8,
-              sinkLabel alpha: UInt8) {
+              sinkLabel alpha: UInt8, parts: Int? = nil, budget: ComputeBudget = .single) {
         guard nodeCount > 0 else { return }
         let w = width, h = height, k = classCount
         var source = [UInt8](repeating: 0, count: band.count)
@@ -496,7 +519,7 @@ private struct MoveContext {
         for n in 0..<nodeCount {
             graph.addTerminalWeights(n, source: sourceCapacity[n], sink: sinkCapacity[n])
         }
-        graph.maximumFlow()
+        graph.maximumFlow(parts: parts, budget: budget)
         for (i, p) in band.enumerated() where node[i] >= 0 {
             labels[Int(p)] = graph.isOnSourceSide(Int(node[i])) ? source[i] : alpha
         }

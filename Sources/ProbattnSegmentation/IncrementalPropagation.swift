@@ -18,9 +18,8 @@ import ProbattnStages
 /// Outside the rectangle the previous mask is kept. The refinement's contrast normaliser is computed for the whole
 /// band in both paths (`TokenGeometry`), so the two differ only where (a) a token's distribution moved by at most
 /// `changeEpsilon` (a pixel then flips only when its class probability is that close to the decision threshold) and
-/// (b) the minimum cut inside the rectangle would have moved beyond its halo, or the large-band split
-/// (`BoundaryRefinement.splitMove`) cut a different seam. `IncrementalPropagationTests` measures this on real
-/// images.
+/// (b) the minimum cut inside the rectangle would have moved beyond its halo. `IncrementalPropagationTests` measures
+/// this on real images.
 extension BeliefPropagator {
     /// The settings the pixel steps (1, 3, 4, 5) depend on: a state made under other settings is not reused.
     struct PixelSettings: Sendable, Equatable {

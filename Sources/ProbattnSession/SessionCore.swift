@@ -603,8 +603,9 @@ public final class SessionCore: @unchecked Sendable {
     /// Runs the propagator on clicks already resolved by `ConflictResolution` (working coordinates; and, for
     /// `predict`, tokens a box fixes), checks the mask's size, records the stage time and gives the mask at the
     /// image's resolution. Of a reduced image, with `previous` and the mask of the version it belongs to
-    /// (`previousMask`), only the image rectangle of the propagator's changed rectangle is written into a copy of
-    /// that mask (stage `mask_expand`); the result's `changed` is that image rectangle. `working` is the
+    /// (`previousMask`), only the image rectangle of the propagator's changed rectangle is expanded, the rest copied
+    /// from that mask (stage `mask_expand`, within a budget from `compute`); the result's `changed` is that image
+    /// rectangle. `working` is the
     /// propagator's own mask of a reduced image (nil at the image's own resolution).
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
                          fixed: FixedTokens = FixedTokens(), classCount: Int,
@@ -622,9 +623,14 @@ public final class SessionCore: @unchecked Sendable {
         guard resolution.isReduced else { return (result, nil) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         var expanded: SegmentationResult
-        if let changed = result.changed, var mask = previousMask, mask.width == resolution.width,
-           mask.height == resolution.height {
-            let rect = resolution.expand(result.mask, rect: changed, into: &mask)
+        if let changed = result.changed, let previousMask, previousMask.width == resolution.width,
+           previousMask.height == resolution.height {
+            // Copy and expansion in bands on the cores a stage call gets (a 12 MP mask is 12 MB to write).
+            let (mask, rect) = compute.withBudget { budget in
+                resolution.expanded(result.mask, rect: changed, over: previousMask) { count, body in
+                    budget.forEachChunk(count: count, body)
+                }
+            }
             expanded = SegmentationResult(mask: mask, seconds: result.seconds, state: result.state, changed: rect)
         } else {
             expanded = SegmentationResult(mask: resolution.expand(result.mask), seconds: result.seconds,

@@ -1,3 +1,4 @@
+import ProbattnCore
 import ProbattnImaging
 import Testing
 
@@ -49,6 +50,41 @@ import Testing
             }
         }
         #expect(resolution.expand(working, rect: .empty, into: &mask) == .empty)
+    }
+
+    @Test(arguments: [2, 3, 7])
+    func theNextVersionBuiltInBandsEqualsTheRectangleExpandedIntoACopy(factor: Int) {
+        // Sizes the factor does not divide, random labels and rectangles (the whole image among them), bands of a
+        // few block rows run in reverse order and concurrently: the same bytes as a copy of the previous version
+        // with the rectangle expanded into it, and the previous version untouched.
+        let width = 10 * factor + 3, height = 8 * factor + 2
+        let resolution = WorkingResolution(width: width, height: height, factor: factor)
+        let ww = resolution.workingWidth, wh = resolution.workingHeight
+        var state: UInt64 = UInt64(factor)
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33) % bound
+        }
+        var previous = LabelMask(width: width, height: height, labels: (0..<(width * height)).map { _ in UInt8(next(3)) })
+        for trial in 0..<30 {
+            let working = LabelMask(width: ww, height: wh, labels: (0..<(ww * wh)).map { _ in UInt8(next(3)) })
+            let x = next(ww), y = next(wh)
+            let rect = trial == 0 ? PixelRect(x: 0, y: 0, width: ww, height: wh)
+                : PixelRect(x: x, y: y, width: 1 + next(ww - x), height: 1 + next(wh - y))
+            var expected = previous
+            let expectedRect = resolution.expand(working, rect: rect, into: &expected)
+            let before = previous
+            let reversed = resolution.expanded(working, rect: rect, over: previous, pixelsPerBand: 3 * factor * width) {
+                count, body in for band in (0..<count).reversed() { body(band) }
+            }
+            let concurrent = resolution.expanded(working, rect: rect, over: previous, pixelsPerBand: 2 * factor * width) {
+                count, body in ParallelChunks.perform(count, body)
+            }
+            #expect(reversed.mask == expected && reversed.rect == expectedRect, "trial \(trial)")
+            #expect(concurrent.mask == expected && concurrent.rect == expectedRect, "trial \(trial)")
+            #expect(previous == before)
+            previous = expected
+        }
     }
 
     @Test func theWorkingCopyIsTheBlockMean() {

@@ -1,6 +1,7 @@
 import Foundation
 import ProbattnImaging
 import Testing
+import ProbattnStages
 @testable import ProbattnSegmentation
 import ProbattnEvaluation
 import ProbattnJSON
@@ -60,15 +61,15 @@ import ProbattnJSON
     }
 
     @Test func aLargeBandCutOnTwoThreadsEndsOnTheColourEdgeToo() {
-        // The ramp on an image tall enough for the two-class move to be split in two halves (every pixel its own
-        // node: 20 × 400 = 8000 nodes), with the seam mended: the same cut as on one thread.
+        // The ramp on an image tall enough for the two-class move to be cut in two halves and merged (every pixel its
+        // own node: 20 × 400 = 8000 nodes): the same cut as in one piece.
         let w = Self.rampWidth, h = 400, edge = Self.rampEdge
         let (image, pixels, probabilities, initial) = ramp(height: h)
         var split = initial, whole = initial
         let fixed = [Bool](repeating: false, count: pixels.count)
         BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: nil, splitNodes: 4000)
             .refine(labels: &split, image: image, band: pixels, probabilities: probabilities, fixedInBand: fixed,
-                    classCount: 2)
+                    classCount: 2, budget: ComputeBudget(threads: 2))
         BoundaryRefinement(smoothness: 2, reach: 20, flatBlockThreshold: nil, splitNodes: .max)
             .refine(labels: &whole, image: image, band: pixels, probabilities: probabilities, fixedInBand: fixed,
                     classCount: 2)
@@ -76,6 +77,46 @@ import ProbattnJSON
         #expect(differing == 0)
         let offEdge = (0..<(w * h)).filter { split[$0] != (($0 % w) < edge ? 0 : 1) }.count
         #expect(offEdge == 0)
+    }
+
+    @Test(arguments: [false, true]) func aLargeNoisyBandCutInHalvesEqualsTheCutInOnePiece(flatBlocks: Bool) {
+        // Random colours in flat patches and random class probabilities over a 180 × 200 band, some pixels fixed: a
+        // tangle of small cuts on both sides of the split row. In halves and in chunks (the pixels within reach and
+        // the neighbour weights searched chunk by chunk), on one thread and two, against one piece and one chunk.
+        let w = 180, h = 200
+        var rng = SplitMix64(state: 31)
+        var pixels = [UInt8](repeating: 0, count: w * h * 3)
+        var patch: [[UInt8]] = []
+        for _ in 0..<((w / 6 + 1) * (h / 6 + 1)) { patch.append((0..<3).map { _ in UInt8(rng.next() % 256) }) }
+        for y in 0..<h {
+            for x in 0..<w {
+                let c = patch[(y / 6) * (w / 6 + 1) + x / 6]
+                for k in 0..<3 { pixels[(y * w + x) * 3 + k] = UInt8(min(255, Int(c[k]) + Int(rng.next() % 12))) }
+            }
+        }
+        let image = RGBImage(width: w, height: h, pixels: pixels)
+        let band = band(width: w, height: h, columns: 0...(w - 1))
+        let probabilities = band.flatMap { _ -> [Float] in
+            let p = Float(rng.next() % 1000) / 1000
+            return [p, 1 - p]
+        }
+        let initial = (0..<(w * h)).map { i -> UInt8 in probabilities[2 * i] >= 0.5 ? 0 : 1 }
+        let fixed = band.map { _ in rng.next() % 50 == 0 }
+        let threshold: Float? = flatBlocks ? 0.5 : nil
+        var whole = initial
+        BoundaryRefinement(smoothness: 3, reach: 6, flatBlockThreshold: threshold, splitNodes: .max,
+                           chunkPixels: .max)
+            .refine(labels: &whole, image: image, band: band, probabilities: probabilities, fixedInBand: fixed,
+                    classCount: 2)
+        #expect(whole != initial, "the cut should move some pixels")
+        for threads in [1, 2] {
+            var halves = initial
+            BoundaryRefinement(smoothness: 3, reach: 6, flatBlockThreshold: threshold, splitNodes: 100,
+                               chunkPixels: 5_000)
+                .refine(labels: &halves, image: image, band: band, probabilities: probabilities, fixedInBand: fixed,
+                        classCount: 2, budget: ComputeBudget(threads: threads))
+            #expect(zip(halves, whole).filter { $0 != $1 }.count == 0, "\(threads) thread(s)")
+        }
     }
 
     @Test(arguments: [false, true]) func fixedPixelsKeepTheirLabels(flatBlocks: Bool) {

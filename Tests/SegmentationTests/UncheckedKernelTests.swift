@@ -11,7 +11,9 @@ import ProbattnEvaluation
 @Suite struct UncheckedKernelTests {
     /// Minimum cuts of random 8-connected grids: the solver's flow equals a plain Edmonds–Karp's, and its source side
     /// is exactly the set of nodes the source reaches in Edmonds–Karp's residual graph (the source side of every
-    /// maximum flow: the one minimum cut the refinement reads).
+    /// maximum flow: the one minimum cut the refinement reads). The same for the flow found in two parts (the rows above
+    /// a random row and the rest, as `BoundaryRefinement.splitMove` cuts a large band) and merged, on one thread and on
+    /// two.
     @Test func maxFlowSidesAreTheResidualReachableSetOfAPlainSolver() {
         var rng = SplitMix64(state: 77)
         for trial in 0..<60 {
@@ -39,7 +41,12 @@ import ProbattnEvaluation
                     }
                 }
             }
+            let splitRow = 1 + Int(rng.next() % UInt64(rows - 1))
+            var inParts = [graph, graph]
             let flow = graph.maximumFlow()
+            let partFlows = [1, 2].enumerated().map { index, threads in
+                inParts[index].maximumFlow(parts: splitRow * cols, budget: ComputeBudget(threads: threads))
+            }
             // Edmonds–Karp on the same capacities (in the graph's units of 1/4096).
             var total: Int64 = 0
             var reached: [Bool]
@@ -61,6 +68,11 @@ import ProbattnEvaluation
             }
             #expect(flow == Float(total) / 4096, "trial \(trial)")
             for i in 0..<n { #expect(graph.isOnSourceSide(i) == reached[i], "trial \(trial), node \(i)") }
+            for (index, split) in inParts.enumerated() {
+                #expect(partFlows[index] == Float(total) / 4096, "trial \(trial), in parts at row \(splitRow)")
+                let differing = (0..<n).filter { split.isOnSourceSide($0) != reached[$0] }
+                #expect(differing.isEmpty, "trial \(trial), in parts at row \(splitRow): nodes \(differing)")
+            }
         }
     }
 
@@ -136,16 +148,18 @@ import ProbattnEvaluation
     }
 
     /// The refinement's neighbour weights equal λ · exp-table(contrast · |Δc|²) / dist computed plainly per pair,
-    /// bit for bit, with neighbours inside and outside the band.
-    @Test func neighbourWeightsEqualThePlainFormula() throws {
-        let scene = DiscScene(width: 120, height: 90, seed: 2)
+    /// bit for bit, with neighbours inside and outside the band; on a band of one chunk and on one of several, with
+    /// one thread and two.
+    @Test(arguments: [(120, 90, 6.0, 1), (640, 480, 40.0, 1), (640, 480, 40.0, 2)])
+    func neighbourWeightsEqualThePlainFormula(width: Int, height: Int, halfWidth: Double, threads: Int) throws {
+        let scene = DiscScene(width: width, height: height, seed: 2)
         let image = scene.image, w = image.width, h = image.height
-        // A band of every pixel within 6 of the disc's rim, in row order.
+        // A band of every pixel within `halfWidth` of the disc's rim, in row order.
         var band: [Int32] = []
         for y in 0..<h {
             for x in 0..<w {
                 let dx = Double(x - scene.centre.x), dy = Double(y - scene.centre.y)
-                if abs((dx * dx + dy * dy).squareRoot() - scene.radius) <= 6 { band.append(Int32(y * w + x)) }
+                if abs((dx * dx + dy * dy).squareRoot() - scene.radius) <= halfWidth { band.append(Int32(y * w + x)) }
             }
         }
         var bandIndex = [Int32](repeating: -1, count: w * h)
@@ -154,7 +168,8 @@ import ProbattnEvaluation
         let refinement = BoundaryRefinement(smoothness: 6)
         let contrast: Float = 0.013
         let weights = refinement.neighbourWeights(image: image, band: band, bandIndex: bandIndex, lab: lab,
-                                                  contrast: contrast)
+                                                  contrast: contrast, budget: ComputeBudget(threads: threads))
+        if width > 120 { #expect(band.count > 2 * refinement.chunkPixels, "several chunks") }
         let table = QuantisedLab.table
         func colour(_ p: Int) -> (Float, Float, Float) {
             let q = QuantisedLab.index(image.pixels[3 * p], image.pixels[3 * p + 1], image.pixels[3 * p + 2])
