@@ -424,7 +424,10 @@ private struct MoveContext {
     /// Builds the graph of the move over `node` (a node per band pixel, -1 for a pixel that keeps its label), cuts
     /// it, and writes the chosen labels.
     /// `parts`: the nodes `0 ..< parts` and the rest are cut side by side within `budget` and then merged (see
-    /// `MaxFlowGraph.maximumFlow(parts:budget:)`; the same labels as one cut); nil: one cut.
+    /// `MaxFlowGraph.maximumFlow(parts:budget:)`; the same labels as one cut), and their graph terms are gathered
+    /// side by side too when the first part's pixels come first in the band; nil: one cut. Only for a two-class move
+    /// (every node's source label the same, so every pair term is symmetric and touches only the slots of the pair's
+    /// lower-numbered node).
     func move(labels: inout [UInt8], node: [Int32], nodeCount: Int, sourceLabel: (Int32) -> UInt8,
               sinkLabel alpha: UInt8, parts: Int? = nil, budget: ComputeBudget = .single) {
         guard nodeCount > 0 else { return }
@@ -455,7 +458,11 @@ private struct MoveContext {
         sinkCapacity.withUnsafeMutableBufferPointer { sinkCapacity in
         pairNeighbour.withUnsafeMutableBufferPointer { pairNeighbour in
         pairWeight.withUnsafeMutableBufferPointer { pairWeight in
-            for i in 0..<band.count where node[i] >= 0 {
+          // The terms of the band pixels `range`: into their nodes' capacities and pair slots; the pairs that do not
+          // fit the slots (and asymmetric pairs) are returned in band order.
+          func pass(_ range: Range<Int>) -> [(n: Int, m: Int, capacity: Float)] {
+            var asymmetric: [(n: Int, m: Int, capacity: Float)] = []
+            for i in range where node[i] >= 0 {
                 let n = Int(node[i])
                 // On the source side the pixel takes source[i] and pays its unary cost through the sink edge.
                 sinkCapacity[n] += unary[i * k + Int(source[i])]
@@ -501,6 +508,19 @@ private struct MoveContext {
                     }
                 }
             }
+            return asymmetric
+          }
+          // In parts (the upper part's nodes numbered first, its pixels first in the band): a pair is written by its
+          // earlier pixel into the slots of its lower-numbered node, both of that pixel's part, so the parts write
+          // disjoint nodes, and their lists joined in order are the one pass's list: the same graph.
+          let split = parts.flatMap { parts in node.firstIndex { $0 >= Int32(parts) } } ?? band.count
+          if let parts, split < band.count, node[..<split].allSatisfy({ $0 < Int32(parts) }),
+             node[split...].allSatisfy({ $0 < 0 || $0 >= Int32(parts) }) {
+              let lists = budget.mapChunks(count: 2) { part in pass(part == 0 ? 0..<split : split..<band.count) }
+              asymmetric = lists[0] + lists[1]
+          } else {
+              asymmetric = pass(0..<band.count)
+          }
         }
         }
         }
