@@ -134,8 +134,8 @@ struct BoundaryRefinement {
     /// The two-class move of a large band, its graph cut in two parts: the nodes above a row that is a multiple of 4
     /// (so no block straddles it) and those below, numbered in that order, whose flows are found side by side
     /// within `budget` and then merged into the maximum flow of the whole graph (`MaxFlowGraph.maximumFlow(parts:
-    /// budget:)`): the exact minimum cut, the same labels as one cut of the whole band, found in about half the time
-    /// on two cores.
+    /// budget:)`): the exact minimum cut, the same labels as one cut of the whole band, with most of the search on
+    /// two cores when the budget gives two.
     private func splitMove(_ context: MoveContext, labels: inout [UInt8], node: [Int32], nodeCount: Int,
                            budget: ComputeBudget) {
         let w = context.width, band = context.band

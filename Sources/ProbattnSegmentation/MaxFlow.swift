@@ -146,7 +146,8 @@ struct MaxFlowGraph {
                         sides = solver.sides()
                         return pushed
                     }
-                    // The arcs between the parts (each edge's two arcs), at zero capacity while the parts run.
+                    // The end nodes of the edges between the parts, and those edges' arcs, which have no residual
+                    // capacity while the parts run (their residuals kept to be put back).
                     var crossing: [Int32] = []
                     for e in edges where (Int(e.a) < split) != (Int(e.b) < split) {
                         crossing.append(e.a); crossing.append(e.b)
