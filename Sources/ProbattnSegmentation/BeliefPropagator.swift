@@ -10,7 +10,8 @@ import ProbattnPluginHost
 ///    including the token under the click) to the one-hot of its class, with indicator 1. A token reached by clicks of
 ///    several classes has no single observed class: it is left to the propagation like an unclicked token (step 2),
 ///    and split below the token for the pixels (step 3 takes, as its distribution, the share of its footprint near
-///    the clicks that lies nearest to each class's clicks), so no click is overwritten. Tokens the caller fixes
+///    the clicks that lies nearest to each class's clicks; of two equally near, the one `clickTieBreak` picks), so no
+///    click is overwritten. Tokens the caller fixes
 ///    (`FixedTokens`: a prompt box's outside) are fixed to their class, unless a click reaches them.
 /// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
 ///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
@@ -24,8 +25,8 @@ import ProbattnPluginHost
 ///    class; the others are classified by a joint-bilateral average of the neighbouring tokens' distributions
 ///    (weights from the pixel's distance to each token's centre and its CIELAB distance to the token's colour).
 /// 4. A disc of `click_disc_radius` pixels around every click is forced to the class of the nearest click (of two
-///    equally near, the later in the list), and every clicked pixel to its own click's class, so every clicked pixel
-///    keeps its class.
+///    equally near, the one `clickTieBreak` picks: the later in the list, or with `first_wins` the earlier), and
+///    every clicked pixel to its own click's class, so every clicked pixel keeps its class.
 /// 5. With `refinement: graph_cut` (the default with bilateral upsampling; `none` is about 2.5 times as fast per click
 ///    and needs a third more clicks), the pixels of step 3's band within `refinement_reach` pixels of a label change
 ///    are relabelled together by a minimum cut that trades each pixel's class probability from step 3 against a
@@ -44,8 +45,9 @@ import ProbattnPluginHost
 /// rectangle ends differently from the whole image's); docs/PERFORMANCE.md has the figures.
 ///
 /// docs/SEGMENTATION.md describes the model and how each default was chosen. Called after every click with all the
-/// clicks in force, in ascending priority (the session core resolves clicks on the same pixel before, and orders the
-/// list by its conflict policy); holds no state of its own (the state travels in the result) and is thread-safe.
+/// clicks in force, in log order (the session core resolves clicks on the same pixel before, and its conflict policy
+/// gives `context.clickTieBreak`), so the last click is the newest whatever the policy; holds no state of its own
+/// (the state travels in the result) and is thread-safe.
 @dynamicMemberLookup
 public struct BeliefPropagator: Propagator {
     /// The stage type name in the config.
@@ -73,6 +75,9 @@ public struct BeliefPropagator: Propagator {
     /// next round's scatter run in one pass over W's rows (`MixturePropagation.fusedTwoClassRounds`), with the
     /// same sums in the same order as the round-by-round loop, which `false` runs instead (the tests compare them).
     var fusesRounds = true
+    /// Which of two equally near clicks of different classes gives a pixel its class (steps 1 and 4): the call's
+    /// `StageContext.clickTieBreak`, which `propagate` sets on the copy it runs.
+    var clickTieBreak: ClickTieBreak = .later
 
     /// `propagator.option` for `propagator.configuration.option`.
     public subscript<Value>(dynamicMember keyPath: WritableKeyPath<Configuration, Value>) -> Value {
@@ -135,7 +140,7 @@ public struct BeliefPropagator: Propagator {
 
     /// The tokens whose footprint has a pixel within `clickRadius` of a click, plus the token under every click, with
     /// the class they are fixed to. A token reached by clicks of different classes is split: each of its pixels near
-    /// those clicks goes to the class of the nearest of them (ties: the later click), and the token's value is the
+    /// those clicks goes to the class of the nearest of them (ties: by `clickTieBreak`), and the token's value is the
     /// share of each class.
     func clickedTokens(encoded: EncodedImage, clicks: [Click], classCount k: Int) -> ClickedTokens {
         var clicked = ClickedTokens(classOf: [Int32](repeating: ClickedTokens.none, count: encoded.tokenCount))
@@ -181,12 +186,13 @@ public struct BeliefPropagator: Propagator {
         }
     }
 
-    /// The class shares of a token reached by clicks of several classes: its pixels within `reach` of any of those
-    /// clicks, each given to the nearest click (ties: the later one).
+    /// The class shares of a token reached by clicks of several classes (`clicks` in list order): its pixels within
+    /// `reach` of any of those clicks, each given to the nearest click (ties: by `clickTieBreak`).
     private func splitShares(token: Int32, clicks: [Click], encoded: EncodedImage, reach: Int, classCount k: Int)
         -> [Float] {
         let w = encoded.image.width, h = encoded.image.height
         var counts = [Float](repeating: 0, count: k)
+        let laterWins = clickTieBreak == .later
         let x0 = max(0, clicks.map(\.x).min()! - reach), x1 = min(w - 1, clicks.map(\.x).max()! + reach)
         let y0 = max(0, clicks.map(\.y).min()! - reach), y1 = min(h - 1, clicks.map(\.y).max()! + reach)
         for y in y0...y1 {
@@ -194,7 +200,7 @@ public struct BeliefPropagator: Propagator {
                 var best = 0, bestDistance = Int.max
                 for (i, click) in clicks.enumerated() {
                     let d = (x - click.x) * (x - click.x) + (y - click.y) * (y - click.y)
-                    if d <= bestDistance { best = i; bestDistance = d }
+                    if d < bestDistance || (d == bestDistance && laterWins) { best = i; bestDistance = d }
                 }
                 counts[clicks[best].classIndex] += 1
             }

@@ -25,13 +25,15 @@ extension BeliefPropagator {
     struct PixelSettings: Sendable, Equatable {
         var clickRadius: Double, clickDiscRadius: Double, upsampling: Upsampling, spatialSigma: Double
         var colourSigma: Double, refinement: Refinement, smoothness: Double, reach: Int
+        var clickTieBreak: ClickTieBreak
     }
 
     var pixelSettings: PixelSettings {
         let c = configuration
         return PixelSettings(clickRadius: c.clickRadius, clickDiscRadius: c.clickDiscRadius, upsampling: c.upsampling,
                              spatialSigma: c.upsampleSpatialSigma, colourSigma: c.upsampleColourSigma,
-                             refinement: c.refinement, smoothness: c.refinementSmoothness, reach: c.refinementReach)
+                             refinement: c.refinement, smoothness: c.refinementSmoothness, reach: c.refinementReach,
+                             clickTieBreak: clickTieBreak)
     }
 
     /// A token whose class distribution moves by at most this much (in every class) between two propagations keeps
@@ -51,6 +53,12 @@ extension BeliefPropagator {
     public func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], fixed: FixedTokens,
                           classCount: Int, context: StageContext, previous: (any PropagatorState)?) throws
         -> SegmentationResult {
+        if context.clickTieBreak != clickTieBreak {
+            var ruled = self
+            ruled.clickTieBreak = context.clickTieBreak
+            return try ruled.propagate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed,
+                                       classCount: classCount, context: context, previous: previous)
+        }
         let budget = context.budget
         let start = DispatchTime.now().uptimeNanoseconds
         try validate(encoded: encoded, adapted: adapted, clicks: clicks, fixed: fixed, classCount: classCount)
@@ -593,8 +601,8 @@ extension BeliefPropagator {
 
     /// Paints, inside `rect`, the disc of `click_disc_radius` around each click of `positions` (positions in
     /// `clicks`, ascending; every click whose disc touches `rect` must be among them): each disc pixel takes the
-    /// class of the nearest click whose disc holds it (of equals, the later one), then every clicked pixel its own
-    /// click's class. `inDisc` (rect-sized, row by row) marks the painted pixels, which stay fixed in step 5.
+    /// class of the nearest click whose disc holds it (of equals, the later one, or with `clickTieBreak` `earlier`
+    /// the earlier one), then every clicked pixel its own click's class. `inDisc` (rect-sized, row by row) marks the painted pixels, which stay fixed in step 5.
     func forceClickDiscs(_ labels: inout [UInt8], inDisc: inout [Bool], rect: PixelRect, width w: Int,
                          clicks: [Click], positions: [Int]) {
         guard !positions.isEmpty, !rect.isEmpty else { return }
@@ -602,6 +610,7 @@ extension BeliefPropagator {
         let r = Int(radius.rounded(.down)), r2 = radius * radius
         // The nearest disc's squared distance so far, of the pixels a disc reached (the others are +∞).
         var distance: [Int: Double] = [:]
+        let laterWins = clickTieBreak == .later
         for position in positions {
             let click = clicks[position]
             let ys = max(rect.y, click.y - r), ye = min(rect.maxY - 1, click.y + r)
@@ -612,7 +621,8 @@ extension BeliefPropagator {
                     let dx = Double(x - click.x), dy = Double(y - click.y), d = dx * dx + dy * dy
                     guard d <= r2 else { continue }
                     let l = (y - rect.y) * rect.width + x - rect.x
-                    if d <= distance[l, default: .infinity] {
+                    let nearest = distance[l, default: .infinity]
+                    if d < nearest || (d == nearest && laterWins) {
                         distance[l] = d
                         inDisc[l] = true
                         labels[y * w + x] = UInt8(click.classIndex)

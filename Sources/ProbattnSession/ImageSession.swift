@@ -22,6 +22,10 @@ public enum ConflictPolicy: String, Sendable, Equatable, CaseIterable {
     case latestWins = "latest_wins"
     /// The earliest click that is still active decides.
     case firstWins = "first_wins"
+
+    /// How the propagator breaks a tie between two equally near clicks under this policy (its clicks are in log
+    /// order): the later click for `latest_wins`, the earlier for `first_wins`.
+    public var clickTieBreak: ClickTieBreak { self == .firstWins ? .earlier : .later }
 }
 
 /// One open image and its collaborative state. The immutable part describes the image; the mutable part (clicks,
@@ -90,9 +94,8 @@ final class ImageSession: @unchecked Sendable {
 /// such a token between them (`BeliefPropagator`).
 public enum ConflictResolution {
     public struct Outcome: Sendable, Equatable {
-        /// The clicks in force, in the order the propagator must see them: ascending priority, so that where two
-        /// clicks tie (equally near a disc pixel) the later one in the list wins. Log order for `latest_wins`,
-        /// reversed log order for `first_wins`.
+        /// The clicks in force, in log order (the oldest first) under either policy, as the propagator takes them;
+        /// where two of them tie (equally near a disc pixel) the policy's `clickTieBreak` decides.
         public var inForce: [Click]
         /// The ids of the active clicks that are out of force, in log order.
         public var overridden: [Int64]
@@ -124,7 +127,6 @@ public enum ConflictResolution {
                 overridden.append(active.id)
             }
         }
-        if policy == .firstWins { inForce.reverse() }
         return Outcome(inForce: inForce, overridden: overridden)
     }
 }

@@ -260,7 +260,7 @@ public final class SessionCore: @unchecked Sendable {
         statistics.record("adapt", seconds: prepared.adaptSeconds)
 
         let (result, working) = try segment(pipeline: pipeline, prepared: prepared, resolved: [],
-                                            classCount: classes.count)
+                                            policy: settings.conflictPolicy, classCount: classes.count)
         let encodedMask = EncodedMask(result.mask, classes: classes)
         let png = publishPNG ? try pngFrame(encodedMask.mask, classCount: classes.count) : nil
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -370,7 +370,8 @@ public final class SessionCore: @unchecked Sendable {
         // The propagator recomputes only where the mask can change from the state of the session's newest mask
         // (kept with the prepared image in the cache; a missing or unfitting state means from scratch).
         let (result, working) = try segment(pipeline: session.pipeline, prepared: prepared,
-                                            resolved: resolved.inForce, classCount: session.classes.count,
+                                            resolved: resolved.inForce, policy: policy,
+                                            classCount: session.classes.count,
                                             previous: cache.state(session.storeID), previousMask: previousMask)
         // The previous version's encodings (encoded again once after a restart): only the changed columns are
         // re-encoded, and the update and the store get the changed rectangle.
@@ -502,7 +503,7 @@ public final class SessionCore: @unchecked Sendable {
         } ?? FixedTokens()
         let resolved = ConflictResolution.resolve(clicks, resolution: resolution, policy: settings.conflictPolicy)
         let (result, _) = try segment(pipeline: settings.pipeline, prepared: prepared, resolved: resolved.inForce,
-                                      fixed: fixed, classCount: classes.count)
+                                      policy: settings.conflictPolicy, fixed: fixed, classCount: classes.count)
         var mask = result.mask
         if let box {
             for y in 0..<height {
@@ -600,21 +601,21 @@ public final class SessionCore: @unchecked Sendable {
         return prepared
     }
 
-    /// Runs the propagator on clicks already resolved by `ConflictResolution` (working coordinates; and, for
-    /// `predict`, tokens a box fixes), checks the mask's size, records the stage time and gives the mask at the
-    /// image's resolution. Of a reduced image, with `previous` and the mask of the version it belongs to
-    /// (`previousMask`), only the image rectangle of the propagator's changed rectangle is expanded, the rest copied
-    /// from that mask (stage `mask_expand`, within a budget from `compute`); the result's `changed` is that image
-    /// rectangle. `working` is the
-    /// propagator's own mask of a reduced image (nil at the image's own resolution).
+    /// Runs the propagator on clicks already resolved by `ConflictResolution` (working coordinates, log order, ties
+    /// broken by `policy`; and, for `predict`, tokens a box fixes), checks the mask's size, records the stage time
+    /// and gives the mask at the image's resolution. Of a reduced image, with `previous` and the mask of the version
+    /// it belongs to (`previousMask`), only the image rectangle of the propagator's changed rectangle is expanded, the
+    /// rest copied from that mask (stage `mask_expand`, within a budget from `compute`); the result's `changed` is
+    /// that image rectangle. `working` is the propagator's own mask of a reduced image (nil at the image's own
+    /// resolution).
     private func segment(pipeline: SegmentationPipeline, prepared: PreparedImage, resolved: [Click],
-                         fixed: FixedTokens = FixedTokens(), classCount: Int,
+                         policy: ConflictPolicy, fixed: FixedTokens = FixedTokens(), classCount: Int,
                          previous: (any PropagatorState)? = nil, previousMask: LabelMask? = nil) throws
         -> (result: SegmentationResult, working: LabelMask?) {
         let resolution = prepared.resolution
         let result = try stage("propagator") {
-            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount, context: $0,
-                                 previous: previous)
+            try pipeline.segment(prepared, clicks: resolved, fixed: fixed, classCount: classCount,
+                                 context: $0.with(clickTieBreak: policy.clickTieBreak), previous: previous)
         }
         guard result.mask.width == resolution.workingWidth, result.mask.height == resolution.workingHeight else {
             throw ProtocolError(.internal, "the propagator returned a \(result.mask.width)x\(result.mask.height) mask for a \(resolution.workingWidth)x\(resolution.workingHeight) working image")

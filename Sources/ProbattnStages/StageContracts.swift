@@ -183,9 +183,10 @@ public protocol AttentionAdapter: Sendable {
     func adapt(_ encoded: EncodedImage, context: StageContext) throws -> AdaptedImage
 }
 
-/// Turns clicks into a full-resolution mask. Called on every feedback with *all* current clicks of the image
-/// (the stage is stateless over the accumulated clicks, which makes undo and multi-annotator merging trivial) and
-/// the context of that request; must be thread-safe, and its mask must be the same for every `context.budget`.
+/// Turns clicks into a full-resolution mask. Called on every feedback with *all* current clicks of the image in log
+/// order, the oldest first (the stage is stateless over the accumulated clicks, which makes undo and multi-annotator
+/// merging trivial), and the context of that request, whose `clickTieBreak` says which of two equally near clicks of
+/// different classes wins; must be thread-safe, and its mask must be the same for every `context.budget`.
 /// `classCount` is the number of classes of the session (2 for object/background).
 public protocol Propagator: Sendable {
     func propagate(encoded: EncodedImage, adapted: AdaptedImage, clicks: [Click], classCount: Int,

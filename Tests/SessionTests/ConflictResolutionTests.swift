@@ -27,8 +27,9 @@ import Testing
         #expect(latest.inForce == [Click(x: 7, y: 7, classIndex: 1), Click(x: 5, y: 5, classIndex: 1)])
         let first = ConflictResolution.resolve(clicks, resolution: full, policy: .firstWins)
         #expect(first.overridden == [3])
-        // Ascending priority: the earliest click last, so it wins ties.
-        #expect(first.inForce == [Click(x: 7, y: 7, classIndex: 1), Click(x: 5, y: 5, classIndex: 0)])
+        // Log order under either policy (the propagator breaks ties by `ConflictPolicy.clickTieBreak`).
+        #expect(first.inForce == [Click(x: 5, y: 5, classIndex: 0), Click(x: 7, y: 7, classIndex: 1)])
+        #expect(ConflictPolicy.firstWins.clickTieBreak == .earlier && ConflictPolicy.latestWins.clickTieBreak == .later)
     }
 
     @Test func samePixelSameClassIsNoConflict() {

@@ -126,4 +126,49 @@ struct SessionPropagationStateTests {
             previous = mask
         }
     }
+
+    /// Under `first_wins` the clicks reach the propagator in log order too, so the policy decides only where clicks
+    /// conflict: clicks that share no pixel, disc or token give, version by version, the masks of `latest_wins`
+    /// (the click priors read the last click as the newest under both), and the state after each click holds the
+    /// clicks in log order, so the next click is appended to it and not a reordered list replayed from the first.
+    @Test func firstWinsGivesTheMasksOfLatestWinsWhereNoClicksConflict() throws {
+        let latest = SessionHarness(pipeline: defaultPipeline, conflictPolicy: .latestWins)
+        let first = SessionHarness(pipeline: defaultPipeline, conflictPolicy: .firstWins)
+        let png = try Scene.png(seed: 3)
+        try latest.open("img", png: png)
+        try first.open("img", png: png)
+        var rng = SplitMix64(seed: 11)
+        var clicks: [Click] = []
+        while clicks.count < 8 {
+            let x = Int.random(in: 0..<Scene.width, using: &rng), y = Int.random(in: 0..<Scene.height, using: &rng)
+            // No shared disc pixel and no token two clicks split between them (their tie is the policy's too):
+            // a click reaches the 8 px tokens within 3 px of it, so clicks more than 14 px apart in x or in y
+            // reach no token in common.
+            guard clicks.allSatisfy({ abs($0.x - x) > 14 || abs($0.y - y) > 14 }) else { continue }
+            let c = Int.random(in: 0...1, using: &rng), name = c == 0 ? "object" : "background"
+            clicks.append(Click(x: x, y: y, classIndex: c))
+            let a = try latest.click("img", x: x, y: y, class: name, annotator: "alice")
+            let b = try first.click("img", x: x, y: y, class: name, annotator: "alice")
+            let differing = zip(a.mask.mask.labels, b.mask.mask.labels).filter { $0 != $1 }.count
+            #expect(differing == 0, "click \(clicks.count)")
+            let key = try #require(try first.store.openSessions().first?.session.storeID)
+            let state = try #require(first.core.cache.state(key) as? PropagationState)
+            #expect(state.clicks == clicks, "click \(clicks.count): the state's clicks in log order")
+        }
+    }
+
+    /// Where two clicks of different classes are equally near a pixel of both their discs, the policy decides:
+    /// the later click under `latest_wins`, the earlier under `first_wins`.
+    @Test func aPixelEquallyNearTwoClicksTakesTheClassThePolicyPicks() throws {
+        for (policy, expected) in [(ConflictPolicy.latestWins, UInt8(1)), (.firstWins, UInt8(0))] {
+            let h = SessionHarness(pipeline: defaultPipeline, conflictPolicy: policy)
+            try h.open("img", png: try Scene.png())
+            try h.click("img", x: 78, y: 60, class: "object", annotator: "alice")
+            let change = try h.click("img", x: 82, y: 60, class: "background", annotator: "bob")
+            let labels = change.mask.mask.labels
+            #expect(labels[60 * Scene.width + 80] == expected, "\(policy): (80, 60), 2 px from both clicks")
+            #expect(labels[60 * Scene.width + 78] == 0 && labels[60 * Scene.width + 82] == 1,
+                    "\(policy): every clicked pixel keeps its class")
+        }
+    }
 }
