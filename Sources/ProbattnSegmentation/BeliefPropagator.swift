@@ -11,8 +11,8 @@ import ProbattnPluginHost
 ///    several classes has no single observed class: it is left to the propagation like an unclicked token (step 2),
 ///    and split below the token for the pixels (step 3 takes, as its distribution, the share of its footprint near
 ///    the clicks that lies nearest to each class's clicks; of two equally near, the one `clickTieBreak` picks), so no
-///    click is overwritten. Tokens the caller fixes
-///    (`FixedTokens`: a prompt box's outside) are fixed to their class, unless a click reaches them.
+///    click is overwritten. Tokens the caller fixes (`FixedTokens`: a prompt box's outside) are fixed to their class,
+///    unless a click reaches them.
 /// 2. Value belief propagation with the unclicked tokens as missing data of the same mixture: EM over
 ///    `em_iterations` rounds. Each round gives the variant, as soft observations, the clicked tokens at weight 1 and
 ///    every unclicked token's current class posterior at weight `unlabelled_weight` (plus, for tokens on the image

@@ -602,7 +602,8 @@ extension BeliefPropagator {
     /// Paints, inside `rect`, the disc of `click_disc_radius` around each click of `positions` (positions in
     /// `clicks`, ascending; every click whose disc touches `rect` must be among them): each disc pixel takes the
     /// class of the nearest click whose disc holds it (of equals, the later one, or with `clickTieBreak` `earlier`
-    /// the earlier one), then every clicked pixel its own click's class. `inDisc` (rect-sized, row by row) marks the painted pixels, which stay fixed in step 5.
+    /// the earlier one), then every clicked pixel its own click's class. `inDisc` (rect-sized, row by row) marks the
+    /// painted pixels, which stay fixed in step 5.
     func forceClickDiscs(_ labels: inout [UInt8], inDisc: inout [Bool], rect: PixelRect, width w: Int,
                          clicks: [Click], positions: [Int]) {
         guard !positions.isEmpty, !rect.isEmpty else { return }
