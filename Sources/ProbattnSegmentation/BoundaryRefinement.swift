@@ -108,14 +108,15 @@ struct BoundaryRefinement {
 
     /// Two classes: one move in which each node chooses between class 0 (source side) and class 1 (sink side), an
     /// exact minimum cut. More classes: one cycle of α-expansion moves. `nodes` gives the graph nodes of a move
-    /// from its source labels and α.
+    /// from its source labels and α. A move of at least `splitNodes` nodes is cut in two parts (`splitMove`).
     private func runMoves(_ context: MoveContext, labels: inout [UInt8], budget: ComputeBudget,
                           nodes: (_ sourceLabel: (Int32) -> UInt8, _ alpha: UInt8) -> (node: [Int32], count: Int)) {
         if context.classCount == 2 {
             let sourceLabel: (Int32) -> UInt8 = { _ in 0 }
             let (node, count) = nodes(sourceLabel, 1)
             if count >= splitNodes {
-                splitMove(context, labels: &labels, node: node, nodeCount: count, budget: budget)
+                splitMove(context, labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel,
+                          sinkLabel: 1, budget: budget)
             } else {
                 context.move(labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel, sinkLabel: 1)
             }
@@ -126,18 +127,24 @@ struct BoundaryRefinement {
                 // A pixel already labelled α keeps it in this move.
                 let (all, count) = nodes(sourceLabel, alpha)
                 let (node, left) = Self.restrict(all, count: count) { current[Int(context.band[$0])] != alpha }
-                context.move(labels: &labels, node: node, nodeCount: left, sourceLabel: sourceLabel, sinkLabel: alpha)
+                if left >= splitNodes {
+                    splitMove(context, labels: &labels, node: node, nodeCount: left, sourceLabel: sourceLabel,
+                              sinkLabel: alpha, budget: budget)
+                } else {
+                    context.move(labels: &labels, node: node, nodeCount: left, sourceLabel: sourceLabel,
+                                 sinkLabel: alpha)
+                }
             }
         }
     }
 
-    /// The two-class move of a large band, its graph cut in two parts: the nodes above a row that is a multiple of 4
-    /// (so no block straddles it) and those below, numbered in that order, whose flows are found side by side
-    /// within `budget` and then merged into the maximum flow of the whole graph (`MaxFlowGraph.maximumFlow(parts:
-    /// budget:)`): the exact minimum cut, the same labels as one cut of the whole band, with most of the search on
-    /// two cores when the budget gives two.
+    /// A move of a large band (the two-class move, or one α-expansion move), its graph cut in two parts: the nodes
+    /// above a row that is a multiple of 4 (so no block straddles it) and those below, numbered in that order, whose
+    /// flows are found side by side within `budget` and then merged into the maximum flow of the whole graph
+    /// (`MaxFlowGraph.maximumFlow(parts:budget:)`): the exact minimum cut, the same labels as one cut of the whole
+    /// band, with most of the search on two cores when the budget gives two.
     private func splitMove(_ context: MoveContext, labels: inout [UInt8], node: [Int32], nodeCount: Int,
-                           budget: ComputeBudget) {
+                           sourceLabel: (Int32) -> UInt8, sinkLabel: UInt8, budget: ComputeBudget) {
         let w = context.width, band = context.band
         let middle = (Int(band[band.count / 2]) / w) / 4 * 4
         let row = { (i: Int) -> Int in Int(band[i]) / w }
@@ -151,8 +158,8 @@ struct BoundaryRefinement {
             if upper { upperCount = Int(next) }
         }
         let parts = node.map { $0 >= 0 ? renumbered[Int($0)] : -1 }
-        context.move(labels: &labels, node: parts, nodeCount: nodeCount, sourceLabel: { _ in 0 }, sinkLabel: 1,
-                     parts: upperCount, budget: budget)
+        context.move(labels: &labels, node: parts, nodeCount: nodeCount, sourceLabel: sourceLabel,
+                     sinkLabel: sinkLabel, parts: upperCount, budget: budget)
     }
 
     /// `node` with only the band pixels accepted by `keep` left in the graph (the others -1), renumbered densely.

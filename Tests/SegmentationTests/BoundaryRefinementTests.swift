@@ -79,10 +79,12 @@ import ProbattnJSON
         #expect(offEdge == 0)
     }
 
-    @Test(arguments: [false, true]) func aLargeNoisyBandCutInHalvesEqualsTheCutInOnePiece(flatBlocks: Bool) {
+    @Test(arguments: [(false, 2), (true, 2), (false, 3), (true, 3)])
+    func aLargeNoisyBandCutInHalvesEqualsTheCutInOnePiece(flatBlocks: Bool, classCount k: Int) {
         // Random colours in flat patches and random class probabilities over a 180 × 200 band, some pixels fixed: a
         // tangle of small cuts on both sides of the split row. In halves and in chunks (the pixels within reach and
-        // the neighbour weights searched chunk by chunk), on one thread and two, against one piece and one chunk.
+        // the neighbour weights searched chunk by chunk), on one thread and two, against one piece and one chunk;
+        // with three classes every α-expansion move is cut in halves.
         let w = 180, h = 200
         var rng = SplitMix64(state: 31)
         var pixels = [UInt8](repeating: 0, count: w * h * 3)
@@ -97,25 +99,29 @@ import ProbattnJSON
         let image = RGBImage(width: w, height: h, pixels: pixels)
         let band = band(width: w, height: h, columns: 0...(w - 1))
         let probabilities = band.flatMap { _ -> [Float] in
-            let p = Float(rng.next() % 1000) / 1000
-            return [p, 1 - p]
+            let raw = (0..<k).map { _ in Float(rng.next() % 1000 + 1) }
+            let total = raw.reduce(0, +)
+            return raw.map { $0 / total }
         }
-        let initial = (0..<(w * h)).map { i -> UInt8 in probabilities[2 * i] >= 0.5 ? 0 : 1 }
+        let initial = (0..<(w * h)).map { i -> UInt8 in
+            let p = probabilities[(k * i)..<(k * i + k)]
+            return UInt8(p.firstIndex(of: p.max()!)! - k * i)
+        }
         let fixed = band.map { _ in rng.next() % 50 == 0 }
         let threshold: Float? = flatBlocks ? 0.5 : nil
         var whole = initial
         BoundaryRefinement(smoothness: 3, reach: 6, flatBlockThreshold: threshold, splitNodes: .max,
                            chunkPixels: .max)
             .refine(labels: &whole, image: image, band: band, probabilities: probabilities, fixedInBand: fixed,
-                    classCount: 2)
+                    classCount: k)
         #expect(whole != initial, "the cut should move some pixels")
         for threads in [1, 2] {
             var halves = initial
             BoundaryRefinement(smoothness: 3, reach: 6, flatBlockThreshold: threshold, splitNodes: 100,
                                chunkPixels: 5_000)
                 .refine(labels: &halves, image: image, band: band, probabilities: probabilities, fixedInBand: fixed,
-                        classCount: 2, budget: ComputeBudget(threads: threads))
-            #expect(zip(halves, whole).filter { $0 != $1 }.count == 0, "\(threads) thread(s)")
+                        classCount: k, budget: ComputeBudget(threads: threads))
+            #expect(zip(halves, whole).filter { $0 != $1 }.count == 0, "\(k) classes, \(threads) thread(s)")
         }
     }
 
