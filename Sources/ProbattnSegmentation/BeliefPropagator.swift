@@ -192,7 +192,6 @@ public struct BeliefPropagator: Propagator {
         -> [Float] {
         let w = encoded.image.width, h = encoded.image.height
         var counts = [Float](repeating: 0, count: k)
-        let laterWins = clickTieBreak == .later
         let x0 = max(0, clicks.map(\.x).min()! - reach), x1 = min(w - 1, clicks.map(\.x).max()! + reach)
         let y0 = max(0, clicks.map(\.y).min()! - reach), y1 = min(h - 1, clicks.map(\.y).max()! + reach)
         for y in y0...y1 {
@@ -200,7 +199,7 @@ public struct BeliefPropagator: Propagator {
                 var best = 0, bestDistance = Int.max
                 for (i, click) in clicks.enumerated() {
                     let d = (x - click.x) * (x - click.x) + (y - click.y) * (y - click.y)
-                    if d < bestDistance || (d == bestDistance && laterWins) { best = i; bestDistance = d }
+                    if clickTieBreak.takes(d, over: bestDistance) { best = i; bestDistance = d }
                 }
                 counts[clicks[best].classIndex] += 1
             }

@@ -111,15 +111,20 @@ struct BoundaryRefinement {
     /// from its source labels and α. A move of at least `splitNodes` nodes is cut in two parts (`splitMove`).
     private func runMoves(_ context: MoveContext, labels: inout [UInt8], budget: ComputeBudget,
                           nodes: (_ sourceLabel: (Int32) -> UInt8, _ alpha: UInt8) -> (node: [Int32], count: Int)) {
+        // One move: cut in two parts when it is large.
+        func cut(_ node: [Int32], _ count: Int, _ sourceLabel: (Int32) -> UInt8, _ sinkLabel: UInt8) {
+            if count >= splitNodes {
+                splitMove(context, labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel,
+                          sinkLabel: sinkLabel, budget: budget)
+            } else {
+                context.move(labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel,
+                             sinkLabel: sinkLabel)
+            }
+        }
         if context.classCount == 2 {
             let sourceLabel: (Int32) -> UInt8 = { _ in 0 }
             let (node, count) = nodes(sourceLabel, 1)
-            if count >= splitNodes {
-                splitMove(context, labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel,
-                          sinkLabel: 1, budget: budget)
-            } else {
-                context.move(labels: &labels, node: node, nodeCount: count, sourceLabel: sourceLabel, sinkLabel: 1)
-            }
+            cut(node, count, sourceLabel, 1)
         } else {
             for alpha in 0..<UInt8(context.classCount) {
                 let current = labels
@@ -127,26 +132,28 @@ struct BoundaryRefinement {
                 // A pixel already labelled α keeps it in this move.
                 let (all, count) = nodes(sourceLabel, alpha)
                 let (node, left) = Self.restrict(all, count: count) { current[Int(context.band[$0])] != alpha }
-                if left >= splitNodes {
-                    splitMove(context, labels: &labels, node: node, nodeCount: left, sourceLabel: sourceLabel,
-                              sinkLabel: alpha, budget: budget)
-                } else {
-                    context.move(labels: &labels, node: node, nodeCount: left, sourceLabel: sourceLabel,
-                                 sinkLabel: alpha)
-                }
+                cut(node, left, sourceLabel, alpha)
             }
         }
     }
 
     /// A move of a large band (the two-class move, or one α-expansion move), its graph cut in two parts: the nodes
-    /// above a row that is a multiple of 4 (so no block straddles it) and those below, numbered in that order, whose
+    /// above a row that is a multiple of 4 (so no block straddles it) near the middle of the move's own band pixels
+    /// (an α-expansion move leaves out the pixels already labelled α) and those below, numbered in that order, whose
     /// flows are found side by side within `budget` and then merged into the maximum flow of the whole graph
     /// (`MaxFlowGraph.maximumFlow(parts:budget:)`): the exact minimum cut, the same labels as one cut of the whole
     /// band, with most of the search on two cores when the budget gives two.
     private func splitMove(_ context: MoveContext, labels: inout [UInt8], node: [Int32], nodeCount: Int,
                            sourceLabel: (Int32) -> UInt8, sinkLabel: UInt8, budget: ComputeBudget) {
         let w = context.width, band = context.band
-        let middle = (Int(band[band.count / 2]) / w) / 4 * 4
+        // The row of the move's middle band pixel (band positions in the graph, counted in band order).
+        var half = node.reduce(0) { $1 >= 0 ? $0 + 1 : $0 } / 2
+        var middlePixel = band[band.count / 2]
+        for i in band.indices where node[i] >= 0 {
+            if half == 0 { middlePixel = band[i]; break }
+            half -= 1
+        }
+        let middle = (Int(middlePixel) / w) / 4 * 4
         let row = { (i: Int) -> Int in Int(band[i]) / w }
         var renumbered = [Int32](repeating: -1, count: nodeCount)
         var next: Int32 = 0

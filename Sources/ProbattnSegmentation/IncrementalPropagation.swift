@@ -611,7 +611,6 @@ extension BeliefPropagator {
         let r = Int(radius.rounded(.down)), r2 = radius * radius
         // The nearest disc's squared distance so far, of the pixels a disc reached (the others are +∞).
         var distance: [Int: Double] = [:]
-        let laterWins = clickTieBreak == .later
         for position in positions {
             let click = clicks[position]
             let ys = max(rect.y, click.y - r), ye = min(rect.maxY - 1, click.y + r)
@@ -622,8 +621,7 @@ extension BeliefPropagator {
                     let dx = Double(x - click.x), dy = Double(y - click.y), d = dx * dx + dy * dy
                     guard d <= r2 else { continue }
                     let l = (y - rect.y) * rect.width + x - rect.x
-                    let nearest = distance[l, default: .infinity]
-                    if d < nearest || (d == nearest && laterWins) {
+                    if clickTieBreak.takes(d, over: distance[l, default: .infinity]) {
                         distance[l] = d
                         inDisc[l] = true
                         labels[y * w + x] = UInt8(click.classIndex)

@@ -48,6 +48,13 @@ public enum ClickTieBreak: String, Sendable, Equatable, CaseIterable {
     case later
     /// The earlier click in the list (`first_wins`).
     case earlier
+
+    /// Whether a click at `distance` from a pixel takes it from the nearest click so far, at `nearest`, when the
+    /// clicks are visited in list order: a nearer click always does, an equally near one only under `later`.
+    @inline(__always)
+    public func takes<Distance: Comparable>(_ distance: Distance, over nearest: Distance) -> Bool {
+        distance < nearest || (distance == nearest && self == .later)
+    }
 }
 
 /// Receives the durations a stage measures (the session core's `StageStatistics` implements it for the `health`
